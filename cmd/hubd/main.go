@@ -1,0 +1,215 @@
+// Command hubd runs the sessionhub server: embedded, in memory, no setup.
+//
+//	go run ./cmd/hubd                  # listens on :8080
+//	hubd --addr :9000 --log-format json
+//
+// Every flag has an environment twin HUB_<FLAG> (upper case, - as _), and
+// PORT is honoured too; a flag given on the command line wins. See
+// docs/protocol.md for the wire contract.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sessionhub/sessionhub/hub"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "hubd:", err)
+		os.Exit(1)
+	}
+}
+
+// config is what the flags say.
+type config struct {
+	addr            string
+	allowedOrigins  string
+	jwtSecret       string
+	apiKey          string
+	redisURL        string
+	nodeHeartbeat   time.Duration
+	shutdownTimeout time.Duration
+	logLevel        string
+	logFormat       string
+	hub             hub.Options
+}
+
+// parse reads args, then the HUB_* environment (and PORT) for every flag
+// not given on the command line.
+func parse(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	var c config
+	fs := flag.NewFlagSet("hubd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", ":8080", "listen address")
+	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin host patterns allowed besides the same host (path.Match syntax)")
+	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret: token mode (empty: open mode)")
+	fs.StringVar(&c.apiKey, "api-key", "", "bearer key of the server API (empty: API off)")
+	fs.StringVar(&c.redisURL, "redis-url", "", "Redis URL for a cluster (empty: single node, all state in memory)")
+	fs.DurationVar(&c.nodeHeartbeat, "node-heartbeat", 5*time.Second, "cluster presence heartbeat")
+	fs.Int64Var(&c.hub.MaxMessageBytes, "max-message-bytes", hub.DefaultMaxMessageBytes, "largest frame a client may send")
+	fs.Float64Var(&c.hub.CursorRate, "cursor-rate", hub.DefaultCursorRate, "cursor updates per second per connection (more are coalesced)")
+	fs.Float64Var(&c.hub.MessageRate, "message-rate", hub.DefaultMessageRate, "other messages per second per connection")
+	fs.IntVar(&c.hub.MessageBurst, "message-burst", hub.DefaultMessageBurst, "burst of other messages per connection")
+	fs.IntVar(&c.hub.SendQueue, "send-queue", hub.DefaultSendQueue, "messages queued per connection before it is closed as a slow consumer")
+	fs.DurationVar(&c.hub.PingInterval, "ping-interval", hub.DefaultPingInterval, "how often to ping each connection")
+	fs.DurationVar(&c.hub.PingTimeout, "ping-timeout", hub.DefaultPingTimeout, "how long to wait for a pong")
+	fs.DurationVar(&c.hub.IdleAfter, "idle-after", hub.DefaultIdleAfter, "silence after which a participant is marked inactive")
+	fs.DurationVar(&c.hub.LeaveGrace, "leave-grace", hub.DefaultLeaveGrace, "how long a dropped participant is kept for a reconnect")
+	fs.DurationVar(&c.hub.SessionTTL, "session-ttl", hub.DefaultSessionTTL, "how long an empty session is kept")
+	fs.IntVar(&c.hub.HistorySize, "history-size", hub.DefaultHistorySize, "broadcasts kept per session")
+	fs.DurationVar(&c.hub.HistoryTTL, "history-ttl", hub.DefaultHistoryTTL, "how long broadcasts are kept")
+	fs.IntVar(&c.hub.MaxParticipants, "max-participants", hub.DefaultMaxParticipants, "participants per session")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		env := "HUB_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v := getenv(env)
+		if v == "" && f.Name == "addr" && getenv("PORT") != "" {
+			env, v = "PORT", ":"+getenv("PORT")
+		}
+		if v == "" {
+			return
+		}
+		if e := f.Value.Set(v); e != nil {
+			err = fmt.Errorf("%s=%q: %w", env, v, e)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if c.allowedOrigins != "" {
+		for _, p := range strings.Split(c.allowedOrigins, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.hub.AllowedOrigins = append(c.hub.AllowedOrigins, p)
+			}
+		}
+	}
+	return &c, c.validate()
+}
+
+func (c *config) validate() error {
+	o := &c.hub
+	switch {
+	case o.MaxMessageBytes < 256:
+		return errors.New("--max-message-bytes must be at least 256")
+	case o.CursorRate <= 0, o.MessageRate <= 0, o.MessageBurst < 1:
+		return errors.New("--cursor-rate, --message-rate and --message-burst must be positive")
+	case o.SendQueue < 1, o.MaxParticipants < 1, o.HistorySize < 1:
+		return errors.New("--send-queue, --max-participants and --history-size must be positive")
+	case o.PingInterval <= 0, o.PingTimeout <= 0, o.IdleAfter <= 0, o.SessionTTL <= 0, o.HistoryTTL <= 0, c.shutdownTimeout <= 0:
+		return errors.New("durations must be positive (--leave-grace may be 0)")
+	case o.LeaveGrace < 0:
+		return errors.New("--leave-grace must not be negative")
+	case c.logFormat != "text" && c.logFormat != "json":
+		return fmt.Errorf("--log-format must be text or json, not %q", c.logFormat)
+	}
+	if o.LeaveGrace == 0 {
+		o.LeaveGrace = -1 // hub.Options: negative means none
+	}
+	for _, p := range o.AllowedOrigins {
+		if _, err := pathMatch(p); err != nil {
+			return fmt.Errorf("--allowed-origins: bad pattern %q: %w", p, err)
+		}
+	}
+	// These features have issues of their own and are not in this build
+	// yet: refuse rather than run without what the operator asked for.
+	for flagName, v := range map[string]string{"jwt-secret": c.jwtSecret, "api-key": c.apiKey, "redis-url": c.redisURL} {
+		if v != "" {
+			return fmt.Errorf("--%s is not supported by this build yet", flagName)
+		}
+	}
+	return nil
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// run serves until ctx is done or a SIGINT or SIGTERM arrives, then shuts
+// down within --shutdown-timeout. If ready is not nil it receives the
+// listening address.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- net.Addr) error {
+	c, err := parse(args, getenv, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	log, err := newLogger(c.logLevel, c.logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	c.hub.Logger = log
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	h := hub.New(&c.hub)
+	srv := &http.Server{
+		Handler:           h.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "mode", "open", "store", "memory")
+	if ready != nil {
+		ready <- ln.Addr()
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	select {
+	case err = <-served:
+		h.Shutdown(context.Background())
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", c.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer cancel()
+	herr := h.Shutdown(sctx)   // 503 on /readyz, 1001 to every WebSocket
+	serr := srv.Shutdown(sctx) // then the listener and plain HTTP
+	<-served
+	if err := errors.Join(herr, serr); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

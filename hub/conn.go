@@ -1,0 +1,315 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/sessionhub/sessionhub/protocol"
+)
+
+// Wire timings that are not configuration.
+const (
+	// closeWait is how long a close the server starts may take (writing the
+	// close frame to a peer that does not read, then waiting for its reply)
+	// before the TCP connection is dropped.
+	closeWait = 5 * time.Second
+
+	// abuseGap is the pause in refusals after which a connection's rate abuse
+	// counts as over: a connection is abusive while its refusals come less
+	// than abuseGap apart.
+	abuseGap = time.Second
+)
+
+// conn is one WebSocket connection. Its reader runs on the HTTP handler's
+// goroutine (serve and readPump), its writer on a goroutine of its own
+// (writePump); both talk to the hub's run loop over channels.
+type conn struct {
+	id    uint64
+	hub   *Hub
+	ws    *websocket.Conn
+	batch bool // the peer negotiated protocol.BatchSubprotocol
+	start time.Time
+	addr  string
+
+	// send is the bounded send queue: run and the reader put encoded
+	// messages on it without blocking, writePump drains it.
+	send chan []byte
+
+	// closing is closed, once, when the server decides to close the
+	// connection with closeCode.
+	closeOnce   sync.Once
+	closing     chan struct{}
+	closeCode   protocol.StatusCode
+	closeReason string
+	closeTimer  *time.Timer
+
+	// Owned by run.
+	room     *room
+	userID   string
+	presence protocol.Presence
+	idx      int  // index in room.conns
+	gone     bool // run will deliver nothing more to it
+
+	// Owned by the reader.
+	msgLimiter  *rate.Limiter
+	abuseStart  time.Time
+	lastRefusal time.Time
+	cursor      cursorGate
+
+	// Set by the serve goroutine when the connection has ended.
+	clean atomic.Bool
+}
+
+// kill asks the connection to close with code and reason. It never blocks,
+// and only the first call counts. A code of 0 drops the TCP connection
+// without a close frame (a peer that stopped answering pings).
+func (c *conn) kill(code protocol.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.closeCode, c.closeReason = code, reason
+		close(c.closing)
+		c.hub.metrics.closes.WithLabelValues(closeReasons[code]).Inc()
+		// A writer stuck on a peer that does not read cannot write the close
+		// frame: drop the connection after closeWait whatever happens.
+		c.closeTimer = time.AfterFunc(closeWait+time.Second, func() { c.ws.CloseNow() })
+	})
+}
+
+// killed reports whether kill was called, and with which code.
+func (c *conn) killed() (protocol.StatusCode, string, bool) {
+	select {
+	case <-c.closing:
+		return c.closeCode, c.closeReason, true
+	default:
+		return 0, "", false
+	}
+}
+
+// enqueue puts b on the send queue without blocking; a full queue closes
+// the connection as a slow consumer. It reports whether b was queued.
+func (c *conn) enqueue(b []byte) bool {
+	select {
+	case c.send <- b:
+		return true
+	default:
+		c.kill(protocol.CloseSlowConsumer, "slow consumer")
+		return false
+	}
+}
+
+// writePump writes what the hub queues, pings the peer, and closes the
+// connection when asked to. It returns when the connection is closed or ctx
+// is done.
+func (c *conn) writePump(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	opts := &c.hub.opts
+	ping := time.NewTicker(opts.PingInterval)
+	defer ping.Stop()
+	pingCtx, cancelPing := context.WithCancel(ctx)
+	defer cancelPing()
+	pong := make(chan error, 1)
+	pinging := false
+	var frame []byte // reused across batches
+	for {
+		select {
+		case b := <-c.send:
+			var err error
+			if c.batch && len(c.send) > 0 {
+				frame = append(frame[:0], b...)
+				for n := len(c.send); n > 0; n-- {
+					frame = append(frame, '\n')
+					frame = append(frame, <-c.send...)
+				}
+				c.hub.metrics.batchedFrames.Inc()
+				err = c.ws.Write(ctx, websocket.MessageText, frame)
+				if cap(frame) > 64<<10 { // do not keep a burst's buffer while idle
+					frame = nil
+				}
+			} else {
+				err = c.ws.Write(ctx, websocket.MessageText, b)
+			}
+			if err != nil {
+				c.ws.CloseNow()
+				return
+			}
+		case <-ping.C:
+			if pinging {
+				continue
+			}
+			pinging = true
+			go func() {
+				pctx, cancel := context.WithTimeout(pingCtx, opts.PingTimeout)
+				defer cancel()
+				pong <- c.ws.Ping(pctx)
+			}()
+		case err := <-pong:
+			pinging = false
+			if err != nil && ctx.Err() == nil {
+				c.kill(0, "ping timeout")
+			}
+		case <-c.closing:
+			if c.closeCode == 0 {
+				c.ws.CloseNow()
+			} else {
+				c.ws.Close(websocket.StatusCode(c.closeCode), c.closeReason)
+			}
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// readPump reads and decodes the client's frames and hands them to the hub
+// until the connection ends. It reports whether the peer closed cleanly
+// (close 1000 or 1001), in which case the user leaves at once.
+func (c *conn) readPump(ctx context.Context) (clean bool, why string) {
+	var buf bytes.Buffer
+	for {
+		typ, r, err := c.ws.Reader(ctx)
+		if err == nil && typ == websocket.MessageBinary {
+			c.kill(protocol.CloseUnsupported, "binary frames are not supported")
+			return false, "binary frame"
+		}
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
+		}
+		if err != nil {
+			if code, _, ok := c.killed(); ok {
+				return false, c.closeReasonFor(code)
+			}
+			switch status := websocket.CloseStatus(err); {
+			case status == websocket.StatusNormalClosure || status == websocket.StatusGoingAway:
+				return true, "client closed (" + status.String() + ")"
+			case errors.Is(err, websocket.ErrMessageTooBig):
+				c.hub.metrics.closes.WithLabelValues("too_big").Inc()
+				return false, "frame too large"
+			case status != -1:
+				return false, "client closed (" + status.String() + ")"
+			}
+			return false, "connection lost"
+		}
+		if !c.handle(buf.Bytes()) {
+			code, _, _ := c.killed()
+			return false, c.closeReasonFor(code)
+		}
+		if buf.Cap() > 64<<10 {
+			buf = bytes.Buffer{} // do not keep a large frame's buffer while idle
+		}
+	}
+}
+
+func (c *conn) closeReasonFor(code protocol.StatusCode) string {
+	if code == 0 {
+		return c.closeReason
+	}
+	return c.closeReason + " (" + websocket.StatusCode(code).String() + ")"
+}
+
+// handle decodes one frame, applies the connection's rate limits and hands
+// the message to the hub. It reports false when the connection must stop
+// reading.
+func (c *conn) handle(b []byte) bool {
+	h := c.hub
+	now := time.Now()
+	m, err := protocol.Decode(b)
+	if err == nil && m.Type == protocol.TypeCursorUpdate {
+		h.metrics.in(m.Type)
+		if c.cursor.offer(m.Payload.(*protocol.Cursor), now) {
+			h.metrics.cursorCoalesced.Inc()
+		}
+		return true
+	}
+	if !c.msgLimiter.AllowN(now, 1) {
+		h.metrics.rateLimited.Inc()
+		if now.Sub(c.lastRefusal) > abuseGap {
+			c.abuseStart = now
+		}
+		c.lastRefusal = now
+		if now.Sub(c.abuseStart) >= h.opts.AbuseWindow {
+			c.kill(protocol.ClosePolicy, "rate limit exceeded")
+			return false
+		}
+		return c.enqueue(protocol.EncodeError(m.Ref, protocol.Errorf(protocol.CodeRateLimited,
+			"over %g messages per second", h.opts.MessageRate)))
+	}
+	if err != nil {
+		h.metrics.in("invalid")
+		return c.enqueue(protocol.EncodeError(m.Ref, err))
+	}
+	h.metrics.in(m.Type)
+	in := inbound{c: c, msg: m, at: now}
+	if m.Type == protocol.TypePing {
+		b, err := protocol.Encode(protocol.TypePong, m.Ref, m.Payload)
+		if err != nil {
+			b = protocol.EncodeError(m.Ref, err)
+		}
+		in.reply = b
+	}
+	return h.submit(in)
+}
+
+// cursorGate limits a connection's cursor updates to a rate and coalesces
+// those over it: the latest waits for the limiter and replaces any update
+// still waiting, so the last position always gets through. Its methods may
+// be called concurrently (the reader offers, a timer flushes).
+type cursorGate struct {
+	limiter *rate.Limiter
+	forward func(*protocol.Cursor, time.Time) bool
+
+	mu      sync.Mutex
+	pending *protocol.Cursor // waiting for timer
+	timer   *time.Timer
+	stopped bool
+}
+
+// offer hands cur on now if the rate allows, or holds it until it does. It
+// reports whether cur replaced an update that was already waiting.
+func (g *cursorGate) offer(cur *protocol.Cursor, now time.Time) (coalesced bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped {
+		return false
+	}
+	if g.pending != nil {
+		g.pending = cur
+		return true
+	}
+	r := g.limiter.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		g.pending = cur
+		g.timer = time.AfterFunc(d, g.flush)
+		return false
+	}
+	g.forward(cur, now)
+	return false
+}
+
+func (g *cursorGate) flush() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	cur := g.pending
+	g.pending, g.timer = nil, nil
+	if cur != nil && !g.stopped {
+		g.forward(cur, time.Now())
+	}
+}
+
+// stop drops any waiting update; nothing is forwarded after it returns.
+func (g *cursorGate) stop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stopped = true
+	g.pending = nil
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
+}

@@ -1,0 +1,472 @@
+// Package hub is sessionhub's server: it accepts WebSockets, runs the
+// contract of docs/protocol.md, and serves the HTTP routes.
+//
+// One goroutine, the run loop in this file, owns every session and every
+// connection's membership. Each connection has a reader (on the HTTP
+// handler's goroutine) and a writer goroutine (conn.go) that talk to it over
+// channels. The run loop does bookkeeping only: it encodes each event once
+// (once per presence mode for membership events) and puts the same bytes on
+// every recipient's bounded send queue without blocking; it does no network
+// I/O and takes no locks.
+package hub
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+
+	"github.com/sessionhub/sessionhub/protocol"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// Hub is a running hub. Create it with New, serve its Handler, and stop it
+// with Shutdown. All methods may be called concurrently.
+type Hub struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+	accept  websocket.AcceptOptions
+
+	// Channels to run.
+	inbox      chan inbound
+	departures chan departure
+	calls      chan func()
+	quit       chan struct{} // closed by Shutdown once every connection ended
+	done       chan struct{} // closed when run returns
+
+	// Owned by run.
+	rooms map[string]*room
+	gone  []*conn // dropped during a step, detached at its end
+
+	// Guarded by mu.
+	mu           sync.Mutex
+	conns        map[*conn]struct{}
+	shuttingDown bool
+
+	serving  sync.WaitGroup // one per connection being served
+	nextID   atomic.Uint64
+	ready    atomic.Bool
+	stopOnce sync.Once
+}
+
+// inbound is a decoded message from a connection's reader.
+type inbound struct {
+	c     *conn
+	msg   protocol.Message
+	at    time.Time // when the reader read it
+	reply []byte    // pre-encoded direct reply (pong), if any
+}
+
+// departure tells run that a connection has ended; clean is true when the
+// peer closed with 1000 or 1001, so that its user leaves at once.
+type departure struct {
+	c     *conn
+	clean bool
+}
+
+// room is a session and its connections on this hub.
+type room struct {
+	s     *session.Session
+	conns []*conn
+}
+
+func (r *room) add(c *conn) {
+	c.idx = len(r.conns)
+	r.conns = append(r.conns, c)
+}
+
+func (r *room) remove(c *conn) {
+	last := r.conns[len(r.conns)-1]
+	r.conns[c.idx] = last
+	last.idx = c.idx
+	r.conns[len(r.conns)-1] = nil
+	r.conns = r.conns[:len(r.conns)-1]
+}
+
+// New starts a hub with opts (nil for the defaults).
+func New(opts *Options) *Hub {
+	o := opts.withDefaults()
+	h := &Hub{
+		opts:       o,
+		log:        o.Logger,
+		metrics:    newMetrics(),
+		inbox:      make(chan inbound, 1024),
+		departures: make(chan departure, 64),
+		calls:      make(chan func()),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+		rooms:      make(map[string]*room),
+		conns:      make(map[*conn]struct{}),
+	}
+	h.accept = websocket.AcceptOptions{
+		OriginPatterns: o.AllowedOrigins,
+		Subprotocols:   []string{protocol.BatchSubprotocol},
+	}
+	h.metrics.queueDepth(h)
+	h.ready.Store(true)
+	go h.run()
+	return h
+}
+
+// sweepEvery is how often run looks for ended graces, idle participants and
+// expired sessions: a tenth of the shortest of those durations, kept between
+// 10 ms and 1 s.
+func (h *Hub) sweepEvery() time.Duration {
+	d := min(h.opts.IdleAfter, h.opts.SessionTTL)
+	if h.opts.LeaveGrace > 0 {
+		d = min(d, h.opts.LeaveGrace)
+	}
+	return min(max(d/10, 10*time.Millisecond), time.Second)
+}
+
+// submit hands a message to run; it reports false once the hub has stopped.
+func (h *Hub) submit(in inbound) bool {
+	select {
+	case h.inbox <- in:
+		return true
+	case <-h.done:
+		return false
+	}
+}
+
+// call runs f on the run loop and waits for it; it reports false if the hub
+// has stopped.
+func (h *Hub) call(f func()) bool {
+	ran := make(chan struct{})
+	select {
+	case h.calls <- func() { f(); close(ran) }:
+		<-ran
+		return true
+	case <-h.done:
+		return false
+	}
+}
+
+func (h *Hub) run() {
+	defer close(h.done)
+	sweep := time.NewTicker(h.sweepEvery())
+	defer sweep.Stop()
+	for {
+		select {
+		case in := <-h.inbox:
+			h.metrics.loopLatency.Observe(time.Since(in.at).Seconds())
+			h.handle(in)
+		case d := <-h.departures:
+			h.depart(d.c, d.clean)
+		case f := <-h.calls:
+			f()
+		case now := <-sweep.C:
+			h.sweep(now)
+		case <-h.quit:
+			return
+		}
+		h.reap()
+	}
+}
+
+func (h *Hub) handle(in inbound) {
+	c, m := in.c, in.msg
+	if c.gone {
+		return
+	}
+	now := time.Now()
+	switch m.Type {
+	case protocol.TypeJoinSession:
+		h.join(c, m.Ref, m.Payload.(*protocol.JoinSession), now)
+	case protocol.TypeLeaveSession:
+		id := ""
+		if c.room != nil {
+			id = c.room.s.ID
+			h.detach(c, 0, now)
+		}
+		h.reply(c, protocol.TypeSessionLeft, m.Ref, protocol.SessionLeft{SessionID: id})
+	case protocol.TypeCursorUpdate:
+		if h.notInSession(c, m) {
+			return
+		}
+		cur := m.Payload.(*protocol.Cursor)
+		_, woke := c.room.s.SetCursor(c.userID, cur, now)
+		h.fanout(c.room, protocol.TypeCursorMoved, protocol.CursorMoved{UserID: c.userID, Cursor: *cur}, c.userID)
+		if woke {
+			h.activityChanged(c.room, c.userID, true)
+		}
+	case protocol.TypeActivityStatus:
+		if h.notInSession(c, m) {
+			return
+		}
+		active := m.Payload.(*protocol.ActivityStatus).IsActive
+		if c.room.s.SetActive(c.userID, active, now) {
+			h.activityChanged(c.room, c.userID, active)
+		}
+	case protocol.TypeBroadcast:
+		if h.notInSession(c, m) {
+			return
+		}
+		h.broadcast(c, m.Ref, m.Payload.(*protocol.Broadcast), now)
+	case protocol.TypePing:
+		if c.room != nil && c.room.s.Touch(c.userID, now) {
+			h.activityChanged(c.room, c.userID, true)
+		}
+		h.deliver(c, in.reply)
+	}
+}
+
+func (h *Hub) notInSession(c *conn, m protocol.Message) bool {
+	if c.room != nil {
+		return false
+	}
+	h.replyError(c, m.Ref, protocol.Errorf(protocol.CodeNotInSession, "%s needs a joined session", m.Type))
+	return true
+}
+
+// identify decides who a join is from. In open mode the client says so; a
+// missing userId gets a fresh UUID and a missing role is learner.
+func (h *Hub) identify(info protocol.UserInfo) (protocol.UserInfo, *protocol.Error) {
+	if info.Name == "" {
+		return info, protocol.Errorf(protocol.CodeBadRequest, "data.userInfo.name is required")
+	}
+	if info.UserID == "" {
+		info.UserID = uuid.NewString()
+	}
+	if info.Role == "" {
+		info.Role = protocol.RoleLearner
+	}
+	return info, nil
+}
+
+func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) {
+	info, perr := h.identify(j.UserInfo)
+	if perr != nil {
+		h.replyError(c, ref, perr)
+		return
+	}
+	if r := c.room; r != nil {
+		if r.s.ID == j.SessionID && c.userID == info.UserID {
+			// The same user joining the same session again: no leave, no join.
+			c.presence = j.Presence
+			r.s.Touch(c.userID, now)
+			h.replyJoined(c, ref, r)
+			return
+		}
+		h.detach(c, 0, now)
+	}
+	r := h.rooms[j.SessionID]
+	if r == nil {
+		r = &room{s: session.New(j.SessionID, uuid.NewString(), now)}
+		h.rooms[j.SessionID] = r
+	}
+	if r.s.Get(info.UserID) == nil && r.s.Len() >= h.opts.MaxParticipants {
+		h.replyError(c, ref, protocol.Errorf(protocol.CodeSessionFull, "session %s has %d participants", j.SessionID, r.s.Len()))
+		return
+	}
+	p, isNew := r.s.Join(info, now)
+	r.add(c)
+	c.room, c.userID, c.presence = r, info.UserID, j.Presence
+	h.replyJoined(c, ref, r)
+	if isNew {
+		u := p.Wire()
+		h.fanoutPresence(r, protocol.TypeUserJoined, p.UserID,
+			func() any { return protocol.UserJoined{User: u, Participants: r.s.Wire()} },
+			func() any { return protocol.UserJoined{User: u} })
+	}
+}
+
+func (h *Hub) replyJoined(c *conn, ref string, r *room) {
+	h.reply(c, protocol.TypeSessionJoined, ref, protocol.SessionJoined{
+		SessionID:    r.s.ID,
+		SelfID:       c.userID,
+		Participants: r.s.Wire(),
+		Epoch:        r.s.Epoch,
+		Offset:       r.s.Offset,
+	})
+}
+
+// detach takes c out of its room; when it was its user's last connection
+// the user leaves after grace (at once for 0).
+func (h *Hub) detach(c *conn, grace time.Duration, now time.Time) {
+	r := c.room
+	r.remove(c)
+	c.room = nil
+	if p, left := r.s.Detach(c.userID, now, grace); left {
+		h.announceLeft(r, p)
+	}
+}
+
+func (h *Hub) announceLeft(r *room, p *session.Participant) {
+	u := p.Wire()
+	h.fanoutPresence(r, protocol.TypeUserLeft, "",
+		func() any {
+			list := r.s.Wire()
+			return protocol.UserLeft{UserID: u.UserID, User: u, Participants: &list}
+		},
+		func() any { return protocol.UserLeft{UserID: u.UserID, User: u} })
+}
+
+func (h *Hub) activityChanged(r *room, userID string, active bool) {
+	h.fanout(r, protocol.TypeUserActivityChanged, protocol.UserActivityChanged{UserID: userID, IsActive: active}, userID)
+}
+
+// broadcast delivers a client's app event to those it is addressed to,
+// with the session's next offset, and acks it when the client gave a ref.
+func (h *Hub) broadcast(c *conn, ref string, b *protocol.Broadcast, now time.Time) {
+	r := c.room
+	r.s.Touch(c.userID, now)
+	r.s.Offset++
+	ev := protocol.BroadcastEvent{Event: b.Event, From: c.userID, Payload: b.Payload, Offset: r.s.Offset, Ts: now.UnixMilli()}
+	data, err := protocol.Encode(protocol.TypeBroadcast, "", ev)
+	if err != nil { // the payload was valid JSON when decoded
+		h.replyError(c, ref, err)
+		return
+	}
+	n := 0
+	for _, rc := range r.conns {
+		if rc == c || rc.gone || !addressed(r.s.Get(rc.userID), b.To) {
+			continue
+		}
+		h.deliver(rc, data)
+		n++
+	}
+	h.metrics.out(protocol.TypeBroadcast, n)
+	if ref != "" {
+		h.reply(c, protocol.TypeAck, ref, protocol.Ack{Offset: ev.Offset})
+	}
+}
+
+// addressed reports whether a broadcast to reaches p.
+func addressed(p *session.Participant, to string) bool {
+	switch to {
+	case protocol.ToAll, "":
+		return true
+	case protocol.ToInstructors:
+		return p.Role == protocol.RoleInstructor
+	case protocol.ToLearners:
+		return p.Role == protocol.RoleLearner
+	}
+	return p.UserID == to
+}
+
+// depart handles the end of a connection.
+func (h *Hub) depart(c *conn, clean bool) {
+	c.gone = true
+	if c.room == nil {
+		return
+	}
+	grace := h.opts.LeaveGrace
+	if clean {
+		grace = 0
+	}
+	h.detach(c, grace, time.Now())
+}
+
+// reap detaches the connections dropped during the last step (slow
+// consumers); their users leave after the grace.
+func (h *Hub) reap() {
+	for len(h.gone) > 0 {
+		c := h.gone[len(h.gone)-1]
+		h.gone = h.gone[:len(h.gone)-1]
+		if c.room != nil {
+			h.detach(c, h.opts.LeaveGrace, time.Now())
+		}
+	}
+}
+
+func (h *Hub) sweep(now time.Time) {
+	participants := 0
+	for id, r := range h.rooms {
+		for _, p := range r.s.Expire(now) {
+			h.announceLeft(r, p)
+		}
+		for _, p := range r.s.Idle(now, h.opts.IdleAfter) {
+			h.activityChanged(r, p.UserID, false)
+		}
+		if r.s.Expired(now, h.opts.SessionTTL) {
+			delete(h.rooms, id)
+			continue
+		}
+		participants += r.s.Len()
+	}
+	h.metrics.sessions.Set(float64(len(h.rooms)))
+	h.metrics.participants.Set(float64(participants))
+}
+
+// deliver queues b for c without blocking; a full queue drops c as a slow
+// consumer.
+func (h *Hub) deliver(c *conn, b []byte) {
+	if c.gone {
+		h.metrics.dropped.WithLabelValues("conn_gone").Inc()
+		return
+	}
+	if !c.enqueue(b) {
+		h.metrics.dropped.WithLabelValues("queue_full").Inc()
+		h.metrics.slowConsumers.Inc()
+		c.gone = true
+		h.gone = append(h.gone, c)
+	}
+}
+
+// fanout encodes one event and delivers the same bytes to every connection
+// of r but those of skipUser.
+func (h *Hub) fanout(r *room, typ string, data any, skipUser string) {
+	var b []byte
+	n := 0
+	for _, c := range r.conns {
+		if c.userID == skipUser || c.gone {
+			continue
+		}
+		if b == nil {
+			var err error
+			if b, err = protocol.Encode(typ, "", data); err != nil {
+				h.log.Error("encode", "type", typ, "err", err)
+				return
+			}
+		}
+		h.deliver(c, b)
+		n++
+	}
+	h.metrics.out(typ, n)
+}
+
+// fanoutPresence is fanout for a membership event, encoded at most once
+// for the connections in full presence and once for those in diff.
+func (h *Hub) fanoutPresence(r *room, typ, skipUser string, full, diff func() any) {
+	var fb, db []byte
+	n := 0
+	for _, c := range r.conns {
+		if c.userID == skipUser || c.gone {
+			continue
+		}
+		bp, mk := &fb, full
+		if c.presence == protocol.PresenceDiff {
+			bp, mk = &db, diff
+		}
+		if *bp == nil {
+			var err error
+			if *bp, err = protocol.Encode(typ, "", mk()); err != nil {
+				h.log.Error("encode", "type", typ, "err", err)
+				return
+			}
+		}
+		h.deliver(c, *bp)
+		n++
+	}
+	h.metrics.out(typ, n)
+}
+
+func (h *Hub) reply(c *conn, typ, ref string, data any) {
+	b, err := protocol.Encode(typ, ref, data)
+	if err != nil {
+		h.log.Error("encode", "type", typ, "err", err)
+		b = protocol.EncodeError(ref, err)
+	}
+	h.deliver(c, b)
+	h.metrics.out(typ, 1)
+}
+
+func (h *Hub) replyError(c *conn, ref string, err error) {
+	h.deliver(c, protocol.EncodeError(ref, err))
+	h.metrics.out(protocol.TypeError, 1)
+}

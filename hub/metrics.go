@@ -1,0 +1,136 @@
+package hub
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sessionhub/sessionhub/protocol"
+)
+
+// metrics are the hub's Prometheus metrics, in a registry of its own so
+// that several hubs can live in one process (tests).
+type metrics struct {
+	reg *prometheus.Registry
+
+	connections     prometheus.Gauge
+	sessions        prometheus.Gauge
+	participants    prometheus.Gauge
+	messagesIn      *prometheus.CounterVec
+	messagesOut     *prometheus.CounterVec
+	cursorCoalesced prometheus.Counter
+	rateLimited     prometheus.Counter
+	slowConsumers   prometheus.Counter
+	dropped         *prometheus.CounterVec
+	closes          *prometheus.CounterVec
+	refused         prometheus.Counter
+	batchedFrames   prometheus.Counter
+	loopLatency     prometheus.Histogram
+
+	// Resolved once: the per-message paths do no label lookups.
+	in_  map[string]prometheus.Counter
+	out_ map[string]prometheus.Counter
+}
+
+var inTypes = []string{protocol.TypeJoinSession, protocol.TypeLeaveSession, protocol.TypeCursorUpdate,
+	protocol.TypeActivityStatus, protocol.TypeBroadcast, protocol.TypePing, "invalid"}
+
+var outTypes = []string{protocol.TypeSessionJoined, protocol.TypeSessionLeft, protocol.TypeUserJoined,
+	protocol.TypeUserLeft, protocol.TypeCursorMoved, protocol.TypeUserActivityChanged, protocol.TypeBroadcast,
+	protocol.TypeAck, protocol.TypePong, protocol.TypeError}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sessionhub_connections", Help: "Open WebSocket connections."}),
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sessionhub_sessions", Help: "Sessions held, empty ones within their TTL included."}),
+		participants: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sessionhub_participants", Help: "Participants in all sessions, those in their leave grace included."}),
+		messagesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionhub_messages_in_total", Help: "Client messages read, by type (invalid: failed to decode)."}, []string{"type"}),
+		messagesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionhub_messages_out_total", Help: "Server messages queued for delivery, by type, one per recipient."}, []string{"type"}),
+		cursorCoalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessionhub_cursor_updates_coalesced_total", Help: "Cursor updates replaced by a later one while waiting for the cursor rate."}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessionhub_rate_limited_total", Help: "Messages refused with rate_limited."}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessionhub_slow_consumer_closes_total", Help: "Connections closed with 1013 because their send queue was full."}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionhub_dropped_messages_total", Help: "Messages not queued, by reason (queue_full, conn_gone)."}, []string{"reason"}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionhub_server_closes_total", Help: "Connections the server closed, by reason."}, []string{"reason"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessionhub_upgrades_refused_total", Help: "WebSocket upgrades refused (bad request, origin)."}),
+		batchedFrames: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessionhub_batched_frames_total", Help: "Frames that carried more than one message (sessionhub.batch)."}),
+		loopLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sessionhub_hub_loop_latency_seconds",
+			Help:    "Time from a message's read to its handling by the hub loop.",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12)}),
+		in_:  map[string]prometheus.Counter{},
+		out_: map[string]prometheus.Counter{},
+	}
+	m.reg.MustRegister(m.connections, m.sessions, m.participants, m.messagesIn, m.messagesOut,
+		m.cursorCoalesced, m.rateLimited, m.slowConsumers, m.dropped, m.closes, m.refused, m.batchedFrames,
+		m.loopLatency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, t := range inTypes {
+		m.in_[t] = m.messagesIn.WithLabelValues(t)
+	}
+	for _, t := range outTypes {
+		m.out_[t] = m.messagesOut.WithLabelValues(t)
+	}
+	return m
+}
+
+func (m *metrics) in(typ string) { m.in_[typ].Inc() }
+
+func (m *metrics) out(typ string, n int) {
+	if n > 0 {
+		m.out_[typ].Add(float64(n))
+	}
+}
+
+// queueDepth registers the send-queue gauges, read at scrape time from the
+// connections that h tracks.
+func (m *metrics) queueDepth(h *Hub) {
+	depths := func() (sum, most int) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for c := range h.conns {
+			n := len(c.send)
+			sum += n
+			most = max(most, n)
+		}
+		return sum, most
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sessionhub_send_queue_messages", Help: "Messages waiting in all send queues."},
+			func() float64 { sum, _ := depths(); return float64(sum) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sessionhub_send_queue_max_depth", Help: "The fullest send queue's length."},
+			func() float64 { _, most := depths(); return float64(most) }),
+	)
+}
+
+// closeReasons labels sessionhub_server_closes_total.
+var closeReasons = map[protocol.StatusCode]string{
+	0:                          "ping_timeout",
+	protocol.CloseGoingAway:    "shutdown",
+	protocol.CloseUnsupported:  "binary_frame",
+	protocol.ClosePolicy:       "rate_abuse",
+	protocol.CloseTooBig:       "too_big",
+	protocol.CloseInternal:     "internal",
+	protocol.CloseSlowConsumer: "slow_consumer",
+	protocol.CloseTokenExpired: "token_expired",
+	protocol.CloseRemovedByAPI: "removed",
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,123 @@
+package hub
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Options configures a Hub. A nil *Options, and every zero field, takes the
+// contract's default.
+type Options struct {
+	// AllowedOrigins lists the host patterns (path.Match syntax, matched
+	// case-insensitively against the Origin's host and port) allowed to open
+	// a WebSocket besides the same host. Requests without an Origin header
+	// are always allowed. Defaults to none: same host only.
+	AllowedOrigins []string
+
+	// MaxMessageBytes is the largest frame a client may send; a larger one
+	// closes the connection with 1009. Defaults to 16384.
+	MaxMessageBytes int64
+
+	// CursorRate is how many cursor updates per second a connection may
+	// have fanned out; those over it are coalesced, the latest delivered
+	// when the window opens. Defaults to 20.
+	CursorRate float64
+
+	// MessageRate and MessageBurst limit every other message of a
+	// connection; over it a message is refused with rate_limited, and a
+	// connection over it for AbuseWindow is closed with 1008. Default to 50
+	// per second with a burst of 100.
+	MessageRate  float64
+	MessageBurst int
+
+	// AbuseWindow is how long a connection may keep being refused for its
+	// rate before it is closed with 1008. Defaults to 10s.
+	AbuseWindow time.Duration
+
+	// SendQueue is how many messages may wait for a connection's writer; a
+	// connection whose queue is full is closed with 1013. Defaults to 256.
+	SendQueue int
+
+	// PingInterval is how often the server pings a connection, and
+	// PingTimeout how long it waits for the pong before it drops the
+	// connection. Default to 25s and 20s.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+
+	// IdleAfter is how long a participant may stay silent before it is
+	// marked inactive. Defaults to 5m.
+	IdleAfter time.Duration
+
+	// LeaveGrace is how long a participant whose last connection dropped
+	// without a clean close stays in the list, waiting for it to come back.
+	// Defaults to 5s; a negative value means no grace.
+	LeaveGrace time.Duration
+
+	// SessionTTL is how long an empty session is kept. Defaults to 30m.
+	SessionTTL time.Duration
+
+	// HistorySize and HistoryTTL bound each session's broadcast history.
+	// Default to 1000 events and 10m.
+	HistorySize int
+	HistoryTTL  time.Duration
+
+	// MaxParticipants is how many participants a session may have; joins
+	// past it are refused with session_full. Defaults to 1000.
+	MaxParticipants int
+
+	// Logger receives one line per connect and disconnect, and the hub's
+	// warnings. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// The contract's defaults.
+const (
+	DefaultMaxMessageBytes = 16384
+	DefaultCursorRate      = 20
+	DefaultMessageRate     = 50
+	DefaultMessageBurst    = 100
+	DefaultAbuseWindow     = 10 * time.Second
+	DefaultSendQueue       = 256
+	DefaultPingInterval    = 25 * time.Second
+	DefaultPingTimeout     = 20 * time.Second
+	DefaultIdleAfter       = 5 * time.Minute
+	DefaultLeaveGrace      = 5 * time.Second
+	DefaultSessionTTL      = 30 * time.Minute
+	DefaultHistorySize     = 1000
+	DefaultHistoryTTL      = 10 * time.Minute
+	DefaultMaxParticipants = 1000
+)
+
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	setDefault(&c.MaxMessageBytes, DefaultMaxMessageBytes)
+	setDefault(&c.CursorRate, DefaultCursorRate)
+	setDefault(&c.MessageRate, DefaultMessageRate)
+	setDefault(&c.MessageBurst, DefaultMessageBurst)
+	setDefault(&c.AbuseWindow, DefaultAbuseWindow)
+	setDefault(&c.SendQueue, DefaultSendQueue)
+	setDefault(&c.PingInterval, DefaultPingInterval)
+	setDefault(&c.PingTimeout, DefaultPingTimeout)
+	setDefault(&c.IdleAfter, DefaultIdleAfter)
+	setDefault(&c.LeaveGrace, DefaultLeaveGrace)
+	if c.LeaveGrace < 0 {
+		c.LeaveGrace = 0
+	}
+	setDefault(&c.SessionTTL, DefaultSessionTTL)
+	setDefault(&c.HistorySize, DefaultHistorySize)
+	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
+	setDefault(&c.MaxParticipants, DefaultMaxParticipants)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func setDefault[T int | int64 | float64 | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}

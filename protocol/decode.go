@@ -1,0 +1,320 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"unicode/utf8"
+)
+
+// Message is one decoded, validated client message.
+type Message struct {
+	Type string
+	Ref  string
+	// Payload is *JoinSession, *Cursor (cursor-update), *ActivityStatus,
+	// *Broadcast or Ping; nil for leave-session.
+	Payload any
+}
+
+// Decode parses and validates one client frame. On failure it returns an
+// *Error with the contract's code, and a Message whose Type and Ref are set
+// as far as they could be read, so that the error can echo the ref.
+//
+// Decode validates shape and ranges only; rules that depend on the server's
+// mode (a name being required in open mode) are the hub's.
+func Decode(b []byte) (Message, error) {
+	var env struct {
+		Type json.RawMessage `json:"type"`
+		Data json.RawMessage `json:"data"`
+		Ref  json.RawMessage `json:"ref"`
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return Message{}, Errorf(CodeBadRequest, "message must be a JSON object")
+	}
+	if err := json.Unmarshal(b, &env); err != nil {
+		return Message{}, Errorf(CodeBadRequest, "message is not valid JSON")
+	}
+	var m Message
+	if env.Ref != nil && !isNull(env.Ref) {
+		if err := json.Unmarshal(env.Ref, &m.Ref); err != nil {
+			return m, Errorf(CodeBadRequest, "ref must be a string")
+		}
+		if len(m.Ref) > MaxRefBytes {
+			m.Ref = ""
+			return m, Errorf(CodeBadRequest, "ref must be at most %d bytes", MaxRefBytes)
+		}
+	}
+	if env.Type == nil || isNull(env.Type) {
+		return m, Errorf(CodeBadRequest, "type is required")
+	}
+	if err := json.Unmarshal(env.Type, &m.Type); err != nil {
+		return m, Errorf(CodeBadRequest, "type must be a string")
+	}
+	data := env.Data
+	if isNull(data) {
+		data = nil
+	}
+	if data != nil && data[0] != '{' {
+		return m, Errorf(CodeBadRequest, "data must be an object")
+	}
+	var err *Error
+	switch m.Type {
+	case TypeJoinSession:
+		m.Payload, err = decodeJoin(data)
+	case TypeLeaveSession:
+	case TypeCursorUpdate:
+		m.Payload, err = decodeCursor(data)
+	case TypeActivityStatus:
+		m.Payload, err = decodeActivity(data)
+	case TypeBroadcast:
+		m.Payload, err = decodeBroadcast(data)
+	case TypePing:
+		m.Payload = Ping(bytes.Clone(data))
+	default:
+		return m, Errorf(CodeUnknownType, "unknown message type %q", truncate(m.Type, 64))
+	}
+	if err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+func isNull(b json.RawMessage) bool { return string(b) == "null" }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// unmarshalData decodes an object into v, or reports bad_request naming the
+// field whose type is wrong.
+func unmarshalData(data json.RawMessage, v any) *Error {
+	if data == nil {
+		return Errorf(CodeBadRequest, "data is required")
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		if te, ok := err.(*json.UnmarshalTypeError); ok && te.Field != "" {
+			return Errorf(CodeBadRequest, "data.%s must be %s", te.Field, typeName(te.Type.Kind().String()))
+		}
+		return Errorf(CodeBadRequest, "data is not a valid object")
+	}
+	return nil
+}
+
+func typeName(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "float64":
+		return "a number"
+	case "struct", "ptr", "map":
+		return "an object"
+	}
+	return "of another type"
+}
+
+func decodeJoin(data json.RawMessage) (*JoinSession, *Error) {
+	var w struct {
+		SessionID *string `json:"sessionId"`
+		UserInfo  *struct {
+			UserID *string `json:"userId"`
+			Name   *string `json:"name"`
+			Role   *string `json:"role"`
+			Color  *string `json:"color"`
+		} `json:"userInfo"`
+		Presence *string `json:"presence"`
+		Recover  *struct {
+			Epoch  *string  `json:"epoch"`
+			Offset *float64 `json:"offset"`
+		} `json:"recover"`
+	}
+	if err := unmarshalData(data, &w); err != nil {
+		return nil, err
+	}
+	if w.SessionID == nil {
+		return nil, Errorf(CodeBadRequest, "data.sessionId is required")
+	}
+	if !ValidSessionID(*w.SessionID) {
+		return nil, Errorf(CodeInvalidSessionID, "sessionId must be 1 to %d of A-Za-z0-9._:-", MaxSessionIDBytes)
+	}
+	j := &JoinSession{SessionID: *w.SessionID, Presence: PresenceFull}
+	if u := w.UserInfo; u != nil {
+		if u.UserID != nil {
+			if *u.UserID == "" || len(*u.UserID) > MaxUserIDBytes || !utf8.ValidString(*u.UserID) {
+				return nil, Errorf(CodeBadRequest, "data.userInfo.userId must be 1 to %d bytes of UTF-8", MaxUserIDBytes)
+			}
+			j.UserInfo.UserID = *u.UserID
+		}
+		if u.Name != nil {
+			if n := utf8.RuneCountInString(*u.Name); n < 1 || n > MaxNameChars || !utf8.ValidString(*u.Name) {
+				return nil, Errorf(CodeBadRequest, "data.userInfo.name must be 1 to %d characters", MaxNameChars)
+			}
+			j.UserInfo.Name = *u.Name
+		}
+		if u.Role != nil {
+			switch r := Role(*u.Role); r {
+			case RoleInstructor, RoleLearner:
+				j.UserInfo.Role = r
+			default:
+				return nil, Errorf(CodeBadRequest, "data.userInfo.role must be %q or %q", RoleInstructor, RoleLearner)
+			}
+		}
+		if u.Color != nil {
+			if len(*u.Color) > MaxColorBytes || !utf8.ValidString(*u.Color) {
+				return nil, Errorf(CodeBadRequest, "data.userInfo.color must be at most %d bytes", MaxColorBytes)
+			}
+			j.UserInfo.Color = *u.Color
+		}
+	}
+	if w.Presence != nil {
+		switch p := Presence(*w.Presence); p {
+		case PresenceFull, PresenceDiff:
+			j.Presence = p
+		default:
+			return nil, Errorf(CodeBadRequest, "data.presence must be %q or %q", PresenceFull, PresenceDiff)
+		}
+	}
+	if r := w.Recover; r != nil {
+		if r.Epoch == nil || r.Offset == nil {
+			return nil, Errorf(CodeBadRequest, "data.recover needs epoch and offset")
+		}
+		off := *r.Offset
+		if off < 0 || off != math.Trunc(off) || off > 1<<53 {
+			return nil, Errorf(CodeBadRequest, "data.recover.offset must be a non-negative integer")
+		}
+		j.Recover = &Recover{Epoch: *r.Epoch, Offset: int64(off)}
+	}
+	return j, nil
+}
+
+type wirePosition struct {
+	Line   *float64 `json:"line"`
+	Column *float64 `json:"column"`
+}
+
+func (w *wirePosition) position(field string) (Position, *Error) {
+	l, err := coordinate(w.Line, field+"line")
+	if err != nil {
+		return Position{}, err
+	}
+	c, err := coordinate(w.Column, field+"column")
+	if err != nil {
+		return Position{}, err
+	}
+	return Position{Line: l, Column: c}, nil
+}
+
+func coordinate(v *float64, field string) (int, *Error) {
+	if v == nil {
+		return 0, Errorf(CodeBadRequest, "data.%s is required", field)
+	}
+	if *v < 0 || *v > MaxCoordinate || *v != math.Trunc(*v) {
+		return 0, Errorf(CodeBadRequest, "data.%s must be an integer from 0 to %d", field, MaxCoordinate)
+	}
+	return int(*v), nil
+}
+
+func decodeCursor(data json.RawMessage) (*Cursor, *Error) {
+	var w struct {
+		wirePosition
+		File      *string `json:"file"`
+		Selection *struct {
+			Start *wirePosition `json:"start"`
+			End   *wirePosition `json:"end"`
+		} `json:"selection"`
+	}
+	if err := unmarshalData(data, &w); err != nil {
+		return nil, err
+	}
+	p, err := w.position("")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cursor{Line: p.Line, Column: p.Column}
+	if w.File != nil {
+		if len(*w.File) > MaxFileBytes || !utf8.ValidString(*w.File) {
+			return nil, Errorf(CodeBadRequest, "data.file must be at most %d bytes", MaxFileBytes)
+		}
+		c.File = *w.File
+	}
+	if s := w.Selection; s != nil {
+		if s.Start == nil || s.End == nil {
+			return nil, Errorf(CodeBadRequest, "data.selection needs start and end")
+		}
+		start, err := s.Start.position("selection.start.")
+		if err != nil {
+			return nil, err
+		}
+		end, err := s.End.position("selection.end.")
+		if err != nil {
+			return nil, err
+		}
+		c.Selection = &Selection{Start: start, End: end}
+	}
+	return c, nil
+}
+
+func decodeActivity(data json.RawMessage) (*ActivityStatus, *Error) {
+	var w struct {
+		IsActive *bool `json:"isActive"`
+	}
+	if err := unmarshalData(data, &w); err != nil {
+		return nil, err
+	}
+	if w.IsActive == nil {
+		return nil, Errorf(CodeBadRequest, "data.isActive is required")
+	}
+	return &ActivityStatus{IsActive: *w.IsActive}, nil
+}
+
+func decodeBroadcast(data json.RawMessage) (*Broadcast, *Error) {
+	var w struct {
+		Event   *string         `json:"event"`
+		Payload json.RawMessage `json:"payload"`
+		To      *string         `json:"to"`
+	}
+	if err := unmarshalData(data, &w); err != nil {
+		return nil, err
+	}
+	if w.Event == nil {
+		return nil, Errorf(CodeBadRequest, "data.event is required")
+	}
+	if n := utf8.RuneCountInString(*w.Event); n < 1 || n > MaxEventChars || !utf8.ValidString(*w.Event) {
+		return nil, Errorf(CodeBadRequest, "data.event must be 1 to %d characters", MaxEventChars)
+	}
+	b := &Broadcast{Event: *w.Event, To: ToAll, Payload: json.RawMessage("null")}
+	if w.Payload != nil {
+		b.Payload = bytes.Clone(w.Payload)
+	}
+	if w.To != nil {
+		if *w.To == "" || len(*w.To) > MaxUserIDBytes || !utf8.ValidString(*w.To) {
+			return nil, Errorf(CodeBadRequest, "data.to must be %q, %q, %q or a userId", ToAll, ToInstructors, ToLearners)
+		}
+		b.To = *w.To
+	}
+	return b, nil
+}
+
+// ValidSessionID reports whether id is 1 to 64 of A-Za-z0-9._:-.
+func ValidSessionID(id string) bool {
+	if len(id) == 0 || len(id) > MaxSessionIDBytes {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

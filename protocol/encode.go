@@ -1,0 +1,43 @@
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Encode writes the envelope {"type":typ,"data":data,"ref":ref} (ref left out
+// when empty, data when nil). The result is what one text frame carries.
+func Encode(typ, ref string, data any) ([]byte, error) {
+	env := struct {
+		Type string `json:"type"`
+		Data any    `json:"data,omitempty"`
+		Ref  string `json:"ref,omitempty"`
+	}{typ, data, ref}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", typ, err)
+	}
+	return b, nil
+}
+
+// EncodeError writes an error event for err, echoing ref. An err that is not
+// an *Error is reported as internal without its text.
+func EncodeError(ref string, err error) []byte {
+	pe, ok := err.(*Error)
+	if !ok {
+		pe = &Error{Code: CodeInternal, Message: "internal error"}
+	}
+	b, mErr := Encode(TypeError, ref, ErrorPayload{Code: pe.Code, Message: pe.Message})
+	if mErr != nil { // cannot happen: strings only
+		panic(mErr)
+	}
+	return b
+}
+
+// Envelope is a decoded server message whose data is left raw, for clients
+// that dispatch on Type before decoding Data.
+type Envelope struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data,omitempty"`
+	Ref  string          `json:"ref,omitempty"`
+}

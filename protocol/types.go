@@ -1,0 +1,213 @@
+package protocol
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Message types sent by clients.
+const (
+	TypeJoinSession    = "join-session"
+	TypeLeaveSession   = "leave-session"
+	TypeCursorUpdate   = "cursor-update"
+	TypeActivityStatus = "activity-status"
+	TypeBroadcast      = "broadcast"
+	TypePing           = "ping"
+)
+
+// Message types sent by the server.
+const (
+	TypeSessionJoined       = "session-joined"
+	TypeSessionLeft         = "session-left"
+	TypeUserJoined          = "user-joined"
+	TypeUserLeft            = "user-left"
+	TypeCursorMoved         = "cursor-moved"
+	TypeUserActivityChanged = "user-activity-changed"
+	TypeAck                 = "ack"
+	TypePong                = "pong"
+	TypeError               = "error"
+)
+
+// BatchSubprotocol is the WebSocket subprotocol with which a client opts in to
+// receiving several server messages in one text frame, separated by '\n'.
+const BatchSubprotocol = "sessionhub.batch"
+
+// Limits of the contract.
+const (
+	MaxRefBytes       = 64
+	MaxSessionIDBytes = 64
+	MaxNameChars      = 64
+	MaxUserIDBytes    = 128 // extension: the contract sets no bound, the hub does
+	MaxColorBytes     = 64  // extension: the contract sets no bound, the hub does
+	MaxFileBytes      = 256
+	MaxEventChars     = 64
+	MaxCoordinate     = 10_000_000
+)
+
+// Role is a participant's role in a session.
+type Role string
+
+// Roles of the contract.
+const (
+	RoleInstructor Role = "instructor"
+	RoleLearner    Role = "learner"
+)
+
+// Presence says how a connection wants membership changes: the whole
+// participant list with every change (PresenceFull) or only the user who
+// came or went (PresenceDiff).
+type Presence string
+
+// Presence modes of the contract.
+const (
+	PresenceFull Presence = "full"
+	PresenceDiff Presence = "diff"
+)
+
+// Broadcast audiences of the contract; any other value of Broadcast.To is a userId.
+const (
+	ToAll         = "all"
+	ToInstructors = "instructors"
+	ToLearners    = "learners"
+)
+
+// FromServer is the Broadcast.From of events sent through the server API.
+const FromServer = "server"
+
+// Position is a place in a text: a zero-based line and column.
+type Position struct {
+	Line   int `json:"line"`
+	Column int `json:"column"`
+}
+
+// Selection is a range of text from Start to End.
+type Selection struct {
+	Start Position `json:"start"`
+	End   Position `json:"end"`
+}
+
+// Cursor is where a participant's caret is: the payload of cursor-update and
+// the cursor of cursor-moved and Participant.
+type Cursor struct {
+	Line      int        `json:"line"`
+	Column    int        `json:"column"`
+	File      string     `json:"file,omitempty"`
+	Selection *Selection `json:"selection,omitempty"`
+}
+
+// UserInfo is who a client says it is in join-session.
+type UserInfo struct {
+	UserID string `json:"userId,omitempty"`
+	Name   string `json:"name,omitempty"`
+	Role   Role   `json:"role,omitempty"`
+	Color  string `json:"color,omitempty"`
+}
+
+// Recover asks join-session to replay the events after Offset of Epoch.
+type Recover struct {
+	Epoch  string `json:"epoch"`
+	Offset int64  `json:"offset"`
+}
+
+// JoinSession is the payload of join-session.
+type JoinSession struct {
+	SessionID string   `json:"sessionId"`
+	UserInfo  UserInfo `json:"userInfo"`
+	Presence  Presence `json:"presence,omitempty"`
+	Recover   *Recover `json:"recover,omitempty"`
+}
+
+// ActivityStatus is the payload of activity-status.
+type ActivityStatus struct {
+	IsActive bool `json:"isActive"`
+}
+
+// Broadcast is the payload of a client's broadcast.
+type Broadcast struct {
+	Event   string          `json:"event"`
+	Payload json.RawMessage `json:"payload"`
+	To      string          `json:"to,omitempty"`
+}
+
+// Ping is the payload of ping, echoed by pong: any JSON object, or nil.
+type Ping json.RawMessage
+
+// MarshalJSON writes the ping's object, or {} when it is empty.
+func (p Ping) MarshalJSON() ([]byte, error) {
+	if len(p) == 0 {
+		return []byte("{}"), nil
+	}
+	return p, nil
+}
+
+// Participant is one user in a session as the wire shows it.
+type Participant struct {
+	UserID   string    `json:"userId"`
+	Name     string    `json:"name"`
+	Role     Role      `json:"role"`
+	Color    string    `json:"color,omitempty"`
+	IsActive bool      `json:"isActive"`
+	Cursor   *Cursor   `json:"cursor"`
+	JoinedAt time.Time `json:"joinedAt"`
+}
+
+// SessionJoined is the payload of session-joined.
+type SessionJoined struct {
+	SessionID    string        `json:"sessionId"`
+	SelfID       string        `json:"selfId"`
+	Participants []Participant `json:"participants"`
+	Epoch        string        `json:"epoch"`
+	Offset       int64         `json:"offset"`
+	Recovered    bool          `json:"recovered"`
+}
+
+// SessionLeft is the payload of session-left.
+type SessionLeft struct {
+	SessionID string `json:"sessionId"`
+}
+
+// UserJoined is the payload of user-joined. Participants is nil in diff presence.
+type UserJoined struct {
+	User         Participant   `json:"user"`
+	Participants []Participant `json:"participants,omitempty"`
+}
+
+// UserLeft is the payload of user-left. Participants is nil in diff presence;
+// in full presence it is present even when empty.
+type UserLeft struct {
+	UserID       string         `json:"userId"`
+	User         Participant    `json:"user"`
+	Participants *[]Participant `json:"participants,omitempty"`
+}
+
+// CursorMoved is the payload of cursor-moved.
+type CursorMoved struct {
+	UserID string `json:"userId"`
+	Cursor Cursor `json:"cursor"`
+}
+
+// UserActivityChanged is the payload of user-activity-changed.
+type UserActivityChanged struct {
+	UserID   string `json:"userId"`
+	IsActive bool   `json:"isActive"`
+}
+
+// BroadcastEvent is the payload of a broadcast delivered to a client.
+type BroadcastEvent struct {
+	Event   string          `json:"event"`
+	From    string          `json:"from"`
+	Payload json.RawMessage `json:"payload"`
+	Offset  int64           `json:"offset"`
+	Ts      int64           `json:"ts"`
+}
+
+// Ack is the payload of ack.
+type Ack struct {
+	Offset int64 `json:"offset"`
+}
+
+// ErrorPayload is the payload of error.
+type ErrorPayload struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
