@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,12 +32,13 @@ const (
 // goroutine (serve and readPump), its writer on a goroutine of its own
 // (writePump); both talk to the hub's run loop over channels.
 type conn struct {
-	id    uint64
-	hub   *Hub
-	ws    *websocket.Conn
-	batch bool // the peer negotiated protocol.BatchSubprotocol
-	start time.Time
-	addr  string
+	id      uint64
+	hub     *Hub
+	ws      *websocket.Conn
+	batch   bool // the peer negotiated protocol.BatchSubprotocol
+	start   time.Time
+	addr    string
+	netConn net.Conn // the hijacked TCP connection
 
 	// send is the bounded send queue: run and the reader put encoded
 	// messages on it without blocking, writePump drains it.
@@ -77,8 +79,17 @@ func (c *conn) kill(code protocol.StatusCode, reason string) {
 		c.hub.metrics.closes.WithLabelValues(closeReasons[code]).Inc()
 		// A writer stuck on a peer that does not read cannot write the close
 		// frame: drop the connection after closeWait whatever happens.
-		c.closeTimer = time.AfterFunc(closeWait+time.Second, func() { c.ws.CloseNow() })
+		c.closeTimer = time.AfterFunc(closeWait+time.Second, c.drop)
 	})
+}
+
+// drop closes the TCP connection at once, even while a close handshake is
+// in flight (the library's CloseNow would wait for that to time out).
+func (c *conn) drop() {
+	if c.netConn != nil {
+		c.netConn.Close()
+	}
+	c.ws.CloseNow()
 }
 
 // killed reports whether kill was called, and with which code.
@@ -222,7 +233,7 @@ func (c *conn) handle(b []byte) bool {
 	m, err := protocol.Decode(b)
 	if err == nil && m.Type == protocol.TypeCursorUpdate {
 		h.metrics.in(m.Type)
-		if c.cursor.offer(m.Payload.(*protocol.Cursor), now) {
+		if c.cursor.offer(m, now) {
 			h.metrics.cursorCoalesced.Inc()
 		}
 		return true
@@ -237,14 +248,21 @@ func (c *conn) handle(b []byte) bool {
 			c.kill(protocol.ClosePolicy, "rate limit exceeded")
 			return false
 		}
+		h.metrics.out(protocol.TypeError, 1)
 		return c.enqueue(protocol.EncodeError(m.Ref, protocol.Errorf(protocol.CodeRateLimited,
 			"over %g messages per second", h.opts.MessageRate)))
 	}
 	if err != nil {
 		h.metrics.in("invalid")
+		h.metrics.out(protocol.TypeError, 1)
 		return c.enqueue(protocol.EncodeError(m.Ref, err))
 	}
 	h.metrics.in(m.Type)
+	if m.Type == protocol.TypeJoinSession || m.Type == protocol.TypeLeaveSession {
+		// A waiting cursor update belongs to the session it was sent in:
+		// deliver it there before the membership changes.
+		c.cursor.flushNow(now)
+	}
 	in := inbound{c: c, msg: m, at: now}
 	if m.Type == protocol.TypePing {
 		b, err := protocol.Encode(protocol.TypePong, m.Ref, m.Payload)
@@ -262,54 +280,67 @@ func (c *conn) handle(b []byte) bool {
 // be called concurrently (the reader offers, a timer flushes).
 type cursorGate struct {
 	limiter *rate.Limiter
-	forward func(*protocol.Cursor, time.Time) bool
+	forward func(protocol.Message, time.Time) bool
 
 	mu      sync.Mutex
-	pending *protocol.Cursor // waiting for timer
+	pending *protocol.Message // waiting for timer
 	timer   *time.Timer
 	stopped bool
 }
 
-// offer hands cur on now if the rate allows, or holds it until it does. It
-// reports whether cur replaced an update that was already waiting.
-func (g *cursorGate) offer(cur *protocol.Cursor, now time.Time) (coalesced bool) {
+// offer hands m (a cursor-update) on now if the rate allows, or holds it
+// until it does. It reports whether m replaced an update that was already
+// waiting.
+func (g *cursorGate) offer(m protocol.Message, now time.Time) (coalesced bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.stopped {
 		return false
 	}
 	if g.pending != nil {
-		g.pending = cur
+		*g.pending = m
 		return true
 	}
 	r := g.limiter.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
-		g.pending = cur
+		g.pending = &m
 		g.timer = time.AfterFunc(d, g.flush)
 		return false
 	}
-	g.forward(cur, now)
+	g.forward(m, now)
 	return false
 }
 
 func (g *cursorGate) flush() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	cur := g.pending
+	m := g.pending
 	g.pending, g.timer = nil, nil
-	if cur != nil && !g.stopped {
-		g.forward(cur, time.Now())
+	if m != nil && !g.stopped {
+		g.forward(*m, time.Now())
 	}
 }
 
-// stop drops any waiting update; nothing is forwarded after it returns.
-func (g *cursorGate) stop() {
+// flushNow forwards the waiting update at once, ahead of the rate; the
+// limiter's reservation for it stands, so the rate holds on average.
+func (g *cursorGate) flushNow(now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.stopped = true
-	g.pending = nil
 	if g.timer != nil {
 		g.timer.Stop()
 		g.timer = nil
 	}
+	if m := g.pending; m != nil && !g.stopped {
+		g.pending = nil
+		g.forward(*m, now)
+	}
+}
+
+// stop forwards the waiting update, if any, and stops the gate: nothing is
+// forwarded after it returns.
+func (g *cursorGate) stop() {
+	g.flushNow(time.Now())
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stopped = true
 }

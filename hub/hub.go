@@ -208,10 +208,11 @@ func (h *Hub) handle(in inbound) {
 		}
 		h.broadcast(c, m.Ref, m.Payload.(*protocol.Broadcast), now)
 	case protocol.TypePing:
-		if c.room != nil && c.room.s.Touch(c.userID, now) {
-			h.activityChanged(c.room, c.userID, true)
+		if c.room != nil {
+			h.touch(c.room, c.userID, now)
 		}
 		h.deliver(c, in.reply)
+		h.metrics.out(protocol.TypePong, 1)
 	}
 }
 
@@ -244,34 +245,45 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 		h.replyError(c, ref, perr)
 		return
 	}
-	if r := c.room; r != nil {
-		if r.s.ID == j.SessionID && c.userID == info.UserID {
-			// The same user joining the same session again: no leave, no join.
-			c.presence = j.Presence
-			r.s.Touch(c.userID, now)
-			h.replyJoined(c, ref, r)
-			return
-		}
-		h.detach(c, 0, now)
+	if r := c.room; r != nil && r.s.ID == j.SessionID && c.userID == info.UserID {
+		// The same user joining the same session again: no leave, no join.
+		c.presence = j.Presence
+		h.touch(r, c.userID, now)
+		h.replyJoined(c, ref, r)
+		return
 	}
 	r := h.rooms[j.SessionID]
+	if r != nil && r.s.Get(info.UserID) == nil && r.s.Len() >= h.opts.MaxParticipants {
+		h.replyError(c, ref, protocol.Errorf(protocol.CodeSessionFull, "session %s has %d participants", j.SessionID, r.s.Len()))
+		return
+	}
+	if c.room != nil {
+		h.detach(c, 0, now)
+	}
 	if r == nil {
 		r = &room{s: session.New(j.SessionID, uuid.NewString(), now)}
 		h.rooms[j.SessionID] = r
 	}
-	if r.s.Get(info.UserID) == nil && r.s.Len() >= h.opts.MaxParticipants {
-		h.replyError(c, ref, protocol.Errorf(protocol.CodeSessionFull, "session %s has %d participants", j.SessionID, r.s.Len()))
-		return
-	}
 	p, isNew := r.s.Join(info, now)
 	r.add(c)
 	c.room, c.userID, c.presence = r, info.UserID, j.Presence
+	if !isNew {
+		h.touch(r, c.userID, now) // before the reply, so that it shows the user active
+	}
 	h.replyJoined(c, ref, r)
 	if isNew {
 		u := p.Wire()
 		h.fanoutPresence(r, protocol.TypeUserJoined, p.UserID,
 			func() any { return protocol.UserJoined{User: u, Participants: r.s.Wire()} },
 			func() any { return protocol.UserJoined{User: u} })
+	}
+}
+
+// touch records a message of userID's own; a participant the idle sweep
+// had marked inactive is active again, and the others are told.
+func (h *Hub) touch(r *room, userID string, now time.Time) {
+	if r.s.Touch(userID, now) {
+		h.activityChanged(r, userID, true)
 	}
 }
 
@@ -314,7 +326,7 @@ func (h *Hub) activityChanged(r *room, userID string, active bool) {
 // with the session's next offset, and acks it when the client gave a ref.
 func (h *Hub) broadcast(c *conn, ref string, b *protocol.Broadcast, now time.Time) {
 	r := c.room
-	r.s.Touch(c.userID, now)
+	h.touch(r, c.userID, now)
 	r.s.Offset++
 	ev := protocol.BroadcastEvent{Event: b.Event, From: c.userID, Payload: b.Payload, Offset: r.s.Offset, Ts: now.UnixMilli()}
 	data, err := protocol.Encode(protocol.TypeBroadcast, "", ev)

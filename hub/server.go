@@ -1,8 +1,10 @@
 package hub
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"time"
 
@@ -44,7 +46,8 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &h.accept)
+	hw := &hijackRecorder{ResponseWriter: w}
+	ws, err := websocket.Accept(hw, r, &h.accept)
 	if err != nil {
 		h.log.Info("upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
 		h.metrics.refused.Inc()
@@ -52,6 +55,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(h.opts.MaxMessageBytes)
 	c := h.newConn(ws, r.RemoteAddr)
+	c.netConn = hw.conn
 	if !h.track(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
@@ -74,8 +78,8 @@ func (h *Hub) newConn(ws *websocket.Conn, addr string) *conn {
 	}
 	c.cursor = cursorGate{
 		limiter: rate.NewLimiter(rate.Limit(h.opts.CursorRate), 1),
-		forward: func(cur *protocol.Cursor, at time.Time) bool {
-			return h.submit(inbound{c: c, msg: protocol.Message{Type: protocol.TypeCursorUpdate, Payload: cur}, at: at})
+		forward: func(m protocol.Message, at time.Time) bool {
+			return h.submit(inbound{c: c, msg: m, at: at})
 		},
 	}
 	return c
@@ -161,11 +165,25 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		for _, c := range conns {
-			c.ws.CloseNow()
+			c.drop()
 		}
 		<-ended
 	}
 	close(h.quit)
 	<-h.done
 	return err
+}
+
+// hijackRecorder keeps the net.Conn that websocket.Accept hijacks, so that
+// the hub can drop it even while a close handshake is in flight (the
+// library's CloseNow then only waits for that handshake to time out).
+type hijackRecorder struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (w *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	w.conn = c
+	return c, rw, err
 }

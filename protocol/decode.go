@@ -75,6 +75,7 @@ func Decode(b []byte) (Message, error) {
 		return m, Errorf(CodeUnknownType, "unknown message type %q", truncate(m.Type, 64))
 	}
 	if err != nil {
+		m.Payload = nil // not a typed nil pointer: Payload is nil on error
 		return m, err
 	}
 	return m, nil

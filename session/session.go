@@ -88,14 +88,13 @@ func (s *Session) Wire() []protocol.Participant {
 }
 
 // Join adds a connection of info.UserID at now. A user already present (a
-// second tab, or a return within the leave grace) keeps its place, activity
-// and cursor, takes the new name, role and colour, and isNew is false.
+// second tab, or a return within the leave grace) is the same participant:
+// it keeps its place, name, role, colour, activity and cursor, and isNew is
+// false. Join does not count as activity; the caller Touches for that.
 func (s *Session) Join(info protocol.UserInfo, now time.Time) (p *Participant, isNew bool) {
 	if p = s.byID[info.UserID]; p != nil {
 		p.Conns++
 		p.LeaveAt = time.Time{}
-		p.Name, p.Role, p.Color = info.Name, info.Role, info.Color
-		s.touch(p, now)
 		return p, false
 	}
 	p = &Participant{

@@ -1,0 +1,181 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessionhub/sessionhub/protocol"
+)
+
+// Fan-out benchmark parameters. The benchmark submits cursor updates in
+// rounds of benchChunk and lets at most two rounds be outstanding, so no
+// send queue ever holds more than 2*benchChunk events and none overflows
+// (an overflow would drop the connection as a slow consumer).
+const (
+	benchChunk = 256
+	benchQueue = 4 * benchChunk
+)
+
+// BenchmarkFanout measures the run loop's fan-out of cursor-moved: one
+// member of a room of N sends b.N cursor updates straight into the hub's
+// inbox (no socket, no decode, no rate limit: the cursor gate sits in the
+// reader), and the N-1 other members' send queues are drained by one
+// goroutine per CPU, standing in for the connections' writers. The timer
+// stops only once every delivery of the last update has been received.
+//
+// deliveries/s and ns/delivery are per recipient queued and received;
+// allocs/delivery counts every malloc of the process during the timed loop
+// (run loop, drainers, runtime) divided by the deliveries.
+func BenchmarkFanout(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("room=%d", n), func(b *testing.B) { benchFanout(b, n) })
+	}
+}
+
+func benchFanout(b *testing.B, n int) {
+	h := New(&Options{
+		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SendQueue:       benchQueue,
+		CursorRate:      1e9,
+		MaxParticipants: n,
+	})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.Shutdown(ctx); err != nil {
+			b.Errorf("shutdown: %v", err)
+		}
+	}()
+
+	conns := make([]*conn, n)
+	for i := range conns {
+		conns[i] = &conn{
+			id:      h.nextID.Add(1),
+			hub:     h,
+			start:   time.Now(),
+			send:    make(chan []byte, benchQueue),
+			closing: make(chan struct{}),
+		}
+	}
+	benchJoin(b, h, conns)
+
+	sender, recipients := conns[0], conns[1:]
+	// A fixed ring of cursors, never written once built, so that the run
+	// loop may keep pointers to them and the benchmark allocates nothing.
+	cursors := make([]protocol.Cursor, 1024)
+	for i := range cursors {
+		cursors[i] = protocol.Cursor{Line: i, Column: i % 80, File: "main.go"}
+	}
+
+	// Drainers: each owns a shard of the recipients and, round by round,
+	// receives that round's events from each of its queues.
+	drainers := runtime.GOMAXPROCS(0)
+	rounds := (b.N + benchChunk - 1) / benchChunk
+	progress := make([]chan struct{}, drainers)
+	counts := make([]int, drainers)
+	var wg sync.WaitGroup
+
+	for d := range drainers {
+		progress[d] = make(chan struct{}, 4)
+		var shard []*conn
+		for i := d; i < len(recipients); i += drainers {
+			shard = append(shard, recipients[i])
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got := 0
+			for r := range rounds {
+				k := min(benchChunk, b.N-r*benchChunk)
+				for _, c := range shard {
+					for range k {
+						<-c.send
+					}
+					got += k
+				}
+				progress[d] <- struct{}{}
+			}
+			counts[d] = got
+		}()
+	}
+
+	// The drainers wait on empty queues: start the clock now.
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ReportAllocs()
+	b.ResetTimer()
+
+	for r := range rounds {
+		if r >= 2 { // every drainer is done with round r-2
+			for _, p := range progress {
+				<-p
+			}
+		}
+		for i := r * benchChunk; i < min((r+1)*benchChunk, b.N); i++ {
+			h.submit(inbound{c: sender, at: time.Now(), msg: protocol.Message{
+				Type: protocol.TypeCursorUpdate, Payload: &cursors[i%len(cursors)]}})
+		}
+	}
+	wg.Wait()
+
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+
+	deliveries := 0
+	for _, c := range counts {
+		deliveries += c
+	}
+	if want := b.N * (n - 1); deliveries != want {
+		b.Fatalf("%d deliveries, want %d", deliveries, want)
+	}
+	for _, c := range conns {
+		if c.gone || len(c.send) != 0 {
+			b.Fatalf("conn %d: gone=%v, %d left in its queue", c.id, c.gone, len(c.send))
+		}
+	}
+	elapsed := b.Elapsed()
+	b.ReportMetric(float64(deliveries)/elapsed.Seconds(), "deliveries/s")
+	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(deliveries), "ns/delivery")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(deliveries), "allocs/delivery")
+}
+
+// benchJoin joins conns, in order, to one session in diff presence and
+// empties their queues: conn i gets its session-joined, then one
+// user-joined for each conn after it.
+func benchJoin(b *testing.B, h *Hub, conns []*conn) {
+	b.Helper()
+	next := func(c *conn) []byte {
+		select {
+		case m := <-c.send:
+			if bytes.Contains(m, []byte(`"type":"error"`)) {
+				b.Fatalf("conn %d: %s", c.id, m)
+			}
+			return m
+		case <-time.After(10 * time.Second):
+			b.Fatalf("conn %d: nothing queued", c.id)
+			return nil
+		}
+	}
+	for i, c := range conns {
+		user := fmt.Sprintf("user-%d", i)
+		h.submit(inbound{c: c, at: time.Now(), msg: protocol.Message{Type: protocol.TypeJoinSession,
+			Payload: &protocol.JoinSession{SessionID: "bench", Presence: protocol.PresenceDiff,
+				UserInfo: protocol.UserInfo{UserID: user, Name: user, Role: protocol.RoleLearner}}}})
+		if m := next(c); !bytes.Contains(m, []byte(`"type":"session-joined"`)) {
+			b.Fatalf("%s: got %s, want session-joined", user, m)
+		}
+		for _, o := range conns[:i] {
+			if m := next(o); !bytes.Contains(m, []byte(`"type":"user-joined"`)) {
+				b.Fatalf("conn %d: got %s, want user-joined", o.id, m)
+			}
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/sessionhub/sessionhub/protocol"
+)
+
+// socketless returns a connection the run loop can serve without a
+// WebSocket: the test reads its send queue directly.
+func socketless(h *Hub) *conn {
+	return &conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, 64), closing: make(chan struct{})}
+}
+
+func startSocketless(t *testing.T) *Hub {
+	t.Helper()
+	h := New(&Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(func() { h.Shutdown(context.Background()) })
+	return h
+}
+
+func joinSocketless(t *testing.T, h *Hub, c *conn, user string, mode protocol.Presence) {
+	t.Helper()
+	h.submit(inbound{c: c, at: time.Now(), msg: protocol.Message{Type: protocol.TypeJoinSession,
+		Payload: &protocol.JoinSession{SessionID: "s", Presence: mode, UserInfo: protocol.UserInfo{UserID: user, Name: user}}}})
+	if got := recvType(t, c); got != protocol.TypeSessionJoined {
+		t.Fatalf("%s got %s, want session-joined", user, got)
+	}
+}
+
+func recv(t *testing.T, c *conn) []byte {
+	t.Helper()
+	select {
+	case b := <-c.send:
+		return b
+	case <-time.After(5 * time.Second):
+		t.Fatalf("conn %d: nothing queued", c.id)
+		return nil
+	}
+}
+
+func recvType(t *testing.T, c *conn) string {
+	t.Helper()
+	var env protocol.Envelope
+	if err := json.Unmarshal(recv(t, c), &env); err != nil {
+		t.Fatal(err)
+	}
+	return env.Type
+}
+
+// TestFanoutEncodesOncePerMode checks that a membership event is encoded
+// once for the full-presence connections and once for the diff ones, and
+// that a cursor-moved is encoded once for all: recipients get the very same
+// bytes, not equal copies.
+func TestFanoutEncodesOncePerMode(t *testing.T) {
+	h := startSocketless(t)
+	full1, full2, diff1, diff2 := socketless(h), socketless(h), socketless(h), socketless(h)
+	joinSocketless(t, h, full1, "f1", protocol.PresenceFull)
+	joinSocketless(t, h, full2, "f2", protocol.PresenceFull)
+	recv(t, full1) // user-joined f2
+	joinSocketless(t, h, diff1, "d1", protocol.PresenceDiff)
+	recv(t, full1)
+	recv(t, full2)
+	joinSocketless(t, h, diff2, "d2", protocol.PresenceDiff)
+	recv(t, full1)
+	recv(t, full2)
+	recv(t, diff1)
+
+	newcomer := socketless(h)
+	joinSocketless(t, h, newcomer, "n", protocol.PresenceFull)
+	got := map[*conn][]byte{}
+	for _, c := range []*conn{full1, full2, diff1, diff2} {
+		got[c] = recv(t, c)
+	}
+	if &got[full1][0] != &got[full2][0] {
+		t.Error("full-presence recipients got separately encoded user-joined")
+	}
+	if &got[diff1][0] != &got[diff2][0] {
+		t.Error("diff-presence recipients got separately encoded user-joined")
+	}
+	if &got[full1][0] == &got[diff1][0] {
+		t.Error("full and diff recipients got the same user-joined")
+	}
+
+	h.submit(inbound{c: newcomer, at: time.Now(), msg: protocol.Message{Type: protocol.TypeCursorUpdate,
+		Payload: &protocol.Cursor{Line: 1, Column: 2}}})
+	first := recv(t, full1)
+	for _, c := range []*conn{full2, diff1, diff2} {
+		if b := recv(t, c); &b[0] != &first[0] {
+			t.Errorf("conn %d got a separately encoded cursor-moved", c.id)
+		}
+	}
+}

@@ -1,0 +1,688 @@
+package hub_test
+
+// Tests of the contract's timings and back-pressure: cursor coalescing, slow
+// consumers, the leave grace, idle marking, the session TTL, rate abuse and
+// ping timeouts. Every duration is made small through hub.Options, and every
+// wait is for an event, with a deadline. The only plain waits are those that
+// let a duration pass to show that something did NOT happen.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/protocol"
+)
+
+// tmError is the payload of an error message.
+type tmError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// tmWaitFor returns the first message of p for which match is true,
+// dropping the others, and fails after the deadline.
+func tmWaitFor(p *peer, what string, match func(protocol.Envelope) bool) protocol.Envelope {
+	p.t.Helper()
+	deadline := time.After(wait)
+	for {
+		select {
+		case m, ok := <-p.msgs:
+			if !ok {
+				p.t.Fatalf("connection ended while waiting for %s: %v", what, <-p.end)
+			}
+			if match(m) {
+				return m
+			}
+		case <-deadline:
+			p.t.Fatalf("no %s within the deadline", what)
+		}
+	}
+}
+
+// tmDecode decodes a message's data, failing the test on error.
+func tmDecode(t testing.TB, m protocol.Envelope, v any) {
+	t.Helper()
+	if err := json.Unmarshal(m.Data, v); err != nil {
+		t.Fatalf("decode %s %s: %v", m.Type, m.Data, err)
+	}
+}
+
+// tmUserLeft matches a user-left of userID.
+func tmUserLeft(userID string) func(protocol.Envelope) bool {
+	return func(m protocol.Envelope) bool {
+		if m.Type != protocol.TypeUserLeft {
+			return false
+		}
+		var ul protocol.UserLeft
+		return json.Unmarshal(m.Data, &ul) == nil && ul.UserID == userID
+	}
+}
+
+// tmActivity matches a user-activity-changed of userID to active.
+func tmActivity(userID string, active bool) func(protocol.Envelope) bool {
+	return func(m protocol.Envelope) bool {
+		if m.Type != protocol.TypeUserActivityChanged {
+			return false
+		}
+		var ac protocol.UserActivityChanged
+		return json.Unmarshal(m.Data, &ac) == nil && ac.UserID == userID && ac.IsActive == active
+	}
+}
+
+// tmStrictSync does a ping round trip and fails on any message before the
+// pong: nothing was queued for p.
+func tmStrictSync(p *peer) {
+	p.t.Helper()
+	p.send(protocol.TypePing, map[string]any{"strict": true}, "strict-sync")
+	p.expect(protocol.TypePong, nil)
+}
+
+// tmMetric reads one sample of /metrics (name with its labels, if any, as
+// the exposition writes them); a sample not exposed yet reads 0.
+func tmMetric(t testing.TB, s *server, name string) float64 {
+	t.Helper()
+	code, body := s.get(t, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				t.Fatalf("metric %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	return 0
+}
+
+// tmMetricUntil polls /metrics until name satisfies ok, and fails after the
+// deadline.
+func tmMetricUntil(t testing.TB, s *server, name string, ok func(float64) bool) float64 {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		v := tmMetric(t, s, name)
+		if ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v after the deadline", name, v)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an event
+	}
+}
+
+// tmRawDial opens a WebSocket to s that nobody reads (coder/websocket then
+// answers no ping either). A small receive buffer makes its TCP buffers fill
+// fast. It is dropped at the end of the test.
+func tmRawDial(t testing.TB, s *server, smallRcvBuf bool) *websocket.Conn {
+	t.Helper()
+	tr := &http.Transport{}
+	if smallRcvBuf {
+		d := &net.Dialer{Control: setRcvBuf}
+		tr.DialContext = d.DialContext
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, s.url, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	ws.SetReadLimit(1 << 20)
+	t.Cleanup(func() { ws.CloseNow() })
+	return ws
+}
+
+// tmRawJoin sends join-session on ws and reads session-joined.
+func tmRawJoin(t testing.TB, ws *websocket.Conn, sessionID, userID string, read bool) {
+	t.Helper()
+	b, err := protocol.Encode(protocol.TypeJoinSession, "j", protocol.JoinSession{SessionID: sessionID,
+		UserInfo: protocol.UserInfo{UserID: userID, Name: userID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if !read {
+		return
+	}
+	_, b, err = ws.Read(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	var env protocol.Envelope
+	if err := json.Unmarshal(b, &env); err != nil || env.Type != protocol.TypeSessionJoined {
+		t.Fatalf("got %s, want session-joined", b)
+	}
+}
+
+// tmListener shrinks the send buffer of the connections it accepts while
+// small is set, so that a client that does not read fills it fast (without
+// it the kernel grows the buffer to megabytes).
+type tmListener struct {
+	net.Listener
+	small atomic.Bool
+}
+
+func (l *tmListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok && l.small.Load() {
+		tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// tmStartServer is startServer with a tmListener.
+func tmStartServer(t testing.TB, opts *hub.Options) (*server, *tmListener) {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = discardLogger()
+	}
+	h := hub.New(opts)
+	ts := httptest.NewUnstartedServer(h.Handler())
+	ln := &tmListener{Listener: ts.Listener}
+	ts.Listener = ln
+	ts.Start()
+	s := &server{Hub: h, ts: ts, url: "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.Shutdown(ctx); err != nil && err != hub.ErrShuttingDown {
+			t.Errorf("shutdown: %v", err)
+		}
+		ts.Close()
+	})
+	return s, ln
+}
+
+// tmAsPeer starts reading a raw connection the harness way.
+func tmAsPeer(t testing.TB, ws *websocket.Conn) *peer {
+	p := &peer{t: t, ws: ws, msgs: make(chan protocol.Envelope, 100000), end: make(chan error, 1)}
+	go p.readLoop()
+	return p
+}
+
+// Every other participant ends on the sender's true last position, and the
+// updates over the cursor rate are coalesced, not all fanned out.
+func TestCursorCoalescing(t *testing.T) {
+	s := startServer(t, nil) // the default cursor rate: 20 per second
+	sender, o1, o2 := dial(t, s, nil), dial(t, s, nil), dial(t, s, nil)
+	sender.join("co", "sender", "Sender", "")
+	o1.join("co", "o1", "O1", "")
+	o2.join("co", "o2", "O2", "")
+	o1.expect(protocol.TypeUserJoined, nil) // o2
+	sender.sync()
+
+	const n = 200
+	for i := 1; i <= n; i++ {
+		sender.send(protocol.TypeCursorUpdate, protocol.Cursor{Line: i, Column: i % 80, File: fmt.Sprintf("f%d.go", i)}, "")
+	}
+	for _, o := range []*peer{o1, o2} {
+		got, last := 0, 0
+		for {
+			var cm protocol.CursorMoved
+			tmDecode(t, o.expect(protocol.TypeCursorMoved, nil), &cm)
+			got++
+			if cm.UserID != "sender" {
+				t.Fatalf("cursor-moved of %q", cm.UserID)
+			}
+			if cm.Cursor.Line <= last {
+				t.Fatalf("cursor went back from line %d to %d", last, cm.Cursor.Line)
+			}
+			last = cm.Cursor.Line
+			if cm.Cursor.File != fmt.Sprintf("f%d.go", cm.Cursor.Line) || cm.Cursor.Column != cm.Cursor.Line%80 {
+				t.Fatalf("cursor-moved mixes updates: %+v", cm.Cursor)
+			}
+			if cm.Cursor.Line == n {
+				break
+			}
+		}
+		if got >= n {
+			t.Errorf("an observer got %d cursor-moved for %d updates: nothing was coalesced", got, n)
+		}
+		t.Logf("an observer got %d cursor-moved for %d updates", got, n)
+		tmStrictSync(o) // and nothing after the final position
+	}
+	if v := tmMetric(t, s, "sessionhub_cursor_updates_coalesced_total"); v <= 0 {
+		t.Errorf("sessionhub_cursor_updates_coalesced_total = %v, want > 0", v)
+	}
+	// A later joiner sees the final position in the list.
+	late := dial(t, s, nil)
+	sj := late.join("co", "late", "Late", "")
+	for _, p := range sj.Participants {
+		if p.UserID == "sender" && (p.Cursor == nil || p.Cursor.Line != n) {
+			t.Errorf("sender's cursor in the list = %+v, want line %d", p.Cursor, n)
+		}
+	}
+}
+
+// A client that stops reading is closed as a slow consumer without delaying
+// anybody else; the others see it leave after the grace, and it gets 1013.
+func TestSlowConsumer(t *testing.T) {
+	const grace = 300 * time.Millisecond
+	s, ln := tmStartServer(t, &hub.Options{SendQueue: 16, CursorRate: 1e9, LeaveGrace: grace})
+	obs := dial(t, s, &websocket.DialOptions{Subprotocols: []string{protocol.BatchSubprotocol}})
+	sender := dial(t, s, nil)
+	obs.join("slow", "obs", "Obs", "")
+	sender.join("slow", "sender", "Sender", "")
+	ln.small.Store(true)
+	stuck := tmRawDial(t, s, true)
+	ln.small.Store(false)
+	tmRawJoin(t, stuck, "slow", "stuck", true) // and read nothing more
+	tmWaitFor(obs, "user-joined of stuck", func(m protocol.Envelope) bool {
+		var uj protocol.UserJoined
+		return m.Type == protocol.TypeUserJoined && json.Unmarshal(m.Data, &uj) == nil && uj.User.UserID == "stuck"
+	})
+
+	// The sender floods at a steady 2000 updates per second (2 a
+	// millisecond, none coalesced): far more than the stuck client's buffers
+	// take, paced so that the flood does not starve the machine's CPUs.
+	stop := make(chan struct{})
+	var flood sync.WaitGroup
+	var sent int
+	flood.Go(func() {
+		file := strings.Repeat("f", 250)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			for range 2 {
+				b, _ := protocol.Encode(protocol.TypeCursorUpdate, "", protocol.Cursor{Line: sent % 10_000_000, File: file})
+				ctx, cancel := context.WithTimeout(context.Background(), wait)
+				err := sender.ws.Write(ctx, websocket.MessageText, b)
+				cancel()
+				if err != nil {
+					return
+				}
+				sent++
+			}
+		}
+	})
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		flood.Wait()
+	}()
+
+	// The observer pings every 20 ms while it waits for the stuck user to
+	// leave: every round trip must stay short.
+	start := time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(wait + 10*time.Second)
+	var (
+		pingAt  time.Time
+		pinging bool
+		pings   int
+		maxRTT  time.Duration
+		seq     int
+		cursors int
+	)
+	leftAt := time.Duration(0)
+loop:
+	for {
+		select {
+		case m, ok := <-obs.msgs:
+			if !ok {
+				t.Fatalf("observer's connection ended during the flood: %v", <-obs.end)
+			}
+			switch {
+			case m.Type == protocol.TypeCursorMoved:
+				cursors++
+			case m.Type == protocol.TypePong && m.Ref == "rtt"+strconv.Itoa(seq):
+				rtt := time.Since(pingAt)
+				maxRTT = max(maxRTT, rtt)
+				pinging = false
+				pings++
+			case tmUserLeft("stuck")(m):
+				leftAt = time.Since(start)
+				break loop
+			case m.Type == protocol.TypeUserLeft:
+				t.Fatalf("unexpected %s %s", m.Type, m.Data)
+			}
+		case <-tick.C:
+			if pinging {
+				if time.Since(pingAt) > time.Second {
+					t.Fatalf("observer's ping unanswered for %v during the flood", time.Since(pingAt))
+				}
+				continue
+			}
+			seq++
+			pinging = true
+			pingAt = time.Now()
+			obs.send(protocol.TypePing, map[string]any{"n": seq}, "rtt"+strconv.Itoa(seq))
+		case <-deadline:
+			t.Fatal("the stuck client never left")
+		}
+	}
+	close(stop)
+	flood.Wait()
+	t.Logf("stuck left after %v; %d updates sent, observer got %d cursor-moved, %d pings, max RTT %v",
+		leftAt, sent, cursors, pings, maxRTT)
+	if leftAt < grace {
+		t.Errorf("user-left %v after the flood started, before the %v grace", leftAt, grace)
+	}
+	if maxRTT > 500*time.Millisecond {
+		t.Errorf("observer's ping RTT reached %v during the flood", maxRTT)
+	}
+	if cursors == 0 {
+		t.Error("observer got no cursor-moved during the flood")
+	}
+	if v := tmMetric(t, s, "sessionhub_slow_consumer_closes_total"); v < 1 {
+		t.Errorf("sessionhub_slow_consumer_closes_total = %v, want >= 1", v)
+	}
+	// The sender and the observer are still connected.
+	obs.sync()
+	sender.sync()
+
+	// Now the stuck client reads: what it had, then the close frame.
+	p := tmAsPeer(t, stuck)
+	if code := p.closed(); code != websocket.StatusCode(protocol.CloseSlowConsumer) {
+		t.Errorf("stuck client's connection ended with %v, want 1013", code)
+	}
+}
+
+// A participant dropped without a close frame keeps its place through the
+// leave grace if it comes back, and leaves when the grace ends if it does not.
+func TestLeaveGrace(t *testing.T) {
+	const grace = time.Second
+	t.Run("rejoin within grace", func(t *testing.T) {
+		t.Parallel()
+		s := startServer(t, &hub.Options{LeaveGrace: grace})
+		obs, a := dial(t, s, nil), dial(t, s, nil)
+		obs.join("g", "obs", "Obs", "")
+		sj := a.join("g", "alice", "Alice", "")
+		obs.expect(protocol.TypeUserJoined, nil)
+		var joinedAt time.Time
+		for _, p := range sj.Participants {
+			if p.UserID == "alice" {
+				joinedAt = p.JoinedAt
+			}
+		}
+		a.send(protocol.TypeCursorUpdate, protocol.Cursor{Line: 7, Column: 3, File: "x.go"}, "")
+		a.send(protocol.TypeActivityStatus, protocol.ActivityStatus{IsActive: false}, "")
+		obs.expect(protocol.TypeCursorMoved, nil)
+		obs.expect(protocol.TypeUserActivityChanged, nil)
+
+		before := tmMetric(t, s, "sessionhub_connections")
+		dropped := time.Now()
+		a.ws.CloseNow() // no close frame
+		// The hub has seen the drop once its connection count goes down.
+		tmMetricUntil(t, s, "sessionhub_connections", func(v float64) bool { return v == before-1 })
+		obs.sync()
+
+		a2 := dial(t, s, nil)
+		sj = a2.join("g", "alice", "Alice", "")
+		if time.Since(dropped) >= grace {
+			t.Fatalf("rejoin took %v, longer than the grace", time.Since(dropped))
+		}
+		var me *protocol.Participant
+		for i, p := range sj.Participants {
+			if p.UserID == "alice" {
+				me = &sj.Participants[i]
+			}
+		}
+		switch {
+		case len(sj.Participants) != 2 || me == nil:
+			t.Fatalf("session-joined participants = %+v", sj.Participants)
+		case !me.JoinedAt.Equal(joinedAt):
+			t.Errorf("joinedAt = %v, want the original %v", me.JoinedAt, joinedAt)
+		case me.Cursor == nil || me.Cursor.Line != 7 || me.Cursor.Column != 3 || me.Cursor.File != "x.go":
+			t.Errorf("cursor = %+v, want the one before the drop", me.Cursor)
+		case me.IsActive:
+			t.Errorf("isActive = true, want the false set before the drop")
+		}
+
+		// Let the grace pass (a wait to show that nothing happens), then a
+		// sentinel event: it must be the first thing the others see.
+		time.Sleep(time.Until(dropped.Add(grace + 300*time.Millisecond)))
+		c := dial(t, s, nil)
+		c.join("g", "carol", "Carol", "")
+		for _, p := range []*peer{obs, a2} {
+			var uj protocol.UserJoined
+			p.expect(protocol.TypeUserJoined, &uj)
+			if uj.User.UserID != "carol" || len(uj.Participants) != 3 {
+				t.Errorf("user-joined = %+v, want carol with 3 participants", uj)
+			}
+		}
+	})
+	t.Run("no rejoin", func(t *testing.T) {
+		t.Parallel()
+		s := startServer(t, &hub.Options{LeaveGrace: grace})
+		obs, b := dial(t, s, nil), dial(t, s, nil)
+		obs.join("g", "obs", "Obs", "")
+		b.join("g", "bob", "Bob", "")
+		obs.expect(protocol.TypeUserJoined, nil)
+		dropped := time.Now()
+		b.ws.CloseNow()
+		var ul protocol.UserLeft
+		obs.expect(protocol.TypeUserLeft, &ul)
+		after := time.Since(dropped)
+		if ul.UserID != "bob" || ul.Participants == nil || len(*ul.Participants) != 1 {
+			t.Errorf("user-left = %+v", ul)
+		}
+		if after < grace {
+			t.Errorf("user-left came %v after the drop, before the %v grace", after, grace)
+		}
+		if after > grace+time.Second {
+			t.Errorf("user-left came %v after the drop, long after the %v grace", after, grace)
+		}
+		t.Logf("user-left %v after the drop", after)
+	})
+}
+
+// A silent participant is marked inactive after IdleAfter, and its next
+// message of its own makes it active again.
+func TestIdleMarking(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	s := startServer(t, &hub.Options{IdleAfter: idle})
+	obs, quiet := dial(t, s, nil), dial(t, s, nil)
+	obs.join("idle", "obs", "Obs", "")
+	joining := time.Now()
+	quiet.join("idle", "quiet", "Quiet", "")
+	obs.expect(protocol.TypeUserJoined, nil)
+
+	tmWaitFor(obs, "quiet inactive", tmActivity("quiet", false))
+	if d := time.Since(joining); d < idle {
+		t.Errorf("marked inactive %v after its join, before %v", d, idle)
+	}
+	quiet.send(protocol.TypeCursorUpdate, protocol.Cursor{Line: 1, Column: 1}, "")
+	moved := false
+	tmWaitFor(obs, "quiet active again", func(m protocol.Envelope) bool {
+		moved = moved || m.Type == protocol.TypeCursorMoved
+		return tmActivity("quiet", true)(m)
+	})
+	if !moved {
+		t.Error("no cursor-moved for the update that woke it")
+	}
+}
+
+// An empty session goes away after the session TTL, and not before: its
+// epoch changes only then.
+func TestSessionTTL(t *testing.T) {
+	const ttl = 300 * time.Millisecond
+	s := startServer(t, &hub.Options{SessionTTL: ttl})
+	a := dial(t, s, nil)
+	leave := func() time.Time {
+		a.send(protocol.TypeLeaveSession, nil, "l")
+		a.expect(protocol.TypeSessionLeft, nil)
+		return time.Now()
+	}
+	first := a.join("ttl", "alice", "Alice", "").Epoch
+	tmMetricUntil(t, s, "sessionhub_sessions", func(v float64) bool { return v == 1 })
+	leave()
+	if e := a.join("ttl", "alice", "Alice", "").Epoch; e != first {
+		t.Errorf("rejoin before the TTL: epoch %q, want the same %q", e, first)
+	}
+	left := leave()
+	tmMetricUntil(t, s, "sessionhub_sessions", func(v float64) bool { return v == 0 })
+	if d := time.Since(left); d < ttl {
+		t.Errorf("session removed %v after it emptied, before the %v TTL", d, ttl)
+	}
+	if e := a.join("ttl", "alice", "Alice", "").Epoch; e == first {
+		t.Errorf("join after the TTL: epoch %q, the first life's", e)
+	}
+}
+
+// A client over the message rate gets rate_limited, and one that keeps it up
+// for the abuse window is closed with 1008; one under the rate never is.
+func TestRateAbuse(t *testing.T) {
+	s := startServer(t, &hub.Options{MessageRate: 5, MessageBurst: 5, AbuseWindow: 500 * time.Millisecond})
+	abuser, polite := dial(t, s, nil), dial(t, s, nil)
+
+	stop := make(chan struct{})
+	var flood sync.WaitGroup
+	flood.Go(func() {
+		tick := time.NewTicker(2 * time.Millisecond) // 500 per second
+		defer tick.Stop()
+		b, _ := protocol.Encode(protocol.TypePing, "p", map[string]any{})
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			err := abuser.ws.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	})
+	defer func() { close(stop); flood.Wait() }()
+
+	var e tmError
+	m := tmWaitFor(abuser, "rate_limited", func(m protocol.Envelope) bool { return m.Type == protocol.TypeError })
+	tmDecode(t, m, &e)
+	if e.Code != string(protocol.CodeRateLimited) {
+		t.Fatalf("error %+v, want rate_limited", e)
+	}
+	// Meanwhile the polite client pings 4 times a second (under 5, burst 5).
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < 6; i++ {
+		polite.send(protocol.TypePing, map[string]any{"i": i}, strconv.Itoa(i))
+		polite.expect(protocol.TypePong, nil) // an error here fails the test
+		<-tick.C                              // pacing under the rate
+	}
+	if code := abuser.closed(); code != websocket.StatusPolicyViolation {
+		t.Errorf("abuser's connection ended with %v, want 1008", code)
+	}
+	polite.sync()
+}
+
+// A client that answers no ping is dropped after the ping timeout, and the
+// others see it leave after the grace.
+func TestPingTimeout(t *testing.T) {
+	const grace = 200 * time.Millisecond
+	s := startServer(t, &hub.Options{PingInterval: 100 * time.Millisecond, PingTimeout: 200 * time.Millisecond, LeaveGrace: grace})
+	obs := dial(t, s, nil) // reads, so it answers pings
+	obs.join("pt", "obs", "Obs", "")
+	mute := tmRawDial(t, s, false)
+	start := time.Now()
+	tmRawJoin(t, mute, "pt", "mute", false) // never reads
+	obs.expect(protocol.TypeUserJoined, nil)
+	var ul protocol.UserLeft
+	obs.expect(protocol.TypeUserLeft, &ul)
+	if ul.UserID != "mute" {
+		t.Fatalf("user-left of %q, want mute", ul.UserID)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond+grace {
+		t.Errorf("user-left %v after the join, before a ping could time out and the grace pass", d)
+	}
+	obs.sync() // the observer, who answers pings, is still there
+	// The mute client's connection was dropped.
+	p := tmAsPeer(t, mute)
+	p.skipUntil(protocol.TypeSessionJoined, nil)
+	if code := p.closed(); code != -1 {
+		t.Errorf("mute client's connection ended with %v, want a drop without close frame", code)
+	}
+}
+
+// A participant the idle sweep made inactive is active again when it joins
+// from another tab: the others are told, and the new tab's own list agrees.
+func TestIdleWokenBySecondTab(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	s := startServer(t, &hub.Options{IdleAfter: idle})
+	obs, quiet := dial(t, s, nil), dial(t, s, nil)
+	obs.join("idle2", "obs", "Obs", "")
+	quiet.join("idle2", "quiet", "Quiet", "")
+	obs.expect(protocol.TypeUserJoined, nil)
+	tmWaitFor(obs, "quiet inactive", tmActivity("quiet", false))
+
+	tab2 := dial(t, s, nil)
+	sj := tab2.join("idle2", "quiet", "Quiet", "")
+	for _, p := range sj.Participants {
+		if p.UserID == "quiet" && !p.IsActive {
+			t.Errorf("the second tab's session-joined shows quiet inactive, though its join made it active")
+		}
+	}
+	tmWaitFor(obs, "quiet active again", tmActivity("quiet", true))
+}
+
+// A cursor update still waiting for the cursor rate when its sender leaves
+// the session belongs to that session: it must not surface afterwards as an
+// error (not_in_session) nor as a cursor-moved in the next session.
+func TestPendingCursorAcrossLeave(t *testing.T) {
+	s := startServer(t, nil) // 20 cursor updates per second: the 2nd waits ~50ms
+	t.Run("leave-session", func(t *testing.T) {
+		a, o := dial(t, s, nil), dial(t, s, nil)
+		a.join("pa", "a", "A", "")
+		o.join("pa", "o", "O", "")
+		a.send(protocol.TypeCursorUpdate, protocol.Cursor{Line: 1}, "")
+		a.send(protocol.TypeCursorUpdate, protocol.Cursor{Line: 2}, "")
+		a.send(protocol.TypeLeaveSession, nil, "l")
+		a.skipUntil(protocol.TypeSessionLeft, nil)
+		time.Sleep(200 * time.Millisecond) // past the cursor window: nothing may come
+		tmStrictSync(a)
+	})
+	t.Run("join another session", func(t *testing.T) {
+		a, oa, ob := dial(t, s, nil), dial(t, s, nil), dial(t, s, nil)
+		a.join("pa2", "a", "A", "")
+		oa.join("pa2", "oa", "OA", "")
+		ob.join("pb2", "ob", "OB", "")
+		a.skipUntil(protocol.TypeUserJoined, nil)
+		a.send(protocol.TypeCursorUpdate, protocol.Cursor{Line: 1, File: "in-pa2.go"}, "")
+		a.send(protocol.TypeCursorUpdate, protocol.Cursor{Line: 2, File: "in-pa2.go"}, "")
+		a.join("pb2", "a", "A", "")
+		ob.expect(protocol.TypeUserJoined, nil)
+		time.Sleep(200 * time.Millisecond) // past the cursor window: nothing may come
+		tmStrictSync(ob)
+		sj := dial(t, s, nil).join("pb2", "late", "Late", "")
+		for _, p := range sj.Participants {
+			if p.UserID == "a" && p.Cursor != nil {
+				t.Errorf("a's cursor in pb2 = %+v, an update sent in pa2", p.Cursor)
+			}
+		}
+	})
+}
