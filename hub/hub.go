@@ -409,11 +409,11 @@ func (h *Hub) sweep(now time.Time) {
 // consumer.
 func (h *Hub) deliver(c *conn, b []byte) {
 	if c.gone {
-		h.metrics.dropped.WithLabelValues("conn_gone").Inc()
+		h.metrics.droppedGone.Inc()
 		return
 	}
 	if !c.enqueue(b) {
-		h.metrics.dropped.WithLabelValues("queue_full").Inc()
+		h.metrics.droppedQueued.Inc()
 		h.metrics.slowConsumers.Inc()
 		c.gone = true
 		h.gone = append(h.gone, c)

@@ -30,8 +30,10 @@ type metrics struct {
 	loopLatency     prometheus.Histogram
 
 	// Resolved once: the per-message paths do no label lookups.
-	in_  map[string]prometheus.Counter
-	out_ map[string]prometheus.Counter
+	in_           map[string]prometheus.Counter
+	out_          map[string]prometheus.Counter
+	droppedGone   prometheus.Counter
+	droppedQueued prometheus.Counter
 }
 
 var inTypes = []string{protocol.TypeJoinSession, protocol.TypeLeaveSession, protocol.TypeCursorUpdate,
@@ -78,6 +80,8 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.connections, m.sessions, m.participants, m.messagesIn, m.messagesOut,
 		m.cursorCoalesced, m.rateLimited, m.slowConsumers, m.dropped, m.closes, m.refused, m.batchedFrames,
 		m.loopLatency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.droppedGone = m.dropped.WithLabelValues("conn_gone")
+	m.droppedQueued = m.dropped.WithLabelValues("queue_full")
 	for _, t := range inTypes {
 		m.in_[t] = m.messagesIn.WithLabelValues(t)
 	}
