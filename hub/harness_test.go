@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -29,6 +30,12 @@ type server struct {
 // end of the test.
 func startServer(t testing.TB, opts *hub.Options) *server {
 	t.Helper()
+	return startServerOn(t, opts, nil)
+}
+
+// startServerOn is startServer with the listener wrapped by wrap (if not nil).
+func startServerOn(t testing.TB, opts *hub.Options, wrap func(net.Listener) net.Listener) *server {
+	t.Helper()
 	if opts == nil {
 		opts = &hub.Options{}
 	}
@@ -36,7 +43,11 @@ func startServer(t testing.TB, opts *hub.Options) *server {
 		opts.Logger = discardLogger()
 	}
 	h := hub.New(opts)
-	ts := httptest.NewServer(h.Handler())
+	ts := httptest.NewUnstartedServer(h.Handler())
+	if wrap != nil {
+		ts.Listener = wrap(ts.Listener)
+	}
+	ts.Start()
 	s := &server{Hub: h, ts: ts, url: "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -197,22 +196,10 @@ func (l *tmListener) Accept() (net.Conn, error) {
 // tmStartServer is startServer with a tmListener.
 func tmStartServer(t testing.TB, opts *hub.Options) (*server, *tmListener) {
 	t.Helper()
-	if opts.Logger == nil {
-		opts.Logger = discardLogger()
-	}
-	h := hub.New(opts)
-	ts := httptest.NewUnstartedServer(h.Handler())
-	ln := &tmListener{Listener: ts.Listener}
-	ts.Listener = ln
-	ts.Start()
-	s := &server{Hub: h, ts: ts, url: "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil && err != hub.ErrShuttingDown {
-			t.Errorf("shutdown: %v", err)
-		}
-		ts.Close()
+	var ln *tmListener
+	s := startServerOn(t, opts, func(l net.Listener) net.Listener {
+		ln = &tmListener{Listener: l}
+		return ln
 	})
 	return s, ln
 }

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path"
 	"strings"
 	"syscall"
 	"time"
@@ -212,4 +213,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// pathMatch checks an --allowed-origins pattern the way the WebSocket
+// library will use it.
+func pathMatch(pattern string) (bool, error) {
+	return path.Match(strings.ToLower(pattern), "")
 }
