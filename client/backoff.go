@@ -1,0 +1,71 @@
+package client
+
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// ReconnectPolicy says how a Client reconnects after an unexpected end of
+// its connection: attempt n (counting from 0) waits a random delay in
+// [0, min(Max, Initial*Factor^n)] ("full jitter") before dialing.
+type ReconnectPolicy struct {
+	// Initial is the upper bound of the first delay. Defaults to 500ms.
+	Initial time.Duration
+
+	// Factor multiplies the bound after each failed attempt. Defaults to 2.
+	Factor float64
+
+	// Max caps the bound. Defaults to 10s.
+	Max time.Duration
+
+	// MaxAttempts is how many failed attempts in a row the client makes
+	// before it gives up. 0 means forever; a negative value turns
+	// reconnecting off. DefaultReconnectPolicy (used when Options.Reconnect
+	// is nil) has 5.
+	MaxAttempts int
+}
+
+// DefaultReconnectPolicy is the policy of a nil Options.Reconnect, as the
+// platform's earlier client had it.
+var DefaultReconnectPolicy = ReconnectPolicy{
+	Initial:     500 * time.Millisecond,
+	Factor:      2,
+	Max:         10 * time.Second,
+	MaxAttempts: 5,
+}
+
+func (p ReconnectPolicy) withDefaults() ReconnectPolicy {
+	if p.Initial <= 0 {
+		p.Initial = DefaultReconnectPolicy.Initial
+	}
+	if p.Factor < 1 {
+		p.Factor = DefaultReconnectPolicy.Factor
+	}
+	if p.Max <= 0 {
+		p.Max = DefaultReconnectPolicy.Max
+	}
+	if p.Max < p.Initial {
+		p.Max = p.Initial
+	}
+	return p
+}
+
+// Bound returns the upper bound of the delay before attempt n (counting
+// from 0): min(Max, Initial*Factor^n).
+func (p ReconnectPolicy) Bound(n int) time.Duration {
+	p = p.withDefaults()
+	d := float64(p.Initial) * math.Pow(p.Factor, float64(n))
+	if math.IsInf(d, 0) || math.IsNaN(d) || d >= float64(p.Max) {
+		return p.Max
+	}
+	return time.Duration(d)
+}
+
+// fullJitter returns a uniformly random duration in [0, max].
+func fullJitter(max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(max) + 1))
+}

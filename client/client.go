@@ -1,0 +1,706 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/sessionhub/sessionhub/protocol"
+)
+
+// Errors of the client's methods, besides *ServerError, *CloseError and
+// *GaveUpError.
+var (
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("sessionhub: client closed")
+
+	// ErrConnectionLost is returned by a request whose connection ended
+	// before its reply came. The client reconnects by itself (unless the
+	// close was final); the request may be sent again.
+	ErrConnectionLost = errors.New("sessionhub: connection lost before the reply")
+)
+
+const (
+	// readLimit is the largest server frame the client accepts: a batch of
+	// full participant lists of a large session can be big.
+	readLimit = 64 << 20
+
+	// writeTimeout bounds one frame's write. The caller's context is not
+	// used for writes, because cancelling a write closes the WebSocket.
+	writeTimeout = 10 * time.Second
+)
+
+// Client is a connection to a sessionhub hub, kept open across unexpected
+// drops. All its methods are safe for concurrent use.
+type Client struct {
+	url    string
+	opts   Options
+	log    *slog.Logger
+	events chan Event
+
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	done      chan struct{} // closed when run has returned
+
+	nextRef atomic.Uint64
+
+	mu      sync.Mutex
+	state   State
+	closing bool          // Close was called
+	final   error         // why methods fail from now on; nil while usable
+	cn      *conn         // the open connection; nil while there is none
+	changed chan struct{} // closed and replaced when cn or final changes
+	pending map[string]*pending
+	joined  *membership // the session to join again after a reconnect
+}
+
+// conn is one WebSocket connection of a Client.
+type conn struct {
+	ws    *websocket.Conn
+	ready chan struct{} // closed when requests may use it (after the rejoin)
+	done  chan struct{} // closed when its reader has returned
+	err   error         // the read error that ended it; set before done
+}
+
+// membership is the session the client is in, as needed to join it again.
+type membership struct {
+	join   protocol.JoinSession // UserInfo.UserID is the selfId the server gave
+	epoch  string
+	offset int64
+}
+
+// pending is a request waiting for its reply.
+type pending struct {
+	cn     *conn
+	ch     chan reply            // buffered: the reader never blocks on it
+	join   *protocol.JoinSession // for join-session: what was asked
+	rejoin int                   // for an automatic rejoin: the reconnect attempt
+}
+
+type reply struct {
+	joined *protocol.SessionJoined
+	offset int64 // of an ack
+	err    error
+}
+
+// JoinOption is an option of Join.
+type JoinOption func(*protocol.JoinSession)
+
+// WithPresence asks for presence mode p (protocol.PresenceFull, the
+// server's default, or protocol.PresenceDiff).
+func WithPresence(p protocol.Presence) JoinOption {
+	return func(j *protocol.JoinSession) { j.Presence = p }
+}
+
+// Dial connects to the hub's WebSocket endpoint url (ws://host/ws or
+// wss://host/ws) and returns a connected Client. The first connection is
+// not retried: if it fails, Dial returns the error. opts may be nil.
+//
+// The Client must be closed with Close, and its Events channel read.
+func Dial(ctx context.Context, url string, opts *Options) (*Client, error) {
+	o := opts.withDefaults()
+	c := &Client{
+		url:     url,
+		opts:    o,
+		log:     o.Logger,
+		events:  make(chan Event, o.EventBuffer),
+		done:    make(chan struct{}),
+		state:   Connecting,
+		changed: make(chan struct{}),
+		pending: make(map[string]*pending),
+	}
+	ws, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	cn := newConn(ws)
+	close(cn.ready)
+	c.cn, c.state = cn, Connected
+	go c.run(cn)
+	return c, nil
+}
+
+func newConn(ws *websocket.Conn) *conn {
+	return &conn{ws: ws, ready: make(chan struct{}), done: make(chan struct{})}
+}
+
+// dial makes one connection attempt.
+func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ConnectTimeout)
+	defer cancel()
+	h := c.opts.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if c.opts.Token != "" {
+		h.Set("Authorization", "Bearer "+c.opts.Token)
+	}
+	if c.opts.Origin != "" {
+		h.Set("Origin", c.opts.Origin)
+	}
+	do := &websocket.DialOptions{HTTPHeader: h}
+	if !c.opts.DisableBatch {
+		do.Subprotocols = []string{protocol.BatchSubprotocol}
+	}
+	ws, resp, err := websocket.Dial(ctx, c.url, do)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("sessionhub: dial %s: HTTP %d: %w", c.url, resp.StatusCode, err)
+		}
+		return nil, fmt.Errorf("sessionhub: dial %s: %w", c.url, err)
+	}
+	ws.SetReadLimit(readLimit)
+	return ws, nil
+}
+
+// Events returns the channel on which the client delivers, in order, the
+// server's events and its own state changes (see Event). It is closed
+// after Close, a final close code or the last failed reconnect attempt.
+//
+// The consumer must keep reading it: when its buffer (Options.EventBuffer)
+// is full, the client stops reading from the connection, so replies to
+// requests wait too, and the hub may eventually close the connection as a
+// slow consumer. After Close, events that do not fit the buffer are dropped.
+func (c *Client) Events() <-chan Event { return c.events }
+
+// State returns the client's current state.
+func (c *Client) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Join joins session sessionID as info (in open mode info.Name is required;
+// a missing info.UserID is chosen by the server and returned as SelfID). A
+// client is in at most one session: joining another leaves the first. The
+// reply is also delivered as a *SessionJoined event. After a reconnect the
+// client joins the last session it joined again by itself, as the same
+// user (SelfID), with the same name, role, colour and presence.
+func (c *Client) Join(ctx context.Context, sessionID string, info protocol.UserInfo, opts ...JoinOption) (*protocol.SessionJoined, error) {
+	j := protocol.JoinSession{SessionID: sessionID, UserInfo: info}
+	for _, o := range opts {
+		o(&j)
+	}
+	r, err := c.request(ctx, protocol.TypeJoinSession, j, &pending{join: &j})
+	if err != nil {
+		return nil, err
+	}
+	return r.joined, nil
+}
+
+// Leave leaves the session (it succeeds outside a session too). The reply
+// is also delivered as a *SessionLeft event.
+func (c *Client) Leave(ctx context.Context) error {
+	_, err := c.request(ctx, protocol.TypeLeaveSession, nil, &pending{})
+	return err
+}
+
+// UpdateCursor sends the client's cursor (with optional file and
+// selection) to the other participants. The server does not reply; an
+// error (not_in_session, bad_request) arrives as an *ErrorEvent.
+func (c *Client) UpdateCursor(ctx context.Context, cur protocol.Cursor) error {
+	return c.send(ctx, protocol.TypeCursorUpdate, cur)
+}
+
+// SetActive tells the other participants whether the user is active. The
+// server does not reply; an error arrives as an *ErrorEvent.
+func (c *Client) SetActive(ctx context.Context, active bool) error {
+	return c.send(ctx, protocol.TypeActivityStatus, protocol.ActivityStatus{IsActive: active})
+}
+
+// Broadcast sends event with payload (marshalled to JSON) to the session's
+// participants addressed by to: "" or protocol.ToAll, protocol.ToInstructors,
+// protocol.ToLearners, or one userId. It waits for the server's ack and
+// returns the broadcast's offset in the session.
+func (c *Client) Broadcast(ctx context.Context, event string, payload any, to string) (int64, error) {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return 0, fmt.Errorf("sessionhub: broadcast payload: %w", err)
+	}
+	r, err := c.request(ctx, protocol.TypeBroadcast, protocol.Broadcast{Event: event, Payload: raw, To: to}, &pending{})
+	if err != nil {
+		return 0, err
+	}
+	return r.offset, nil
+}
+
+// Ping sends an application-level ping and returns the time until its pong.
+func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	if _, err := c.request(ctx, protocol.TypePing, struct{}{}, &pending{}); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// Close closes the connection with 1000, stops reconnecting, waits for the
+// client's goroutines to end and closes the Events channel. The state
+// becomes Closed. It is idempotent and always returns nil.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closing = true
+		if c.final == nil {
+			c.final = ErrClosed
+		}
+		cn := c.cn
+		c.wakeLocked()
+		c.mu.Unlock()
+		if cn != nil {
+			cn.ws.Close(websocket.StatusNormalClosure, "")
+		}
+		c.cancel()
+	})
+	<-c.done
+	return nil
+}
+
+// wakeLocked tells the waiters of current that cn or final changed.
+func (c *Client) wakeLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// current waits for a usable connection.
+func (c *Client) current(ctx context.Context) (*conn, error) {
+	for {
+		c.mu.Lock()
+		if c.final != nil {
+			err := c.final
+			c.mu.Unlock()
+			return nil, err
+		}
+		cn, changed := c.cn, c.changed
+		c.mu.Unlock()
+		var ready chan struct{}
+		if cn != nil {
+			ready = cn.ready
+		}
+		select {
+		case <-ready:
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return cn, nil
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// send writes a message that gets no reply.
+func (c *Client) send(ctx context.Context, typ string, data any) error {
+	cn, err := c.current(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := protocol.Encode(typ, "", data)
+	if err != nil {
+		return err
+	}
+	return c.write(cn, b)
+}
+
+// request sends a message with a fresh ref on the current connection and
+// waits for its reply.
+func (c *Client) request(ctx context.Context, typ string, data any, p *pending) (reply, error) {
+	cn, err := c.current(ctx)
+	if err != nil {
+		return reply{}, err
+	}
+	return c.roundTrip(ctx, cn, typ, data, p)
+}
+
+func (c *Client) roundTrip(ctx context.Context, cn *conn, typ string, data any, p *pending) (reply, error) {
+	ref := strconv.FormatUint(c.nextRef.Add(1), 10)
+	b, err := protocol.Encode(typ, ref, data)
+	if err != nil {
+		return reply{}, err
+	}
+	p.cn, p.ch = cn, make(chan reply, 1)
+	c.mu.Lock()
+	c.pending[ref] = p
+	c.mu.Unlock()
+	if err := c.write(cn, b); err != nil {
+		c.mu.Lock()
+		delete(c.pending, ref)
+		c.mu.Unlock()
+		return reply{}, err
+	}
+	// A request whose ctx ends stays pending until its reply comes or its
+	// connection ends, so that a late session-joined is still recorded.
+	select {
+	case r := <-p.ch:
+		return r, r.err
+	case <-cn.done:
+		select {
+		case r := <-p.ch:
+			return r, r.err
+		default:
+		}
+		return reply{}, c.lostErr()
+	case <-ctx.Done():
+		return reply{}, ctx.Err()
+	}
+}
+
+// lostErr is the error of a request whose connection ended.
+func (c *Client) lostErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return ErrClosed
+	}
+	return ErrConnectionLost
+}
+
+func (c *Client) write(cn *conn, b []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if err := cn.ws.Write(ctx, websocket.MessageText, b); err != nil {
+		if err := c.lostErr(); err == ErrClosed {
+			return err
+		}
+		return fmt.Errorf("%w: %v", ErrConnectionLost, err)
+	}
+	return nil
+}
+
+// emit delivers e, blocking while the channel is full, unless the client
+// is closing: then e is dropped if it does not fit.
+func (c *Client) emit(e Event) {
+	select {
+	case c.events <- e:
+	case <-c.ctx.Done():
+		select {
+		case c.events <- e:
+		default:
+		}
+	}
+}
+
+// setState changes the state and reports it.
+func (c *Client) setState(to State, err error) {
+	c.mu.Lock()
+	from := c.state
+	c.state = to
+	c.mu.Unlock()
+	c.emit(&StateChange{From: from, To: to, Err: err})
+}
+
+// setConnected makes cn the current connection; it reports false (and
+// closes cn) if Close was called meanwhile.
+func (c *Client) setConnected(cn *conn) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		cn.ws.Close(websocket.StatusNormalClosure, "")
+		return false
+	}
+	from := c.state
+	c.state, c.cn = Connected, cn
+	c.wakeLocked()
+	c.mu.Unlock()
+	c.emit(&StateChange{From: from, To: Connected})
+	return true
+}
+
+// terminate ends the client in state to (Disconnected with err, or Closed).
+func (c *Client) terminate(to State, err error) {
+	c.mu.Lock()
+	from := c.state
+	c.state, c.cn = to, nil
+	if c.final == nil {
+		c.final = err
+	}
+	c.wakeLocked()
+	c.mu.Unlock()
+	c.emit(&StateChange{From: from, To: to, Err: err})
+}
+
+// run owns the connection's lifetime: it reads each connection (on a
+// goroutine of its own), reconnects after unexpected drops and rejoins.
+func (c *Client) run(cn *conn) {
+	defer close(c.done)
+	defer close(c.events)
+	c.emit(&StateChange{From: Connecting, To: Connected})
+	attempt := 0
+	for {
+		go c.read(cn)
+		if attempt > 0 {
+			c.rejoin(cn, attempt)
+		}
+		<-cn.done
+		cn.ws.CloseNow()
+		c.mu.Lock()
+		if c.cn == cn {
+			c.cn = nil
+			c.wakeLocked()
+		}
+		for ref, p := range c.pending {
+			if p.cn == cn {
+				delete(c.pending, ref)
+			}
+		}
+		closing := c.closing
+		c.mu.Unlock()
+		if closing {
+			c.terminate(Closed, nil)
+			return
+		}
+		ce := closeError(cn.err)
+		if ce.Code.Final() || c.opts.Reconnect.MaxAttempts < 0 {
+			c.log.Info("sessionhub: connection closed for good", "code", int(ce.Code), "reason", ce.Reason)
+			c.terminate(Disconnected, ce)
+			return
+		}
+		c.log.Info("sessionhub: connection lost, reconnecting", "code", int(ce.Code), "reason", ce.Reason)
+		c.setState(Reconnecting, ce)
+		ws, n, err := c.reconnect()
+		if err != nil {
+			if errors.Is(err, ErrClosed) {
+				c.terminate(Closed, nil)
+			} else {
+				c.log.Info("sessionhub: gave up reconnecting", "err", err)
+				c.terminate(Disconnected, err)
+			}
+			return
+		}
+		cn, attempt = newConn(ws), n
+		if !c.setConnected(cn) {
+			c.terminate(Closed, nil)
+			return
+		}
+		c.log.Info("sessionhub: reconnected", "attempt", n)
+	}
+}
+
+// closeError turns the read error that ended a connection into a
+// *CloseError (1006 when there was no close frame).
+func closeError(err error) *CloseError {
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		return &CloseError{Code: protocol.StatusCode(ce.Code), Reason: ce.Reason}
+	}
+	reason := ""
+	if err != nil {
+		reason = err.Error()
+	}
+	return &CloseError{Code: protocol.CloseAbnormal, Reason: reason}
+}
+
+// reconnect dials until it succeeds, the policy gives up (*GaveUpError) or
+// the client is closed (ErrClosed). It returns the attempt that succeeded.
+func (c *Client) reconnect() (*websocket.Conn, int, error) {
+	p := c.opts.Reconnect
+	var last error
+	n := 1
+	for ; p.MaxAttempts == 0 || n <= p.MaxAttempts; n++ {
+		if err := c.opts.sleep(c.ctx, c.opts.jitter(p.Bound(n-1))); err != nil || c.ctx.Err() != nil {
+			return nil, n, ErrClosed
+		}
+		ws, err := c.dial(c.ctx)
+		if err == nil {
+			return ws, n, nil
+		}
+		if c.ctx.Err() != nil {
+			return nil, n, ErrClosed
+		}
+		last = err
+		c.log.Info("sessionhub: reconnect attempt failed", "attempt", n, "err", err)
+	}
+	return nil, n - 1, &GaveUpError{Attempts: n - 1, Err: last}
+}
+
+// rejoin joins the last joined session again on a new connection, then
+// lets requests use it.
+func (c *Client) rejoin(cn *conn, attempt int) {
+	c.mu.Lock()
+	m := c.joined
+	c.mu.Unlock()
+	if m != nil {
+		j := m.join
+		j.Recover = &protocol.Recover{Epoch: m.epoch, Offset: m.offset}
+		_, err := c.roundTrip(c.ctx, cn, protocol.TypeJoinSession, j, &pending{join: &j, rejoin: attempt})
+		var se *ServerError
+		if err != nil && !errors.As(err, &se) {
+			return // the connection ended: run goes on with the next one
+		}
+		if err != nil {
+			c.log.Info("sessionhub: rejoin refused", "session", j.SessionID, "err", err)
+		}
+	}
+	close(cn.ready)
+}
+
+// read reads cn's frames and dispatches their messages until it ends.
+func (c *Client) read(cn *conn) {
+	defer close(cn.done)
+	for {
+		typ, b, err := cn.ws.Read(c.ctx)
+		if err != nil {
+			cn.err = err
+			return
+		}
+		if typ != websocket.MessageText {
+			continue
+		}
+		for len(b) > 0 {
+			line := b
+			if i := bytes.IndexByte(b, '\n'); i >= 0 {
+				line, b = b[:i], b[i+1:]
+			} else {
+				b = nil
+			}
+			if len(bytes.TrimSpace(line)) > 0 {
+				c.dispatch(cn, line)
+			}
+		}
+	}
+}
+
+// dispatch handles one server message: it completes the request it
+// answers and delivers its event.
+func (c *Client) dispatch(cn *conn, line []byte) {
+	var env protocol.Envelope
+	if err := json.Unmarshal(line, &env); err != nil {
+		c.log.Warn("sessionhub: invalid message from the server", "err", err)
+		return
+	}
+	var p *pending
+	if env.Ref != "" {
+		c.mu.Lock()
+		if q := c.pending[env.Ref]; q != nil && q.cn == cn {
+			p = q
+			delete(c.pending, env.Ref)
+		}
+		c.mu.Unlock()
+	}
+	decode := func(v any) bool {
+		if err := json.Unmarshal(env.Data, v); err != nil {
+			c.log.Warn("sessionhub: invalid message from the server", "type", env.Type, "err", err)
+			if p != nil {
+				p.ch <- reply{err: fmt.Errorf("sessionhub: invalid %s from the server: %w", env.Type, err)}
+			}
+			return false
+		}
+		return true
+	}
+	switch env.Type {
+	case protocol.TypeError:
+		var e protocol.ErrorPayload
+		if !decode(&e) {
+			return
+		}
+		if p == nil || p.rejoin > 0 {
+			c.emit(&ErrorEvent{Code: e.Code, Message: e.Message, Ref: env.Ref})
+		}
+		if p != nil {
+			if p.rejoin > 0 {
+				c.mu.Lock()
+				c.joined = nil
+				c.mu.Unlock()
+			}
+			p.ch <- reply{err: &ServerError{Code: e.Code, Message: e.Message}}
+		}
+	case protocol.TypeSessionJoined:
+		var sj protocol.SessionJoined
+		if !decode(&sj) {
+			return
+		}
+		if p != nil && p.join != nil {
+			j := *p.join
+			j.UserInfo.UserID, j.Recover = sj.SelfID, nil
+			c.mu.Lock()
+			c.joined = &membership{join: j, epoch: sj.Epoch, offset: sj.Offset}
+			c.mu.Unlock()
+		}
+		if p != nil && p.rejoin > 0 {
+			c.emit(&Rejoined{SessionJoined: sj, Attempt: p.rejoin})
+		} else {
+			c.emit(&SessionJoined{sj})
+		}
+		if p != nil {
+			p.ch <- reply{joined: &sj}
+		}
+	case protocol.TypeSessionLeft:
+		var sl protocol.SessionLeft
+		if !decode(&sl) {
+			return
+		}
+		c.mu.Lock()
+		c.joined = nil
+		c.mu.Unlock()
+		c.emit(&SessionLeft{sl})
+		if p != nil {
+			p.ch <- reply{}
+		}
+	case protocol.TypeUserJoined:
+		var e UserJoined
+		if decode(&e.UserJoined) {
+			c.emit(&e)
+		}
+	case protocol.TypeUserLeft:
+		var e UserLeft
+		if decode(&e.UserLeft) {
+			c.emit(&e)
+		}
+	case protocol.TypeCursorMoved:
+		var e CursorMoved
+		if decode(&e.CursorMoved) {
+			c.emit(&e)
+		}
+	case protocol.TypeUserActivityChanged:
+		var e UserActivityChanged
+		if decode(&e.UserActivityChanged) {
+			c.emit(&e)
+		}
+	case protocol.TypeBroadcast:
+		var e BroadcastEvent
+		if decode(&e.BroadcastEvent) {
+			c.seen(e.Offset)
+			c.emit(&e)
+		}
+	case protocol.TypeAck:
+		var a protocol.Ack
+		if !decode(&a) {
+			return
+		}
+		c.seen(a.Offset)
+		if p != nil {
+			p.ch <- reply{offset: a.Offset}
+		}
+	case protocol.TypePong:
+		if p != nil {
+			p.ch <- reply{}
+		}
+	default:
+		c.log.Debug("sessionhub: unknown message type from the server", "type", env.Type)
+		if p != nil {
+			p.ch <- reply{err: fmt.Errorf("sessionhub: unexpected reply %q", env.Type)}
+		}
+	}
+}
+
+// seen records offset as the latest broadcast offset seen in the session,
+// for the recover of a rejoin.
+func (c *Client) seen(offset int64) {
+	c.mu.Lock()
+	if c.joined != nil && offset > c.joined.offset {
+		c.joined.offset = offset
+	}
+	c.mu.Unlock()
+}

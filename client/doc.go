@@ -1,0 +1,28 @@
+// Package client is the Go client library of sessionhub: a program imports
+// it to take part in a live-coding session over the hub's WebSocket
+// protocol (docs/protocol.md).
+//
+// Dial connects to a hub's /ws endpoint and returns a *Client. Its methods
+// (Join, Leave, UpdateCursor, SetActive, Broadcast, Ping, Close) are safe for
+// concurrent use. Requests that get a reply (Join, Leave, Broadcast, Ping)
+// are matched to it by a unique ref and wait for it; an error reply is
+// returned as a *ServerError carrying the contract's error code.
+//
+// Everything the server sends on its own (another user joining, a cursor
+// moving, a broadcast, …) and every change of the connection's State is
+// delivered, in order, on the one channel returned by Events, as one Go type
+// per event (see Event). While the client is connected no event is lost or
+// reordered: when the channel's buffer is full the client stops reading from
+// the connection until there is room, so a program must keep reading Events
+// (the hub closes a connection that falls too far behind with 1013, after
+// which the client reconnects).
+//
+// After an unexpected end of the connection (no close frame, or close codes
+// 1001, 1009, 1011, 1013) the client reconnects with exponential backoff and
+// full jitter (see ReconnectPolicy), joins its session again by itself as
+// the same user, and reports it with a *Rejoined event. Close codes 1000,
+// 1003, 1008, 4001 and 4003 are final: the client does not reconnect, its
+// state becomes Disconnected with a *CloseError, and the Events channel is
+// closed. So it is after the last failed reconnect attempt, with a
+// *GaveUpError, and after Close.
+package client

@@ -1,0 +1,155 @@
+package client
+
+import (
+	"fmt"
+
+	"github.com/sessionhub/sessionhub/protocol"
+)
+
+// Event is what the Events channel delivers: one of *SessionJoined,
+// *SessionLeft, *UserJoined, *UserLeft, *CursorMoved,
+// *UserActivityChanged, *BroadcastEvent, *ErrorEvent (server events),
+// *Rejoined and *StateChange (the client's own).
+type Event interface {
+	event()
+}
+
+// SessionJoined is the server's session-joined: the reply to Join, also
+// delivered as an event, in order with the others.
+type SessionJoined struct{ protocol.SessionJoined }
+
+// SessionLeft is the server's session-left: the reply to Leave, also
+// delivered as an event.
+type SessionLeft struct{ protocol.SessionLeft }
+
+// UserJoined is the server's user-joined: another user came into the
+// session. Participants is nil in diff presence.
+type UserJoined struct{ protocol.UserJoined }
+
+// UserLeft is the server's user-left: another user's last connection left
+// the session. Participants is nil in diff presence.
+type UserLeft struct{ protocol.UserLeft }
+
+// CursorMoved is the server's cursor-moved: another user's cursor.
+type CursorMoved struct{ protocol.CursorMoved }
+
+// UserActivityChanged is the server's user-activity-changed.
+type UserActivityChanged struct{ protocol.UserActivityChanged }
+
+// BroadcastEvent is a broadcast the server delivered to this client.
+type BroadcastEvent struct{ protocol.BroadcastEvent }
+
+// ErrorEvent is an error the server sent that answers no pending request:
+// for example not_in_session for an UpdateCursor or SetActive outside a
+// session. Errors that answer a request are returned by that request's
+// method as a *ServerError instead.
+type ErrorEvent struct {
+	Code    protocol.Code
+	Message string
+	Ref     string // the ref the server echoed, if any
+}
+
+// Rejoined reports that the client, after reconnecting, joined its session
+// again by itself. SessionJoined is the server's fresh reply (its
+// Participants is the current list); Attempt is the reconnect attempt that
+// succeeded, counting from 1.
+type Rejoined struct {
+	protocol.SessionJoined
+	Attempt int
+}
+
+// StateChange reports a change of the client's State. Err says why, when
+// there is a reason: the *CloseError that ended a connection (To is
+// Reconnecting, or Disconnected for a final code), or the *GaveUpError after
+// the last failed reconnect attempt.
+type StateChange struct {
+	From, To State
+	Err      error
+}
+
+func (*SessionJoined) event()       {}
+func (*SessionLeft) event()         {}
+func (*UserJoined) event()          {}
+func (*UserLeft) event()            {}
+func (*CursorMoved) event()         {}
+func (*UserActivityChanged) event() {}
+func (*BroadcastEvent) event()      {}
+func (*ErrorEvent) event()          {}
+func (*Rejoined) event()            {}
+func (*StateChange) event()         {}
+
+func (e *ErrorEvent) String() string { return fmt.Sprintf("error %s: %s", e.Code, e.Message) }
+
+func (e *StateChange) String() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s -> %s: %v", e.From, e.To, e.Err)
+	}
+	return fmt.Sprintf("%s -> %s", e.From, e.To)
+}
+
+// State is the state of a Client's connection.
+type State int
+
+// States of a Client.
+const (
+	Connecting   State = iota // Dial is connecting
+	Connected                 // a connection is open
+	Reconnecting              // the connection ended unexpectedly; the client is reconnecting
+	Disconnected              // the client gave up or was closed with a final code; terminal
+	Closed                    // Close was called; terminal
+)
+
+func (s State) String() string {
+	switch s {
+	case Connecting:
+		return "connecting"
+	case Connected:
+		return "connected"
+	case Reconnecting:
+		return "reconnecting"
+	case Disconnected:
+		return "disconnected"
+	case Closed:
+		return "closed"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// ServerError is an error reply of the server to a request.
+type ServerError struct {
+	Code    protocol.Code
+	Message string
+}
+
+func (e *ServerError) Error() string { return "sessionhub: " + string(e.Code) + ": " + e.Message }
+
+// CloseError is how a connection ended: the close code the client observed
+// (1006, protocol.CloseAbnormal, when there was no close frame) and the
+// reason the server gave. A CloseError with a final code
+// (protocol.StatusCode.Final) ends the client: it is the Err of the
+// StateChange to Disconnected, and every later method call returns it.
+type CloseError struct {
+	Code   protocol.StatusCode
+	Reason string
+}
+
+func (e *CloseError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("sessionhub: connection closed with %d", int(e.Code))
+	}
+	return fmt.Sprintf("sessionhub: connection closed with %d: %s", int(e.Code), e.Reason)
+}
+
+// GaveUpError is the Err of the StateChange to Disconnected after the
+// reconnect policy's last attempt failed; every later method call returns
+// it.
+type GaveUpError struct {
+	Attempts int   // failed attempts in a row
+	Err      error // the last attempt's error
+}
+
+func (e *GaveUpError) Error() string {
+	return fmt.Sprintf("sessionhub: gave up reconnecting after %d attempts: %v", e.Attempts, e.Err)
+}
+
+func (e *GaveUpError) Unwrap() error { return e.Err }
