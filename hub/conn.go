@@ -26,7 +26,24 @@ const (
 	// counts as over: a connection is abusive while its refusals come less
 	// than abuseGap apart.
 	abuseGap = time.Second
+
+	// sendChanSize is the capacity of a connection's send channel: what the
+	// writer can take without the hub keeping a backlog for it. The rest of
+	// the send queue (Options.SendQueue) is a backlog the hub allocates only
+	// while a connection falls behind, so that an idle connection holds
+	// sendChanSize slots, not SendQueue.
+	sendChanSize = 16
+
+	// maxPooledFrame is the largest batch buffer returned to the pool.
+	maxPooledFrame = 16 << 10
 )
+
+// framePool holds the buffers in which writers join a batch into one frame:
+// a writer holds one only while it writes.
+var framePool = sync.Pool{New: func() any { return new([]byte) }}
+
+// readPool holds the buffers into which readers read a frame.
+var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // conn is one WebSocket connection. Its reader runs on the HTTP handler's
 // goroutine (serve and readPump), its writer on a goroutine of its own
@@ -40,9 +57,14 @@ type conn struct {
 	addr    string
 	netConn net.Conn // the hijacked TCP connection
 
-	// send is the bounded send queue: run and the reader put encoded
-	// messages on it without blocking, writePump drains it.
+	// send is the head of the send queue: run puts encoded messages on it
+	// without blocking, writePump drains it.
 	send chan []byte
+	// backlogged is set by run while it holds a backlog for the connection;
+	// the writer then tells run (Hub.drained) when it has emptied send.
+	backlogged atomic.Bool
+	// queued mirrors len(backlog) for the send-queue metrics.
+	queued atomic.Int32
 
 	// closing is closed, once, when the server decides to close the
 	// connection with closeCode.
@@ -56,8 +78,9 @@ type conn struct {
 	room     *room
 	userID   string
 	presence protocol.Presence
-	idx      int  // index in room.conns
-	gone     bool // run will deliver nothing more to it
+	idx      int      // index in room.conns
+	gone     bool     // run will deliver nothing more to it
+	backlog  [][]byte // the send queue past send, allocated while needed
 
 	// Owned by the reader.
 	msgLimiter  *rate.Limiter
@@ -77,6 +100,10 @@ func (c *conn) kill(code protocol.StatusCode, reason string) {
 		c.closeCode, c.closeReason = code, reason
 		close(c.closing)
 		c.hub.metrics.closes.WithLabelValues(closeReasons[code]).Inc()
+		if code == 0 {
+			c.drop() // unblocks a writer stuck on the dead peer
+			return
+		}
 		// A writer stuck on a peer that does not read cannot write the close
 		// frame: drop the connection after closeWait whatever happens.
 		c.closeTimer = time.AfterFunc(closeWait+time.Second, c.drop)
@@ -102,21 +129,14 @@ func (c *conn) killed() (protocol.StatusCode, string, bool) {
 	}
 }
 
-// enqueue puts b on the send queue without blocking; a full queue closes
-// the connection as a slow consumer. It reports whether b was queued.
-func (c *conn) enqueue(b []byte) bool {
-	select {
-	case c.send <- b:
-		return true
-	default:
-		c.kill(protocol.CloseSlowConsumer, "slow consumer")
-		return false
-	}
-}
-
 // writePump writes what the hub queues, pings the peer, and closes the
 // connection when asked to. It returns when the connection is closed or ctx
 // is done.
+//
+// Writes use a context that is never done, so that the WebSocket library
+// sets up no cancellation per write; a write stuck on a peer that does not
+// read is ended by dropping the TCP connection (ping timeout, or the timer
+// of kill).
 func (c *conn) writePump(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	opts := &c.hub.opts
@@ -126,28 +146,22 @@ func (c *conn) writePump(ctx context.Context, done chan<- struct{}) {
 	defer cancelPing()
 	pong := make(chan error, 1)
 	pinging := false
-	var frame []byte // reused across batches
+	write := context.Background()
 	for {
 		select {
 		case b := <-c.send:
 			var err error
 			if c.batch && len(c.send) > 0 {
-				frame = append(frame[:0], b...)
-				for n := len(c.send); n > 0; n-- {
-					frame = append(frame, '\n')
-					frame = append(frame, <-c.send...)
-				}
-				c.hub.metrics.batchedFrames.Inc()
-				err = c.ws.Write(ctx, websocket.MessageText, frame)
-				if cap(frame) > 64<<10 { // do not keep a burst's buffer while idle
-					frame = nil
-				}
+				err = c.writeBatch(write, b)
 			} else {
-				err = c.ws.Write(ctx, websocket.MessageText, b)
+				err = c.ws.Write(write, websocket.MessageText, b)
 			}
 			if err != nil {
-				c.ws.CloseNow()
+				c.drop()
 				return
+			}
+			if len(c.send) == 0 && c.backlogged.Load() {
+				c.hub.wake(c)
 			}
 		case <-ping.C:
 			if pinging {
@@ -166,7 +180,7 @@ func (c *conn) writePump(ctx context.Context, done chan<- struct{}) {
 			}
 		case <-c.closing:
 			if c.closeCode == 0 {
-				c.ws.CloseNow()
+				c.drop()
 			} else {
 				c.ws.Close(websocket.StatusCode(c.closeCode), c.closeReason)
 			}
@@ -177,22 +191,43 @@ func (c *conn) writePump(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
+// writeBatch writes first and what else is queued as one frame, the
+// messages separated by '\n' (protocol.BatchSubprotocol).
+func (c *conn) writeBatch(ctx context.Context, first []byte) error {
+	bp := framePool.Get().(*[]byte)
+	frame := append((*bp)[:0], first...)
+	for n := len(c.send); n > 0; n-- {
+		frame = append(frame, '\n')
+		frame = append(frame, <-c.send...)
+	}
+	c.hub.metrics.batchedFrames.Inc()
+	err := c.ws.Write(ctx, websocket.MessageText, frame)
+	if cap(frame) <= maxPooledFrame {
+		*bp = frame
+		framePool.Put(bp)
+	}
+	return err
+}
+
 // readPump reads and decodes the client's frames and hands them to the hub
 // until the connection ends. It reports whether the peer closed cleanly
 // (close 1000 or 1001), in which case the user leaves at once.
 func (c *conn) readPump(ctx context.Context) (clean bool, why string) {
-	var buf bytes.Buffer
 	for {
 		typ, r, err := c.ws.Reader(ctx)
 		if err == nil && typ == websocket.MessageBinary {
 			c.kill(protocol.CloseUnsupported, "binary frames are not supported")
 			return false, "binary frame"
 		}
+		// The frame's buffer comes from a pool and goes back once handled
+		// (Decode copies what it keeps), so an idle connection holds none.
+		buf := readPool.Get().(*bytes.Buffer)
 		if err == nil {
 			buf.Reset()
 			_, err = buf.ReadFrom(r)
 		}
 		if err != nil {
+			readPool.Put(buf)
 			if code, _, ok := c.killed(); ok {
 				return false, c.closeReasonFor(code)
 			}
@@ -207,12 +242,13 @@ func (c *conn) readPump(ctx context.Context) (clean bool, why string) {
 			}
 			return false, "connection lost"
 		}
-		if !c.handle(buf.Bytes()) {
+		ok := c.handle(buf.Bytes())
+		if buf.Cap() <= maxPooledFrame {
+			readPool.Put(buf)
+		}
+		if !ok {
 			code, _, _ := c.killed()
 			return false, c.closeReasonFor(code)
-		}
-		if buf.Cap() > 64<<10 {
-			buf = bytes.Buffer{} // do not keep a large frame's buffer while idle
 		}
 	}
 }
@@ -249,13 +285,13 @@ func (c *conn) handle(b []byte) bool {
 			return false
 		}
 		h.metrics.out(protocol.TypeError, 1)
-		return c.enqueue(protocol.EncodeError(m.Ref, protocol.Errorf(protocol.CodeRateLimited,
-			"over %g messages per second", h.opts.MessageRate)))
+		return h.submit(inbound{c: c, at: now, reply: protocol.EncodeError(m.Ref,
+			protocol.Errorf(protocol.CodeRateLimited, "over %g messages per second", h.opts.MessageRate))})
 	}
 	if err != nil {
 		h.metrics.in("invalid")
 		h.metrics.out(protocol.TypeError, 1)
-		return c.enqueue(protocol.EncodeError(m.Ref, err))
+		return h.submit(inbound{c: c, at: now, reply: protocol.EncodeError(m.Ref, err)})
 	}
 	h.metrics.in(m.Type)
 	if m.Type == protocol.TypeJoinSession || m.Type == protocol.TypeLeaveSession {

@@ -34,13 +34,15 @@ type Hub struct {
 	// Channels to run.
 	inbox      chan inbound
 	departures chan departure
+	drained    chan *conn // writers that emptied their channel while run held a backlog
 	calls      chan func()
 	quit       chan struct{} // closed by Shutdown once every connection ended
 	done       chan struct{} // closed when run returns
 
 	// Owned by run.
-	rooms map[string]*room
-	gone  []*conn // dropped during a step, detached at its end
+	rooms      map[string]*room
+	gone       []*conn // dropped during a step, detached at its end
+	backlogged []*conn // connections with a backlog, flushed after each step
 
 	// Guarded by mu.
 	mu           sync.Mutex
@@ -53,12 +55,15 @@ type Hub struct {
 	stopOnce sync.Once
 }
 
-// inbound is a decoded message from a connection's reader.
+// inbound is a decoded message from a connection's reader, or (msg.Type
+// empty) a reply the reader encoded itself, such as an error for a frame
+// that did not decode; run delivers it in order with the connection's other
+// messages.
 type inbound struct {
 	c     *conn
 	msg   protocol.Message
 	at    time.Time // when the reader read it
-	reply []byte    // pre-encoded direct reply (pong), if any
+	reply []byte    // pre-encoded direct reply (pong, error), if any
 }
 
 // departure tells run that a connection has ended; clean is true when the
@@ -96,6 +101,7 @@ func New(opts *Options) *Hub {
 		metrics:    newMetrics(),
 		inbox:      make(chan inbound, 1024),
 		departures: make(chan departure, 64),
+		drained:    make(chan *conn, 256),
 		calls:      make(chan func()),
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
@@ -157,6 +163,8 @@ func (h *Hub) run() {
 			h.handle(in)
 		case d := <-h.departures:
 			h.depart(d.c, d.clean)
+		case <-h.drained:
+			// flushBacklogs below moves what it can.
 		case f := <-h.calls:
 			f()
 		case now := <-sweep.C:
@@ -165,6 +173,17 @@ func (h *Hub) run() {
 			return
 		}
 		h.reap()
+		h.flushBacklogs()
+	}
+}
+
+// wake tells run that c's writer emptied its channel while run held a
+// backlog for it. It never blocks: if the channel is full, run is busy and
+// flushes every backlog after each step anyway.
+func (h *Hub) wake(c *conn) {
+	select {
+	case h.drained <- c:
+	default:
 	}
 }
 
@@ -175,6 +194,8 @@ func (h *Hub) handle(in inbound) {
 	}
 	now := time.Now()
 	switch m.Type {
+	case "":
+		h.deliver(c, in.reply)
 	case protocol.TypeJoinSession:
 		h.join(c, m.Ref, m.Payload.(*protocol.JoinSession), now)
 	case protocol.TypeLeaveSession:
@@ -405,19 +426,71 @@ func (h *Hub) sweep(now time.Time) {
 	h.metrics.participants.Set(float64(participants))
 }
 
-// deliver queues b for c without blocking; a full queue drops c as a slow
-// consumer.
+// deliver queues b for c without blocking: on its send channel while that
+// has room and no backlog is waiting, else on the backlog, which run
+// allocates only while c falls behind. A connection whose send queue
+// (channel and backlog) holds Options.SendQueue messages is dropped as a
+// slow consumer.
 func (h *Hub) deliver(c *conn, b []byte) {
 	if c.gone {
 		h.metrics.droppedGone.Inc()
 		return
 	}
-	if !c.enqueue(b) {
+	if len(c.backlog) == 0 {
+		select {
+		case c.send <- b:
+			return
+		default:
+		}
+	}
+	if cap(c.send)+len(c.backlog) >= h.opts.SendQueue {
 		h.metrics.droppedQueued.Inc()
 		h.metrics.slowConsumers.Inc()
+		c.kill(protocol.CloseSlowConsumer, "slow consumer")
 		c.gone = true
+		c.backlog = nil
+		c.queued.Store(0)
 		h.gone = append(h.gone, c)
+		return
 	}
+	if len(c.backlog) == 0 {
+		c.backlogged.Store(true)
+		h.backlogged = append(h.backlogged, c)
+	}
+	c.backlog = append(c.backlog, b)
+	c.queued.Store(int32(len(c.backlog)))
+}
+
+// flushBacklogs moves what fits from each backlog to its send channel. A
+// backlog that empties is released. One that does not stays with its
+// channel full, so its writer will wake run when it has drained it.
+func (h *Hub) flushBacklogs() {
+	keep := h.backlogged[:0]
+	for _, c := range h.backlogged {
+		n := 0
+	move:
+		for ; n < len(c.backlog); n++ {
+			select {
+			case c.send <- c.backlog[n]:
+			default:
+				break move
+			}
+		}
+		switch {
+		case c.gone:
+		case n == len(c.backlog):
+			c.backlog = nil
+			c.queued.Store(0)
+			c.backlogged.Store(false)
+		default:
+			clear(c.backlog[:n])
+			c.backlog = c.backlog[n:]
+			c.queued.Store(int32(len(c.backlog)))
+			keep = append(keep, c)
+		}
+	}
+	clear(h.backlogged[len(keep):])
+	h.backlogged = keep
 }
 
 // fanout encodes one event and delivers the same bytes to every connection

@@ -106,7 +106,7 @@ func (m *metrics) queueDepth(h *Hub) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		for c := range h.conns {
-			n := len(c.send)
+			n := len(c.send) + int(c.queued.Load())
 			sum += n
 			most = max(most, n)
 		}

@@ -60,8 +60,12 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
-	defer h.untrack(c)
-	h.serve(c)
+	// Serve on a goroutine of its own and return, so that net/http lets go
+	// of the request and of this goroutine's deeper stack.
+	go func() {
+		defer h.untrack(c)
+		h.serve(c)
+	}()
 }
 
 func (h *Hub) newConn(ws *websocket.Conn, addr string) *conn {
@@ -72,7 +76,7 @@ func (h *Hub) newConn(ws *websocket.Conn, addr string) *conn {
 		batch:      ws.Subprotocol() == protocol.BatchSubprotocol,
 		start:      time.Now(),
 		addr:       addr,
-		send:       make(chan []byte, h.opts.SendQueue),
+		send:       make(chan []byte, min(sendChanSize, h.opts.SendQueue)),
 		closing:    make(chan struct{}),
 		msgLimiter: rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst),
 	}
