@@ -40,9 +40,8 @@ type Hub struct {
 	done       chan struct{} // closed when run returns
 
 	// Owned by run.
-	rooms      map[string]*room
-	gone       []*conn // dropped during a step, detached at its end
-	backlogged []*conn // connections with a backlog, flushed after each step
+	rooms map[string]*room
+	gone  []*conn // dropped during a step, detached at its end
 
 	// Guarded by mu.
 	mu           sync.Mutex
@@ -101,7 +100,7 @@ func New(opts *Options) *Hub {
 		metrics:    newMetrics(),
 		inbox:      make(chan inbound, 1024),
 		departures: make(chan departure, 64),
-		drained:    make(chan *conn, 256),
+		drained:    make(chan *conn, 1024),
 		calls:      make(chan func()),
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
@@ -163,8 +162,8 @@ func (h *Hub) run() {
 			h.handle(in)
 		case d := <-h.departures:
 			h.depart(d.c, d.clean)
-		case <-h.drained:
-			// flushBacklogs below moves what it can.
+		case c := <-h.drained:
+			h.flushBacklog(c)
 		case f := <-h.calls:
 			f()
 		case now := <-sweep.C:
@@ -173,17 +172,16 @@ func (h *Hub) run() {
 			return
 		}
 		h.reap()
-		h.flushBacklogs()
 	}
 }
 
-// wake tells run that c's writer emptied its channel while run held a
-// backlog for it. It never blocks: if the channel is full, run is busy and
-// flushes every backlog after each step anyway.
+// wake tells run that c's writer emptied its channel while run holds a
+// backlog for it. Like a reader's submit, it may wait for run, which never
+// waits for a writer.
 func (h *Hub) wake(c *conn) {
 	select {
 	case h.drained <- c:
-	default:
+	case <-h.done:
 	}
 }
 
@@ -428,9 +426,9 @@ func (h *Hub) sweep(now time.Time) {
 
 // deliver queues b for c without blocking: on its send channel while that
 // has room and no backlog is waiting, else on the backlog, which run
-// allocates only while c falls behind. A connection whose send queue
-// (channel and backlog) holds Options.SendQueue messages is dropped as a
-// slow consumer.
+// allocates only while c falls behind and hands to the channel when the
+// writer has drained it (wake). A connection whose send queue (channel and
+// backlog) holds Options.SendQueue messages is dropped as a slow consumer.
 func (h *Hub) deliver(c *conn, b []byte) {
 	if c.gone {
 		h.metrics.droppedGone.Inc()
@@ -439,6 +437,15 @@ func (h *Hub) deliver(c *conn, b []byte) {
 	if len(c.backlog) == 0 {
 		select {
 		case c.send <- b:
+			return
+		default:
+		}
+		// Raise the flag, then try once more: either the writer made room
+		// meanwhile, or it will see the flag when it empties the channel.
+		c.backlogged.Store(true)
+		select {
+		case c.send <- b:
+			c.backlogged.Store(false)
 			return
 		default:
 		}
@@ -453,44 +460,36 @@ func (h *Hub) deliver(c *conn, b []byte) {
 		h.gone = append(h.gone, c)
 		return
 	}
-	if len(c.backlog) == 0 {
-		c.backlogged.Store(true)
-		h.backlogged = append(h.backlogged, c)
-	}
 	c.backlog = append(c.backlog, b)
 	c.queued.Store(int32(len(c.backlog)))
 }
 
-// flushBacklogs moves what fits from each backlog to its send channel. A
-// backlog that empties is released. One that does not stays with its
-// channel full, so its writer will wake run when it has drained it.
-func (h *Hub) flushBacklogs() {
-	keep := h.backlogged[:0]
-	for _, c := range h.backlogged {
-		n := 0
-	move:
-		for ; n < len(c.backlog); n++ {
-			select {
-			case c.send <- c.backlog[n]:
-			default:
-				break move
-			}
-		}
-		switch {
-		case c.gone:
-		case n == len(c.backlog):
-			c.backlog = nil
-			c.queued.Store(0)
-			c.backlogged.Store(false)
+// flushBacklog moves what fits of c's backlog to its send channel, and
+// releases the backlog once it is empty.
+func (h *Hub) flushBacklog(c *conn) {
+	if c.gone || len(c.backlog) == 0 {
+		return
+	}
+	n := 0
+move:
+	for ; n < len(c.backlog); n++ {
+		select {
+		case c.send <- c.backlog[n]:
 		default:
-			clear(c.backlog[:n])
-			c.backlog = c.backlog[n:]
-			c.queued.Store(int32(len(c.backlog)))
-			keep = append(keep, c)
+			break move
 		}
 	}
-	clear(h.backlogged[len(keep):])
-	h.backlogged = keep
+	if n == len(c.backlog) {
+		c.backlog = nil
+		c.queued.Store(0)
+		c.backlogged.Store(false)
+		// A writer that emptied the channel after the last move saw the
+		// flag still up and will wake run again: harmless.
+		return
+	}
+	clear(c.backlog[:n])
+	c.backlog = c.backlog[n:]
+	c.queued.Store(int32(len(c.backlog)))
 }
 
 // fanout encodes one event and delivers the same bytes to every connection
