@@ -49,13 +49,16 @@ var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // goroutine (serve and readPump), its writer on a goroutine of its own
 // (writePump); both talk to the hub's run loop over channels.
 type conn struct {
-	id      uint64
-	hub     *Hub
-	ws      *websocket.Conn
-	batch   bool // the peer negotiated protocol.BatchSubprotocol
-	start   time.Time
-	addr    string
-	netConn net.Conn // the hijacked TCP connection
+	id       uint64
+	hub      *Hub
+	ws       *websocket.Conn
+	batch    bool // the peer negotiated protocol.BatchSubprotocol
+	start    time.Time
+	addr     string
+	netConn  net.Conn    // the hijacked TCP connection
+	ip       string      // the remote address without its port, for the per-IP limit
+	identity *identity   // from the token in token mode; nil in open mode
+	joined   atomic.Bool // a join-session was read (the handshake timeout)
 
 	// send is the head of the send queue: run puts encoded messages on it
 	// without blocking, writePump drains it.
@@ -67,12 +70,11 @@ type conn struct {
 	queued atomic.Int32
 
 	// closing is closed, once, when the server decides to close the
-	// connection with closeCode.
-	closeOnce   sync.Once
-	closing     chan struct{}
-	closeCode   protocol.StatusCode
-	closeReason string
-	closeTimer  *time.Timer
+	// connection, for closeWhy.
+	closeOnce  sync.Once
+	closing    chan struct{}
+	closeWhy   closeReason
+	closeTimer *time.Timer
 
 	// Owned by run.
 	room     *room
@@ -92,15 +94,15 @@ type conn struct {
 	clean atomic.Bool
 }
 
-// kill asks the connection to close with code and reason. It never blocks,
-// and only the first call counts. A code of 0 drops the TCP connection
-// without a close frame (a peer that stopped answering pings).
-func (c *conn) kill(code protocol.StatusCode, reason string) {
+// kill asks the connection to close for why. It never blocks, and only the
+// first call counts. A code of 0 drops the TCP connection without a close
+// frame (a peer that stopped answering pings).
+func (c *conn) kill(why closeReason) {
 	c.closeOnce.Do(func() {
-		c.closeCode, c.closeReason = code, reason
+		c.closeWhy = why
 		close(c.closing)
-		c.hub.metrics.closes.WithLabelValues(closeReasons[code]).Inc()
-		if code == 0 {
+		c.hub.metrics.closes.WithLabelValues(why.label).Inc()
+		if why.code == 0 {
 			c.drop() // unblocks a writer stuck on the dead peer
 			return
 		}
@@ -123,7 +125,7 @@ func (c *conn) drop() {
 func (c *conn) killed() (protocol.StatusCode, string, bool) {
 	select {
 	case <-c.closing:
-		return c.closeCode, c.closeReason, true
+		return c.closeWhy.code, c.closeWhy.text, true
 	default:
 		return 0, "", false
 	}
@@ -176,13 +178,13 @@ func (c *conn) writePump(ctx context.Context, done chan<- struct{}) {
 		case err := <-pong:
 			pinging = false
 			if err != nil && ctx.Err() == nil {
-				c.kill(0, "ping timeout")
+				c.kill(closePingTimeout)
 			}
 		case <-c.closing:
-			if c.closeCode == 0 {
+			if c.closeWhy.code == 0 {
 				c.drop()
 			} else {
-				c.ws.Close(websocket.StatusCode(c.closeCode), c.closeReason)
+				c.ws.Close(websocket.StatusCode(c.closeWhy.code), c.closeWhy.text)
 			}
 			return
 		case <-ctx.Done():
@@ -216,7 +218,7 @@ func (c *conn) readPump(ctx context.Context) (clean bool, why string) {
 	for {
 		typ, r, err := c.ws.Reader(ctx)
 		if err == nil && typ == websocket.MessageBinary {
-			c.kill(protocol.CloseUnsupported, "binary frames are not supported")
+			c.kill(closeBinary)
 			return false, "binary frame"
 		}
 		// The frame's buffer comes from a pool and goes back once handled
@@ -228,8 +230,8 @@ func (c *conn) readPump(ctx context.Context) (clean bool, why string) {
 		}
 		if err != nil {
 			readPool.Put(buf)
-			if code, _, ok := c.killed(); ok {
-				return false, c.closeReasonFor(code)
+			if _, _, ok := c.killed(); ok {
+				return false, c.serverClosed()
 			}
 			switch status := websocket.CloseStatus(err); {
 			case status == websocket.StatusNormalClosure || status == websocket.StatusGoingAway:
@@ -247,17 +249,17 @@ func (c *conn) readPump(ctx context.Context) (clean bool, why string) {
 			readPool.Put(buf)
 		}
 		if !ok {
-			code, _, _ := c.killed()
-			return false, c.closeReasonFor(code)
+			return false, c.serverClosed()
 		}
 	}
 }
 
-func (c *conn) closeReasonFor(code protocol.StatusCode) string {
-	if code == 0 {
-		return c.closeReason
+// serverClosed says why the server closed c, for the disconnect log line.
+func (c *conn) serverClosed() string {
+	if c.closeWhy.code == 0 {
+		return c.closeWhy.text
 	}
-	return c.closeReason + " (" + websocket.StatusCode(code).String() + ")"
+	return c.closeWhy.text + " (" + websocket.StatusCode(c.closeWhy.code).String() + ")"
 }
 
 // handle decodes one frame, applies the connection's rate limits and hands
@@ -281,7 +283,7 @@ func (c *conn) handle(b []byte) bool {
 		}
 		c.lastRefusal = now
 		if now.Sub(c.abuseStart) >= h.opts.AbuseWindow {
-			c.kill(protocol.ClosePolicy, "rate limit exceeded")
+			c.kill(closeRateAbuse)
 			return false
 		}
 		h.metrics.out(protocol.TypeError, 1)
@@ -294,6 +296,9 @@ func (c *conn) handle(b []byte) bool {
 		return h.submit(inbound{c: c, at: now, reply: protocol.EncodeError(m.Ref, err)})
 	}
 	h.metrics.in(m.Type)
+	if m.Type == protocol.TypeJoinSession {
+		c.joined.Store(true)
+	}
 	if m.Type == protocol.TypeJoinSession || m.Type == protocol.TypeLeaveSession {
 		// A waiting cursor update belongs to the session it was sent in:
 		// deliver it there before the membership changes.

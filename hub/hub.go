@@ -46,6 +46,8 @@ type Hub struct {
 	// Guarded by mu.
 	mu           sync.Mutex
 	conns        map[*conn]struct{}
+	open         int            // admitted connections
+	perIP        map[string]int // admitted connections by remote address
 	shuttingDown bool
 
 	serving  sync.WaitGroup // one per connection being served
@@ -106,6 +108,7 @@ func New(opts *Options) *Hub {
 		done:       make(chan struct{}),
 		rooms:      make(map[string]*room),
 		conns:      make(map[*conn]struct{}),
+		perIP:      make(map[string]int),
 	}
 	h.accept = websocket.AcceptOptions{
 		OriginPatterns: o.AllowedOrigins,
@@ -243,9 +246,22 @@ func (h *Hub) notInSession(c *conn, m protocol.Message) bool {
 	return true
 }
 
-// identify decides who a join is from. In open mode the client says so; a
-// missing userId gets a fresh UUID and a missing role is learner.
-func (h *Hub) identify(info protocol.UserInfo) (protocol.UserInfo, *protocol.Error) {
+// identify decides who a join on c is from. In token mode the token does:
+// its sub is the userId and its role the role, whatever the client says,
+// and its name claim wins over userInfo.name; a session the token does not
+// list is forbidden. In open mode the client says who it is: a missing
+// userId gets a fresh UUID and a missing role is learner. Either way a name
+// is required.
+func (h *Hub) identify(c *conn, sessionID string, info protocol.UserInfo) (protocol.UserInfo, *protocol.Error) {
+	if id := c.identity; id != nil {
+		if !id.mayJoin(sessionID) {
+			return info, protocol.Errorf(protocol.CodeForbidden, "the token does not allow session %s", sessionID)
+		}
+		info.UserID, info.Role = id.userID, id.role
+		if id.name != "" {
+			info.Name = id.name
+		}
+	}
 	if info.Name == "" {
 		return info, protocol.Errorf(protocol.CodeBadRequest, "data.userInfo.name is required")
 	}
@@ -259,7 +275,7 @@ func (h *Hub) identify(info protocol.UserInfo) (protocol.UserInfo, *protocol.Err
 }
 
 func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) {
-	info, perr := h.identify(j.UserInfo)
+	info, perr := h.identify(c, j.SessionID, j.UserInfo)
 	if perr != nil {
 		h.replyError(c, ref, perr)
 		return
@@ -342,29 +358,40 @@ func (h *Hub) activityChanged(r *room, userID string, active bool) {
 }
 
 // broadcast delivers a client's app event to those it is addressed to,
-// with the session's next offset, and acks it when the client gave a ref.
+// and acks it when the client gave a ref.
 func (h *Hub) broadcast(c *conn, ref string, b *protocol.Broadcast, now time.Time) {
-	r := c.room
-	h.touch(r, c.userID, now)
-	r.s.Offset++
-	ev := protocol.BroadcastEvent{Event: b.Event, From: c.userID, Payload: b.Payload, Offset: r.s.Offset, Ts: now.UnixMilli()}
-	data, err := protocol.Encode(protocol.TypeBroadcast, "", ev)
-	if err != nil { // the payload was valid JSON when decoded
+	h.touch(c.room, c.userID, now)
+	off, err := h.publish(c.room, c.userID, c, b, now)
+	if err != nil {
 		h.replyError(c, ref, err)
 		return
 	}
+	if ref != "" {
+		h.reply(c, protocol.TypeAck, ref, protocol.Ack{Offset: off})
+	}
+}
+
+// publish gives an app event the session's next offset, stamps it with
+// from and now, and delivers it to the connections it is addressed to but
+// skip (the sender's own connection; nil for the server). It returns the
+// offset.
+func (h *Hub) publish(r *room, from string, skip *conn, b *protocol.Broadcast, now time.Time) (int64, error) {
+	ev := protocol.BroadcastEvent{Event: b.Event, From: from, Payload: b.Payload, Offset: r.s.Offset + 1, Ts: now.UnixMilli()}
+	data, err := protocol.Encode(protocol.TypeBroadcast, "", ev)
+	if err != nil { // the payload was valid JSON when decoded
+		return 0, err
+	}
+	r.s.Offset = ev.Offset
 	n := 0
 	for _, rc := range r.conns {
-		if rc == c || rc.gone || !addressed(r.s.Get(rc.userID), b.To) {
+		if rc == skip || rc.gone || !addressed(r.s.Get(rc.userID), b.To) {
 			continue
 		}
 		h.deliver(rc, data)
 		n++
 	}
 	h.metrics.out(protocol.TypeBroadcast, n)
-	if ref != "" {
-		h.reply(c, protocol.TypeAck, ref, protocol.Ack{Offset: ev.Offset})
-	}
+	return ev.Offset, nil
 }
 
 // addressed reports whether a broadcast to reaches p.
@@ -378,6 +405,28 @@ func addressed(p *session.Participant, to string) bool {
 		return p.Role == protocol.RoleLearner
 	}
 	return p.UserID == to
+}
+
+// remove takes userID out of session id at once (the server API): its
+// connections there are closed with 4003 and the others see it leave. It
+// reports whether the user was there.
+func (h *Hub) remove(id, userID string, now time.Time) bool {
+	r := h.rooms[id]
+	if r == nil || r.s.Get(userID) == nil {
+		return false
+	}
+	for i := len(r.conns) - 1; i >= 0; i-- {
+		if c := r.conns[i]; c.userID == userID {
+			c.kill(closeRemoved)
+			c.gone = true
+			r.remove(c)
+			c.room = nil
+		}
+	}
+	if p, ok := r.s.Remove(userID, now); ok {
+		h.announceLeft(r, p)
+	}
+	return true
 }
 
 // depart handles the end of a connection.
@@ -453,7 +502,7 @@ func (h *Hub) deliver(c *conn, b []byte) {
 	if cap(c.send)+len(c.backlog) >= h.opts.SendQueue {
 		h.metrics.droppedQueued.Inc()
 		h.metrics.slowConsumers.Inc()
-		c.kill(protocol.CloseSlowConsumer, "slow consumer")
+		c.kill(closeSlowConsumer)
 		c.gone = true
 		c.backlog = nil
 		c.queued.Store(0)

@@ -67,7 +67,7 @@ func newMetrics() *metrics {
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessionhub_server_closes_total", Help: "Connections the server closed, by reason."}, []string{"reason"}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sessionhub_upgrades_refused_total", Help: "WebSocket upgrades refused (bad request, origin)."}),
+			Name: "sessionhub_upgrades_refused_total", Help: "WebSocket upgrades refused (shutting down, connection limits, token, origin, bad request)."}),
 		batchedFrames: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessionhub_batched_frames_total", Help: "Frames that carried more than one message (sessionhub.batch)."}),
 		loopLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -120,19 +120,6 @@ func (m *metrics) queueDepth(h *Hub) {
 			Name: "sessionhub_send_queue_max_depth", Help: "The fullest send queue's length."},
 			func() float64 { _, most := depths(); return float64(most) }),
 	)
-}
-
-// closeReasons labels sessionhub_server_closes_total.
-var closeReasons = map[protocol.StatusCode]string{
-	0:                          "ping_timeout",
-	protocol.CloseGoingAway:    "shutdown",
-	protocol.CloseUnsupported:  "binary_frame",
-	protocol.ClosePolicy:       "rate_abuse",
-	protocol.CloseTooBig:       "too_big",
-	protocol.CloseInternal:     "internal",
-	protocol.CloseSlowConsumer: "slow_consumer",
-	protocol.CloseTokenExpired: "token_expired",
-	protocol.CloseRemovedByAPI: "removed",
 }
 
 func (m *metrics) handler() http.Handler {

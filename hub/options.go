@@ -65,6 +65,24 @@ type Options struct {
 	// past it are refused with session_full. Defaults to 1000.
 	MaxParticipants int
 
+	// JWTSecret turns token mode on: every upgrade needs an HS256 JWT
+	// signed with it (see Claims). Defaults to none: open mode.
+	JWTSecret []byte
+
+	// APIKey turns the server API (/api/...) on, for callers that send it
+	// as a Bearer token. Defaults to none: the API routes answer 404.
+	APIKey string
+
+	// MaxConnections and MaxConnectionsPerIP refuse upgrades past that many
+	// open WebSockets in the process (503) or from one remote address (429).
+	// Default to 0: no limit.
+	MaxConnections      int
+	MaxConnectionsPerIP int
+
+	// HandshakeTimeout is how long a connection may stay open without
+	// sending join-session before it is closed with 1008. Defaults to 30s.
+	HandshakeTimeout time.Duration
+
 	// Logger receives one line per connect and disconnect, and the hub's
 	// warnings. Defaults to slog.Default().
 	Logger *slog.Logger
@@ -86,6 +104,7 @@ const (
 	DefaultHistorySize     = 1000
 	DefaultHistoryTTL      = 10 * time.Minute
 	DefaultMaxParticipants = 1000
+	DefaultHandshake       = 30 * time.Second
 )
 
 func (o *Options) withDefaults() Options {
@@ -110,6 +129,7 @@ func (o *Options) withDefaults() Options {
 	setDefault(&c.HistorySize, DefaultHistorySize)
 	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
 	setDefault(&c.MaxParticipants, DefaultMaxParticipants)
+	setDefault(&c.HandshakeTimeout, DefaultHandshake)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

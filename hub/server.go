@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
+	"github.com/sessionhub/sessionhub/hub/web"
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
@@ -18,7 +19,8 @@ import (
 var ErrShuttingDown = errors.New("hub: already shutting down")
 
 // Handler returns the hub's HTTP routes: GET /ws (the WebSocket), /healthz,
-// /readyz and /metrics.
+// /readyz, /metrics, the browser files (/ the demo page, /hub.js and
+// /hub.d.ts) and, with Options.APIKey, the server API (/api/...).
 func (h *Hub) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", h.ServeWS)
@@ -36,28 +38,60 @@ func (h *Hub) Handler() http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", h.metrics.handler())
+	h.apiRoutes(mux)
+	static := http.FileServerFS(web.FS)
+	for _, path := range []string{"GET /{$}", "GET /hub.js", "GET /hub.d.ts"} {
+		mux.Handle(path, noCache(static))
+	}
 	return mux
 }
 
+// noCache makes browsers revalidate the embedded files, so that a new hubd
+// is never paired with an old hub.js.
+func noCache(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		next.ServeHTTP(w, r)
+	})
+}
+
 // ServeWS upgrades the request to a WebSocket and serves it until it ends.
-// A refused Origin gets 403; a hub that is shutting down answers 503.
+// Before the upgrade it refuses, with no goroutine spent: a hub that is
+// shutting down or at Options.MaxConnections (503), an address at
+// Options.MaxConnectionsPerIP (429), a missing or invalid token in token
+// mode (401, with a one-line reason), and a refused Origin (403).
 func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
-	if !h.ready.Load() {
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+	ip := remoteIP(r.RemoteAddr)
+	if status, why := h.admit(ip); status != 0 {
+		h.metrics.refused.Inc()
+		http.Error(w, why, status)
 		return
+	}
+	var id *identity
+	if h.opts.JWTSecret != nil {
+		var err error
+		if id, err = authenticate(r, h.opts.JWTSecret, time.Now()); err != nil {
+			h.release(ip)
+			h.metrics.refused.Inc()
+			h.log.Info("upgrade refused", "remote", r.RemoteAddr, "status", http.StatusUnauthorized, "reason", err)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
 	}
 	hw := &hijackRecorder{ResponseWriter: w}
 	ws, err := websocket.Accept(hw, r, &h.accept)
 	if err != nil {
+		h.release(ip)
 		h.log.Info("upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
 		h.metrics.refused.Inc()
 		return
 	}
 	ws.SetReadLimit(h.opts.MaxMessageBytes)
 	c := h.newConn(ws, r.RemoteAddr)
-	c.netConn = hw.conn
+	c.netConn, c.ip, c.identity = hw.conn, ip, id
 	if !h.track(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
+		h.release(ip)
 		return
 	}
 	// Serve on a goroutine of its own and return, so that net/http lets go
@@ -66,6 +100,14 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		defer h.untrack(c)
 		h.serve(c)
 	}()
+}
+
+// remoteIP is addr without its port.
+func remoteIP(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 func (h *Hub) newConn(ws *websocket.Conn, addr string) *conn {
@@ -96,6 +138,18 @@ func (h *Hub) serve(c *conn) {
 	ctx, cancel := context.WithCancel(context.Background())
 	wrote := make(chan struct{})
 	go c.writePump(ctx, wrote)
+	handshake := time.AfterFunc(h.opts.HandshakeTimeout, func() {
+		if !c.joined.Load() {
+			c.kill(closeHandshake)
+		}
+	})
+	defer handshake.Stop()
+	if c.identity != nil && !c.identity.expires.IsZero() {
+		expiry := time.AfterFunc(time.Until(c.identity.expires), func() {
+			c.kill(closeTokenExpired)
+		})
+		defer expiry.Stop()
+	}
 
 	clean, why := c.readPump(ctx)
 
@@ -116,8 +170,39 @@ func (h *Hub) serve(c *conn) {
 		"duration", time.Since(c.start).Round(time.Millisecond))
 }
 
-// track registers c for Shutdown; it reports false if the hub is shutting
-// down.
+// admit reserves a connection slot for ip, or says why not: 503 while
+// shutting down or at MaxConnections, 429 at MaxConnectionsPerIP. A
+// reserved slot is given back by release (or untrack).
+func (h *Hub) admit(ip string) (status int, why string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.shuttingDown:
+		return http.StatusServiceUnavailable, "shutting down"
+	case h.opts.MaxConnections > 0 && h.open >= h.opts.MaxConnections:
+		return http.StatusServiceUnavailable, "too many connections"
+	case h.opts.MaxConnectionsPerIP > 0 && h.perIP[ip] >= h.opts.MaxConnectionsPerIP:
+		return http.StatusTooManyRequests, "too many connections from this address"
+	}
+	h.open++
+	h.perIP[ip]++
+	h.serving.Add(1)
+	return 0, ""
+}
+
+// release gives back the slot admit reserved for ip.
+func (h *Hub) release(ip string) {
+	h.mu.Lock()
+	h.open--
+	if h.perIP[ip]--; h.perIP[ip] <= 0 {
+		delete(h.perIP, ip)
+	}
+	h.mu.Unlock()
+	h.serving.Done()
+}
+
+// track registers an admitted c for Shutdown; it reports false if the hub
+// is shutting down.
 func (h *Hub) track(c *conn) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -125,7 +210,6 @@ func (h *Hub) track(c *conn) bool {
 		return false
 	}
 	h.conns[c] = struct{}{}
-	h.serving.Add(1)
 	return true
 }
 
@@ -133,7 +217,7 @@ func (h *Hub) untrack(c *conn) {
 	h.mu.Lock()
 	delete(h.conns, c)
 	h.mu.Unlock()
-	h.serving.Done()
+	h.release(c.ip)
 }
 
 // Shutdown stops the hub: /readyz answers 503, new WebSockets are refused,
@@ -156,7 +240,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Unlock()
 
 	for _, c := range conns {
-		c.kill(protocol.CloseGoingAway, "server shutting down")
+		c.kill(closeShutdown)
 	}
 	ended := make(chan struct{})
 	go func() {

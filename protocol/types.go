@@ -74,7 +74,8 @@ const (
 // FromServer is the Broadcast.From of events sent through the server API.
 const FromServer = "server"
 
-// Position is a place in a text: a zero-based line and column.
+// Position is a place in a text: a line and a column, counted as the
+// client's editor counts them (the hub does not interpret them).
 type Position struct {
 	Line   int `json:"line"`
 	Column int `json:"column"`

@@ -2,6 +2,7 @@
 //
 //	go run ./cmd/hubd                  # listens on :8080
 //	hubd --addr :9000 --log-format json
+//	hubd token --sub u1 --name Ada --role instructor --ttl 1h   # mint a development token
 //
 // Every flag has an environment twin HUB_<FLAG> (upper case, - as _), and
 // PORT is honoured too; a flag given on the command line wins. See
@@ -28,6 +29,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		if err := mintToken(os.Args[2:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "hubd token:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "hubd:", err)
 		os.Exit(1)
@@ -39,6 +47,7 @@ type config struct {
 	addr            string
 	allowedOrigins  string
 	jwtSecret       string
+	jwtSecretFile   string
 	apiKey          string
 	redisURL        string
 	nodeHeartbeat   time.Duration
@@ -57,6 +66,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	fs.StringVar(&c.addr, "addr", ":8080", "listen address")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin host patterns allowed besides the same host (path.Match syntax)")
 	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret: token mode (empty: open mode)")
+	fs.StringVar(&c.jwtSecretFile, "jwt-secret-file", "", "file holding the HS256 secret (keeps it out of process lists)")
+	fs.IntVar(&c.hub.MaxConnections, "max-connections", 0, "open WebSockets in the process (0: no limit); more get HTTP 503")
+	fs.IntVar(&c.hub.MaxConnectionsPerIP, "max-connections-per-ip", 0, "open WebSockets per remote address (0: no limit); more get HTTP 429")
+	fs.DurationVar(&c.hub.HandshakeTimeout, "handshake-timeout", hub.DefaultHandshake, "how long a connection may stay without joining a session")
 	fs.StringVar(&c.apiKey, "api-key", "", "bearer key of the server API (empty: API off)")
 	fs.StringVar(&c.redisURL, "redis-url", "", "Redis URL for a cluster (empty: single node, all state in memory)")
 	fs.DurationVar(&c.nodeHeartbeat, "node-heartbeat", 5*time.Second, "cluster presence heartbeat")
@@ -138,12 +151,32 @@ func (c *config) validate() error {
 			return fmt.Errorf("--allowed-origins: bad pattern %q: %w", p, err)
 		}
 	}
-	// These features have issues of their own and are not in this build
-	// yet: refuse rather than run without what the operator asked for.
-	for flagName, v := range map[string]string{"jwt-secret": c.jwtSecret, "api-key": c.apiKey, "redis-url": c.redisURL} {
-		if v != "" {
-			return fmt.Errorf("--%s is not supported by this build yet", flagName)
+	switch {
+	case o.MaxConnections < 0, o.MaxConnectionsPerIP < 0:
+		return errors.New("--max-connections and --max-connections-per-ip must not be negative")
+	case o.HandshakeTimeout <= 0:
+		return errors.New("--handshake-timeout must be positive")
+	case c.jwtSecret != "" && c.jwtSecretFile != "":
+		return errors.New("give --jwt-secret or --jwt-secret-file, not both")
+	}
+	if c.jwtSecretFile != "" {
+		b, err := os.ReadFile(c.jwtSecretFile)
+		if err != nil {
+			return fmt.Errorf("--jwt-secret-file: %w", err)
 		}
+		c.jwtSecret = strings.TrimRight(string(b), "\r\n")
+	}
+	if c.jwtSecret != "" {
+		if len(c.jwtSecret) < 16 {
+			return errors.New("the JWT secret must be at least 16 bytes")
+		}
+		o.JWTSecret = []byte(c.jwtSecret)
+	}
+	o.APIKey = c.apiKey
+	// Clustering has an issue of its own and is not in this build yet:
+	// refuse rather than run without what the operator asked for.
+	if c.redisURL != "" {
+		return errors.New("--redis-url is not supported by this build yet")
 	}
 	return nil
 }
@@ -189,7 +222,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "mode", "open", "store", "memory")
+	mode := "open"
+	if c.hub.JWTSecret != nil {
+		mode = "token"
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "mode", mode, "api", c.hub.APIKey != "", "store", "memory")
 	if ready != nil {
 		ready <- ln.Addr()
 	}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sessionhub/sessionhub/hub"
+)
+
+// mintToken is `hubd token`: it prints a development token signed with the
+// secret of --secret, --secret-file or HUB_JWT_SECRET.
+func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hubd token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	secret := fs.String("secret", "", "HS256 secret (default: $HUB_JWT_SECRET)")
+	secretFile := fs.String("secret-file", "", "file holding the secret")
+	sub := fs.String("sub", "", "userId (required)")
+	name := fs.String("name", "", "display name")
+	role := fs.String("role", "learner", "instructor or learner")
+	sessions := fs.String("sessions", "", "comma-separated session ids the token may join (empty: any)")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	key := *secret
+	if *secretFile != "" {
+		b, err := os.ReadFile(*secretFile)
+		if err != nil {
+			return err
+		}
+		key = strings.TrimRight(string(b), "\r\n")
+	}
+	if key == "" {
+		key = getenv("HUB_JWT_SECRET")
+	}
+	switch {
+	case key == "":
+		return errors.New("no secret: give --secret, --secret-file or HUB_JWT_SECRET")
+	case *sub == "":
+		return errors.New("--sub is required")
+	case *role != "instructor" && *role != "learner":
+		return errors.New("--role must be instructor or learner")
+	case *ttl <= 0:
+		return errors.New("--ttl must be positive")
+	}
+	now := time.Now()
+	c := hub.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: *sub, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(*ttl))},
+		Name:             *name,
+		Role:             *role,
+	}
+	if *sessions != "" {
+		for _, s := range strings.Split(*sessions, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				c.Sessions = append(c.Sessions, s)
+			}
+		}
+	}
+	tok, err := hub.NewToken([]byte(key), c)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}

@@ -1,0 +1,158 @@
+package hub
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sessionhub/sessionhub/protocol"
+)
+
+// The server API, for the platform's back end. Every route needs
+// Authorization: Bearer <Options.APIKey>; without a configured key the
+// routes are not registered (404). Answers are JSON, read from the hub's
+// state through its run loop (no locks on its maps); errors carry
+// {"error": {"code", "message"}}.
+func (h *Hub) apiRoutes(mux *http.ServeMux) {
+	if h.opts.APIKey == "" {
+		return
+	}
+	mux.Handle("GET /api/sessions", h.apiAuth(h.apiSessions))
+	mux.Handle("GET /api/sessions/{id}", h.apiAuth(h.apiSession))
+	mux.Handle("POST /api/sessions/{id}/broadcast", h.apiAuth(h.apiBroadcast))
+	mux.Handle("DELETE /api/sessions/{id}/participants/{userId}", h.apiAuth(h.apiRemove))
+}
+
+// apiAuth checks the API key in constant time.
+func (h *Hub) apiAuth(next http.HandlerFunc) http.Handler {
+	want := []byte(h.opts.APIKey)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(key), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sessionhub"`)
+			apiError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong API key")
+			return
+		}
+		next(w, r)
+	})
+}
+
+// errHubStopped answers API calls that arrive while the hub stops.
+var errHubStopped = errors.New("the hub is stopping")
+
+func (h *Hub) apiSessions(w http.ResponseWriter, _ *http.Request) {
+	type entry struct {
+		SessionID    string `json:"sessionId"`
+		Participants int    `json:"participants"`
+	}
+	list := []entry{}
+	if !h.call(func() {
+		for id, r := range h.rooms {
+			list = append(list, entry{id, r.s.Len()})
+		}
+	}) {
+		apiError(w, http.StatusServiceUnavailable, "unavailable", errHubStopped.Error())
+		return
+	}
+	slices.SortFunc(list, func(a, b entry) int { return strings.Compare(a.SessionID, b.SessionID) })
+	apiJSON(w, http.StatusOK, map[string]any{"sessions": list})
+}
+
+func (h *Hub) apiSession(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var list []protocol.Participant
+	found := false
+	if !h.call(func() {
+		if rm := h.rooms[id]; rm != nil {
+			found, list = true, rm.s.Wire()
+		}
+	}) {
+		apiError(w, http.StatusServiceUnavailable, "unavailable", errHubStopped.Error())
+		return
+	}
+	if !found {
+		apiError(w, http.StatusNotFound, "not_found", "no session "+id)
+		return
+	}
+	apiJSON(w, http.StatusOK, map[string]any{"sessionId": id, "participants": list})
+}
+
+func (h *Hub) apiBroadcast(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var body struct {
+		Event   *string         `json:"event"`
+		Payload json.RawMessage `json:"payload"`
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxMessageBytes)
+	dec := json.NewDecoder(r.Body)
+	if err := dec.Decode(&body); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			apiError(w, http.StatusRequestEntityTooLarge, "bad_request", "body over the message limit")
+			return
+		}
+		apiError(w, http.StatusBadRequest, "bad_request", "body must be a JSON object {event, payload}")
+		return
+	}
+	if body.Event == nil || *body.Event == "" || utf8.RuneCountInString(*body.Event) > protocol.MaxEventChars {
+		apiError(w, http.StatusBadRequest, "bad_request", "event must be 1 to 64 characters")
+		return
+	}
+	if body.Payload == nil {
+		body.Payload = json.RawMessage("null")
+	}
+	b := &protocol.Broadcast{Event: *body.Event, Payload: body.Payload, To: protocol.ToAll}
+	var (
+		off   int64
+		err   error
+		found bool
+	)
+	if !h.call(func() {
+		if rm := h.rooms[id]; rm != nil {
+			found = true
+			off, err = h.publish(rm, protocol.FromServer, nil, b, time.Now())
+		}
+	}) {
+		apiError(w, http.StatusServiceUnavailable, "unavailable", errHubStopped.Error())
+		return
+	}
+	switch {
+	case !found:
+		apiError(w, http.StatusNotFound, "not_found", "no session "+id)
+	case err != nil:
+		apiError(w, http.StatusBadRequest, "bad_request", "payload is not valid JSON")
+	default:
+		apiJSON(w, http.StatusAccepted, map[string]int64{"offset": off})
+	}
+}
+
+// apiRemove disconnects a user from a session: its connections there are
+// closed with 4003 and it leaves at once, with user-left to the others.
+func (h *Hub) apiRemove(w http.ResponseWriter, r *http.Request) {
+	id, user := r.PathValue("id"), r.PathValue("userId")
+	found := false
+	if !h.call(func() { found = h.remove(id, user, time.Now()) }) {
+		apiError(w, http.StatusServiceUnavailable, "unavailable", errHubStopped.Error())
+		return
+	}
+	if !found {
+		apiError(w, http.StatusNotFound, "not_found", "no user "+user+" in session "+id)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func apiJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func apiError(w http.ResponseWriter, status int, code, message string) {
+	apiJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})
+}
