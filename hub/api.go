@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -26,6 +27,9 @@ func (h *Hub) apiRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /api/sessions/{id}", h.apiAuth(h.apiSession))
 	mux.Handle("POST /api/sessions/{id}/broadcast", h.apiAuth(h.apiBroadcast))
 	mux.Handle("DELETE /api/sessions/{id}/participants/{userId}", h.apiAuth(h.apiRemove))
+	mux.Handle("/api/", h.apiAuth(func(w http.ResponseWriter, r *http.Request) {
+		apiError(w, http.StatusNotFound, "not_found", "no route "+r.Method+" "+r.URL.Path)
+	}))
 }
 
 // apiAuth checks the API key in constant time.
@@ -90,7 +94,11 @@ func (h *Hub) apiBroadcast(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxMessageBytes)
 	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(&body); err != nil {
+	err := dec.Decode(&body)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("data after the JSON object")
+	}
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			apiError(w, http.StatusRequestEntityTooLarge, "bad_request", "body over the message limit")
@@ -109,7 +117,6 @@ func (h *Hub) apiBroadcast(w http.ResponseWriter, r *http.Request) {
 	b := &protocol.Broadcast{Event: *body.Event, Payload: body.Payload, To: protocol.ToAll}
 	var (
 		off   int64
-		err   error
 		found bool
 	)
 	if !h.call(func() {

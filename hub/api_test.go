@@ -350,3 +350,27 @@ func TestAPIOff(t *testing.T) {
 	u.quiet("with the API off", protocol.TypeBroadcast)
 	u.sync()
 }
+
+// A body with data after its JSON object is refused, and an unknown route
+// under /api answers with the JSON error shape.
+func TestAPIStrictness(t *testing.T) {
+	s := startServer(t, &hub.Options{APIKey: apiKey})
+	p := dial(t, s, nil)
+	p.join("strict", "u1", "U1", "")
+	if code := apiExpectError(t, s, "POST", "/api/sessions/strict/broadcast", apiKey,
+		[]byte(`{"event":"x"} junk`), 400); code != "bad_request" {
+		t.Errorf("trailing data: code %q, want bad_request", code)
+	}
+	if code := apiExpectError(t, s, "GET", "/api/nothing/here", apiKey, nil, 404); code != "not_found" {
+		t.Errorf("unknown route: code %q, want not_found", code)
+	}
+	apiExpectError(t, s, "GET", "/api/nothing/here", "", nil, 401)
+	// The refused broadcast used no offset.
+	var ok struct {
+		Offset int64 `json:"offset"`
+	}
+	apiJSON(t, s, "POST", "/api/sessions/strict/broadcast", []byte(`{"event":"x"}`), 202, &ok)
+	if ok.Offset != 1 {
+		t.Errorf("offset = %d, want 1", ok.Offset)
+	}
+}

@@ -16,7 +16,8 @@ import (
 
 // Claims are the JWT claims of token mode: sub is the userId; name, role
 // (instructor or learner, default learner) and sessions (the session ids the
-// token may join; empty means any) complete it; exp and nbf are honoured.
+// token may join: absent means any, an empty list none) complete it; exp
+// and nbf are honoured.
 type Claims struct {
 	jwt.RegisteredClaims
 	Name     string   `json:"name,omitempty"`

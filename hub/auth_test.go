@@ -405,3 +405,30 @@ func TestAuthTokenExpiry(t *testing.T) {
 	}
 	obs.sync()
 }
+
+// A refused join does not meet the handshake timeout: a client whose only
+// join was forbidden is closed with 1008 like one that never joined, while a
+// client that joined stays past the timeout.
+func TestHandshakeNeedsASuccessfulJoin(t *testing.T) {
+	s := startServer(t, &hub.Options{JWTSecret: auSecret, HandshakeTimeout: 300 * time.Millisecond})
+	q := auDial(t, s, auToken(t, auClaims("u2", "U2", "learner", []string{"allowed"}, time.Hour)))
+	q.send(protocol.TypeJoinSession, protocol.JoinSession{SessionID: "allowed"}, "j")
+	q.expect(protocol.TypeSessionJoined, nil)
+
+	p := auDial(t, s, auToken(t, auClaims("u1", "U1", "learner", []string{"allowed"}, time.Hour)))
+	p.send(protocol.TypeJoinSession, protocol.JoinSession{SessionID: "other"}, "j")
+	var e protocol.ErrorPayload
+	p.expect(protocol.TypeError, &e)
+	if e.Code != protocol.CodeForbidden {
+		t.Fatalf("join: %s, want forbidden", e.Code)
+	}
+	if got := p.closed(); got != websocket.StatusPolicyViolation {
+		t.Errorf("close = %v, want 1008 after the handshake timeout", got)
+	}
+	// q joined before p and its timeout has passed too: it is still served.
+	q.sync()
+	other := auDial(t, s, auToken(t, auClaims("u3", "U3", "learner", nil, time.Hour)))
+	other.send(protocol.TypeJoinSession, protocol.JoinSession{SessionID: "allowed"}, "j")
+	other.expect(protocol.TypeSessionJoined, nil)
+	q.expect(protocol.TypeUserJoined, nil)
+}

@@ -58,7 +58,7 @@ type conn struct {
 	netConn  net.Conn    // the hijacked TCP connection
 	ip       string      // the remote address without its port, for the per-IP limit
 	identity *identity   // from the token in token mode; nil in open mode
-	joined   atomic.Bool // a join-session was read (the handshake timeout)
+	joined   atomic.Bool // it has been in a session (the handshake timeout)
 
 	// send is the head of the send queue: run puts encoded messages on it
 	// without blocking, writePump drains it.
@@ -287,7 +287,7 @@ func (c *conn) handle(b []byte) bool {
 			return false
 		}
 		h.metrics.out(protocol.TypeError, 1)
-		return h.submit(inbound{c: c, at: now, reply: protocol.EncodeError(m.Ref,
+		return h.submit(inbound{c: c, at: now, optional: true, reply: protocol.EncodeError(m.Ref,
 			protocol.Errorf(protocol.CodeRateLimited, "over %g messages per second", h.opts.MessageRate))})
 	}
 	if err != nil {
@@ -296,9 +296,6 @@ func (c *conn) handle(b []byte) bool {
 		return h.submit(inbound{c: c, at: now, reply: protocol.EncodeError(m.Ref, err)})
 	}
 	h.metrics.in(m.Type)
-	if m.Type == protocol.TypeJoinSession {
-		c.joined.Store(true)
-	}
 	if m.Type == protocol.TypeJoinSession || m.Type == protocol.TypeLeaveSession {
 		// A waiting cursor update belongs to the session it was sent in:
 		// deliver it there before the membership changes.

@@ -301,7 +301,7 @@ func TestHostile(t *testing.T) {
 				}
 			}()
 			refused := 0
-			for range perIP + 5 {
+			for range perIP - goodConns + 5 {
 				ws, resp, err := dialHTTP(t, s, auOpts(ftok))
 				if err == nil {
 					open = append(open, ws)

@@ -50,10 +50,11 @@ type Hub struct {
 	perIP        map[string]int // admitted connections by remote address
 	shuttingDown bool
 
-	serving  sync.WaitGroup // one per connection being served
-	nextID   atomic.Uint64
-	ready    atomic.Bool
-	stopOnce sync.Once
+	serving        sync.WaitGroup // one per connection being served
+	lastRefusalLog atomic.Int64   // unix ns of the last logged limit refusal
+	nextID         atomic.Uint64
+	ready          atomic.Bool
+	stopOnce       sync.Once
 }
 
 // inbound is a decoded message from a connection's reader, or (msg.Type
@@ -65,6 +66,10 @@ type inbound struct {
 	msg   protocol.Message
 	at    time.Time // when the reader read it
 	reply []byte    // pre-encoded direct reply (pong, error), if any
+	// optional marks a reply that is dropped rather than queued behind a
+	// backlog: the rate_limited errors of a flood, so that a flooding
+	// client ends with 1008 for its abuse, not 1013 for its own replies.
+	optional bool
 }
 
 // departure tells run that a connection has ended; clean is true when the
@@ -196,6 +201,10 @@ func (h *Hub) handle(in inbound) {
 	now := time.Now()
 	switch m.Type {
 	case "":
+		if in.optional && (len(c.backlog) > 0 || len(c.send) == cap(c.send)) {
+			h.metrics.droppedOptional.Inc()
+			return
+		}
 		h.deliver(c, in.reply)
 	case protocol.TypeJoinSession:
 		h.join(c, m.Ref, m.Payload.(*protocol.JoinSession), now)
@@ -301,6 +310,7 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 	}
 	p, isNew := r.s.Join(info, now)
 	r.add(c)
+	c.joined.Store(true) // the handshake timeout is met
 	c.room, c.userID, c.presence = r, info.UserID, j.Presence
 	if !isNew {
 		h.touch(r, c.userID, now) // before the reply, so that it shows the user active

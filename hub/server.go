@@ -64,6 +64,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	ip := remoteIP(r.RemoteAddr)
 	if status, why := h.admit(ip); status != 0 {
 		h.metrics.refused.Inc()
+		h.logRefusal(r.RemoteAddr, status, why)
 		http.Error(w, why, status)
 		return
 	}
@@ -100,6 +101,18 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		defer h.untrack(c)
 		h.serve(c)
 	}()
+}
+
+// logRefusal logs a refused upgrade, at most one line a second for limit
+// refusals (a connection flood must not flood the log); the counter of
+// sessionhub_upgrades_refused_total has them all.
+func (h *Hub) logRefusal(remote string, status int, why string) {
+	now := time.Now().UnixNano()
+	last := h.lastRefusalLog.Load()
+	if now-last < int64(time.Second) || !h.lastRefusalLog.CompareAndSwap(last, now) {
+		return
+	}
+	h.log.Warn("upgrade refused", "remote", remote, "status", status, "reason", why)
 }
 
 // remoteIP is addr without its port.

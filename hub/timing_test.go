@@ -269,7 +269,7 @@ func TestCursorCoalescing(t *testing.T) {
 // anybody else; the others see it leave after the grace, and it gets 1013.
 func TestSlowConsumer(t *testing.T) {
 	const grace = 300 * time.Millisecond
-	s, ln := tmStartServer(t, &hub.Options{SendQueue: 16, CursorRate: 1e9, LeaveGrace: grace})
+	s, ln := tmStartServer(t, &hub.Options{SendQueue: 256, CursorRate: 1e9, LeaveGrace: grace})
 	obs := dial(t, s, &websocket.DialOptions{Subprotocols: []string{protocol.BatchSubprotocol}})
 	sender := dial(t, s, nil)
 	obs.join("slow", "obs", "Obs", "")

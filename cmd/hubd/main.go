@@ -97,6 +97,14 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	// A secret given on the command line, in either form, wins over both
+	// environment forms.
+	switch {
+	case given["jwt-secret-file"] && !given["jwt-secret"]:
+		given["jwt-secret"] = true // do not read HUB_JWT_SECRET
+	case given["jwt-secret"] && !given["jwt-secret-file"]:
+		given["jwt-secret-file"] = true // do not read HUB_JWT_SECRET_FILE
+	}
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		if given[f.Name] || err != nil {

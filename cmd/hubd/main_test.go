@@ -1,18 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/goleak"
 
 	"github.com/sessionhub/sessionhub/hub"
@@ -271,5 +275,217 @@ func TestRunErrors(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"--log-level", "loud", "--addr", "127.0.0.1:0"}, env(), io.Discard, nil); err == nil {
 		t.Error("run --log-level loud: no error")
+	}
+}
+
+// tokenSecret is a secret of the accepted length (16 bytes or more).
+const tokenSecret = "hubd-test-secret-0123456789"
+
+// mintClaims verifies a token with secret, HS256 only, and returns its
+// claims.
+func mintClaims(t *testing.T, tok, secret string) jwt.MapClaims {
+	t.Helper()
+	claims := jwt.MapClaims{}
+	_, err := jwt.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return []byte(secret), nil },
+		jwt.WithValidMethods([]string{"HS256"}))
+	if err != nil {
+		t.Fatalf("the minted token does not verify: %v", err)
+	}
+	return claims
+}
+
+// hubd token mints an HS256 token with sub, name, role, sessions and
+// exp = now + ttl, signed with the secret of --secret, --secret-file or
+// HUB_JWT_SECRET.
+func TestMintToken(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, []byte(tokenSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		args      []string
+		env       []string
+		wantSub   string
+		wantName  any // nil: absent
+		wantRole  string
+		wantSess  []any // nil: absent
+		wantTTL   time.Duration
+		secretFor string
+	}{
+		{"all claims", []string{"--secret", tokenSecret, "--sub", "u1", "--name", "Ada L", "--role", "instructor",
+			"--sessions", "s1, s2,,s3", "--ttl", "10m"}, nil, "u1", "Ada L", "instructor", []any{"s1", "s2", "s3"}, 10 * time.Minute, tokenSecret},
+		{"defaults", []string{"--secret", tokenSecret, "--sub", "u2"}, nil, "u2", nil, "learner", nil, time.Hour, tokenSecret},
+		{"secret from env", []string{"--sub", "u3"}, []string{"HUB_JWT_SECRET", "env-secret-0123456789"}, "u3", nil, "learner", nil, time.Hour, "env-secret-0123456789"},
+		{"secret file, newline trimmed", []string{"--secret-file", file, "--sub", "u4", "--ttl", "90s"}, nil, "u4", nil, "learner", nil, 90 * time.Second, tokenSecret},
+		{"--secret wins over env", []string{"--secret", tokenSecret, "--sub", "u5"}, []string{"HUB_JWT_SECRET", "env-secret-0123456789"}, "u5", nil, "learner", nil, time.Hour, tokenSecret},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			before := time.Now()
+			if err := mintToken(tt.args, env(tt.env...), &out, &errOut); err != nil {
+				t.Fatalf("mintToken(%q): %v (%s)", tt.args, err, errOut.String())
+			}
+			tok := strings.TrimSuffix(out.String(), "\n")
+			if tok == "" || strings.ContainsAny(tok, " \n") {
+				t.Fatalf("output %q is not one token on one line", out.String())
+			}
+			c := mintClaims(t, tok, tt.secretFor)
+			if c["sub"] != tt.wantSub || c["name"] != tt.wantName || c["role"] != tt.wantRole {
+				t.Errorf("claims %v, want sub %q name %v role %q", c, tt.wantSub, tt.wantName, tt.wantRole)
+			}
+			if got, _ := c["sessions"].([]any); !reflect.DeepEqual(got, tt.wantSess) {
+				t.Errorf("sessions %v, want %v", c["sessions"], tt.wantSess)
+			}
+			exp, err := c.GetExpirationTime()
+			if err != nil || exp == nil {
+				t.Fatalf("exp: %v, %v", exp, err)
+			}
+			if want := before.Add(tt.wantTTL); exp.Time.Before(want.Add(-2*time.Second)) || exp.Time.After(want.Add(2*time.Second)) {
+				t.Errorf("exp %v, want about %v", exp.Time, want)
+			}
+			// The hub in token mode takes it: the claims fit hub.Claims.
+			var hc hub.Claims
+			if _, err := jwt.ParseWithClaims(tok, &hc, func(*jwt.Token) (any, error) { return []byte(tt.secretFor), nil }); err != nil {
+				t.Errorf("as hub.Claims: %v", err)
+			}
+			if hc.Subject != tt.wantSub || hc.Role != tt.wantRole {
+				t.Errorf("hub.Claims %+v", hc)
+			}
+		})
+	}
+}
+
+func TestMintTokenErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+	}{
+		{"no sub", []string{"--secret", tokenSecret}, nil},
+		{"no secret", []string{"--sub", "u"}, nil},
+		{"missing secret file", []string{"--secret-file", filepath.Join(t.TempDir(), "missing"), "--sub", "u"}, nil},
+		{"bad role", []string{"--secret", tokenSecret, "--sub", "u", "--role", "admin"}, nil},
+		{"role case", []string{"--secret", tokenSecret, "--sub", "u", "--role", "Instructor"}, nil},
+		{"zero ttl", []string{"--secret", tokenSecret, "--sub", "u", "--ttl", "0s"}, nil},
+		{"negative ttl", []string{"--secret", tokenSecret, "--sub", "u", "--ttl", "-1h"}, nil},
+		{"unknown flag", []string{"--secret", tokenSecret, "--sub", "u", "--admin"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := mintToken(tt.args, env(tt.env...), &out, io.Discard); err == nil {
+				t.Errorf("mintToken(%q): no error, printed %q", tt.args, out.String())
+			}
+			if out.Len() != 0 {
+				t.Errorf("mintToken(%q) printed %q on error", tt.args, out.String())
+			}
+		})
+	}
+}
+
+// The token-mode and hardening flags, and their environment twins.
+func TestParseSecurityFlags(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "secret")
+	if err := os.WriteFile(file, []byte(tokenSecret+"\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, []byte("0123456789abcde\n"), 0o600); err != nil { // 15 bytes + newline
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		args  []string
+		env   []string
+		check func(*config) bool
+	}{
+		{"open mode by default", nil, nil,
+			func(c *config) bool { return c.hub.JWTSecret == nil && c.hub.APIKey == "" }},
+		{"--jwt-secret", []string{"--jwt-secret", tokenSecret}, nil,
+			func(c *config) bool { return string(c.hub.JWTSecret) == tokenSecret }},
+		{"--jwt-secret of exactly 16 bytes", []string{"--jwt-secret", "0123456789abcdef"}, nil,
+			func(c *config) bool { return string(c.hub.JWTSecret) == "0123456789abcdef" }},
+		{"--jwt-secret-file, newline trimmed", []string{"--jwt-secret-file", file}, nil,
+			func(c *config) bool { return string(c.hub.JWTSecret) == tokenSecret }},
+		{"HUB_JWT_SECRET", nil, []string{"HUB_JWT_SECRET", tokenSecret},
+			func(c *config) bool { return string(c.hub.JWTSecret) == tokenSecret }},
+		{"HUB_JWT_SECRET_FILE", nil, []string{"HUB_JWT_SECRET_FILE", file},
+			func(c *config) bool { return string(c.hub.JWTSecret) == tokenSecret }},
+		{"--jwt-secret wins over HUB_JWT_SECRET", []string{"--jwt-secret", tokenSecret}, []string{"HUB_JWT_SECRET", "env-secret-0123456789"},
+			func(c *config) bool { return string(c.hub.JWTSecret) == tokenSecret }},
+		{"--api-key", []string{"--api-key", "k3y"}, nil,
+			func(c *config) bool { return c.hub.APIKey == "k3y" }},
+		{"HUB_API_KEY", nil, []string{"HUB_API_KEY", "envkey"},
+			func(c *config) bool { return c.hub.APIKey == "envkey" }},
+		{"--max-connections", []string{"--max-connections", "5000"}, nil,
+			func(c *config) bool { return c.hub.MaxConnections == 5000 && c.hub.MaxConnectionsPerIP == 0 }},
+		{"--max-connections-per-ip", []string{"--max-connections-per-ip=32"}, nil,
+			func(c *config) bool { return c.hub.MaxConnectionsPerIP == 32 && c.hub.MaxConnections == 0 }},
+		{"limits from env", nil, []string{"HUB_MAX_CONNECTIONS", "10", "HUB_MAX_CONNECTIONS_PER_IP", "3", "HUB_HANDSHAKE_TIMEOUT", "4s"},
+			func(c *config) bool {
+				return c.hub.MaxConnections == 10 && c.hub.MaxConnectionsPerIP == 3 && c.hub.HandshakeTimeout == 4*time.Second
+			}},
+		{"--handshake-timeout", []string{"--handshake-timeout", "750ms"}, nil,
+			func(c *config) bool { return c.hub.HandshakeTimeout == 750*time.Millisecond }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(tt.args, env(tt.env...), io.Discard)
+			if err != nil {
+				t.Fatalf("parse(%q, %q): %v", tt.args, tt.env, err)
+			}
+			if !tt.check(c) {
+				t.Errorf("parse(%q, %q) = %+v", tt.args, tt.env, *c)
+			}
+		})
+	}
+	for _, bad := range []struct {
+		name string
+		args []string
+		env  []string
+	}{
+		{"secret file under 16 bytes", []string{"--jwt-secret-file", short}, nil},
+		{"15-byte secret", []string{"--jwt-secret", "0123456789abcde"}, nil},
+		{"negative per-ip", []string{"--max-connections-per-ip", "-1"}, nil},
+		{"negative handshake", nil, []string{"HUB_HANDSHAKE_TIMEOUT", "-1s"}},
+		{"max connections not a number", nil, []string{"HUB_MAX_CONNECTIONS", "lots"}},
+	} {
+		t.Run(bad.name, func(t *testing.T) {
+			if _, err := parse(bad.args, env(bad.env...), io.Discard); err == nil {
+				t.Errorf("parse(%q, %q): no error", bad.args, bad.env)
+			}
+		})
+	}
+}
+
+// A secret file on the command line wins over HUB_JWT_SECRET, and a secret
+// on the command line over HUB_JWT_SECRET_FILE.
+func TestParseSecretPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, []byte("from-the-file-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"file flag over env secret", []string{"--jwt-secret-file", file}, map[string]string{"HUB_JWT_SECRET": "from-the-env-0123456789"}, "from-the-file-0123456789"},
+		{"secret flag over env file", []string{"--jwt-secret", "from-the-flag-0123456789"}, map[string]string{"HUB_JWT_SECRET_FILE": file}, "from-the-flag-0123456789"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(c.hub.JWTSecret); got != tt.want {
+				t.Errorf("secret = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
