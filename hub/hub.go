@@ -293,7 +293,7 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 		// The same user joining the same session again: no leave, no join.
 		c.presence = j.Presence
 		h.touch(r, c.userID, now)
-		h.replyJoined(c, ref, r)
+		h.replyJoined(c, ref, r, j.Recover)
 		return
 	}
 	r := h.rooms[j.SessionID]
@@ -306,6 +306,7 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 	}
 	if r == nil {
 		r = &room{s: session.New(j.SessionID, uuid.NewString(), now)}
+		r.s.History.Size, r.s.History.TTL = h.opts.HistorySize, h.opts.HistoryTTL
 		h.rooms[j.SessionID] = r
 	}
 	p, isNew := r.s.Join(info, now)
@@ -315,7 +316,7 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 	if !isNew {
 		h.touch(r, c.userID, now) // before the reply, so that it shows the user active
 	}
-	h.replyJoined(c, ref, r)
+	h.replyJoined(c, ref, r, j.Recover)
 	if isNew {
 		u := p.Wire()
 		h.fanoutPresence(r, protocol.TypeUserJoined, p.UserID,
@@ -332,14 +333,38 @@ func (h *Hub) touch(r *room, userID string, now time.Time) {
 	}
 }
 
-func (h *Hub) replyJoined(c *conn, ref string, r *room) {
+// replyJoined answers a join with session-joined and, when the join asked
+// to recover and the session's history reaches back far enough, replays
+// the events after rec.Offset addressed to the user, in order, right after
+// it (recovered: true). Another epoch, an offset the session never had, or
+// a history that no longer reaches back gives recovered: false and no
+// replay.
+func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover) {
+	var replay []session.Event
+	recovered := false
+	if rec != nil && rec.Epoch == r.s.Epoch && rec.Offset <= r.s.Offset {
+		replay, recovered = r.s.History.Since(rec.Offset)
+	}
 	h.reply(c, protocol.TypeSessionJoined, ref, protocol.SessionJoined{
 		SessionID:    r.s.ID,
 		SelfID:       c.userID,
 		Participants: r.s.Wire(),
 		Epoch:        r.s.Epoch,
 		Offset:       r.s.Offset,
+		Recovered:    recovered,
 	})
+	if len(replay) == 0 {
+		return
+	}
+	p := r.s.Get(c.userID)
+	n := 0
+	for _, e := range replay {
+		if addressed(p, e.To) {
+			h.deliver(c, e.Data)
+			n++
+		}
+	}
+	h.metrics.replayed.Add(float64(n))
 }
 
 // detach takes c out of its room; when it was its user's last connection
@@ -392,6 +417,7 @@ func (h *Hub) publish(r *room, from string, skip *conn, b *protocol.Broadcast, n
 		return 0, err
 	}
 	r.s.Offset = ev.Offset
+	r.s.History.Append(session.Event{Offset: ev.Offset, At: now, To: b.To, Data: data}, now)
 	n := 0
 	for _, rc := range r.conns {
 		if rc == skip || rc.gone || !addressed(r.s.Get(rc.userID), b.To) {
@@ -465,8 +491,11 @@ func (h *Hub) reap() {
 }
 
 func (h *Hub) sweep(now time.Time) {
-	participants := 0
+	participants, events, bytes := 0, 0, 0
 	for id, r := range h.rooms {
+		r.s.History.Trim(now)
+		events += r.s.History.Len()
+		bytes += r.s.History.Bytes()
 		for _, p := range r.s.Expire(now) {
 			h.announceLeft(r, p)
 		}
@@ -481,6 +510,8 @@ func (h *Hub) sweep(now time.Time) {
 	}
 	h.metrics.sessions.Set(float64(len(h.rooms)))
 	h.metrics.participants.Set(float64(participants))
+	h.metrics.historyEvents.Set(float64(events))
+	h.metrics.historyBytes.Set(float64(bytes))
 }
 
 // deliver queues b for c without blocking: on its send channel while that

@@ -28,6 +28,9 @@ type metrics struct {
 	refused         prometheus.Counter
 	batchedFrames   prometheus.Counter
 	loopLatency     prometheus.Histogram
+	historyEvents   prometheus.Gauge
+	historyBytes    prometheus.Gauge
+	replayed        prometheus.Counter
 
 	// Resolved once: the per-message paths do no label lookups.
 	in_             map[string]prometheus.Counter
@@ -75,12 +78,18 @@ func newMetrics() *metrics {
 			Name:    "sessionhub_hub_loop_latency_seconds",
 			Help:    "Time from a message's read to its handling by the hub loop.",
 			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12)}),
+		historyEvents: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sessionhub_history_events", Help: "Broadcasts kept for recovery in all sessions (updated by the sweep)."}),
+		historyBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sessionhub_history_bytes", Help: "Encoded size of the broadcasts kept for recovery (updated by the sweep)."}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessionhub_replayed_messages_total", Help: "Broadcasts replayed to recovering clients."}),
 		in_:  map[string]prometheus.Counter{},
 		out_: map[string]prometheus.Counter{},
 	}
 	m.reg.MustRegister(m.connections, m.sessions, m.participants, m.messagesIn, m.messagesOut,
 		m.cursorCoalesced, m.rateLimited, m.slowConsumers, m.dropped, m.closes, m.refused, m.batchedFrames,
-		m.loopLatency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.loopLatency, m.historyEvents, m.historyBytes, m.replayed, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.droppedGone = m.dropped.WithLabelValues("conn_gone")
 	m.droppedQueued = m.dropped.WithLabelValues("queue_full")
 	m.droppedOptional = m.dropped.WithLabelValues("rate_limited_reply")

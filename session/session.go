@@ -58,6 +58,9 @@ type Session struct {
 	Offset int64
 	// EmptySince is when the last participant left; zero while it has any.
 	EmptySince time.Time
+	// History keeps the latest broadcasts for recovery; its owner sets its
+	// Size and TTL.
+	History History
 
 	byID  map[string]*Participant
 	order []*Participant // by JoinedAt, then UserID
