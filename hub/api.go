@@ -46,8 +46,15 @@ func (h *Hub) apiAuth(next http.HandlerFunc) http.Handler {
 	})
 }
 
-// errHubStopped answers API calls that arrive while the hub stops.
-var errHubStopped = errors.New("the hub is stopping")
+// apiCall runs f on the hub's run loop; if the hub has stopped it answers
+// 503 and reports false.
+func (h *Hub) apiCall(w http.ResponseWriter, f func()) bool {
+	if h.call(f) {
+		return true
+	}
+	apiError(w, http.StatusServiceUnavailable, "unavailable", "the hub is stopping")
+	return false
+}
 
 func (h *Hub) apiSessions(w http.ResponseWriter, _ *http.Request) {
 	type entry struct {
@@ -55,12 +62,11 @@ func (h *Hub) apiSessions(w http.ResponseWriter, _ *http.Request) {
 		Participants int    `json:"participants"`
 	}
 	list := []entry{}
-	if !h.call(func() {
+	if !h.apiCall(w, func() {
 		for id, r := range h.rooms {
 			list = append(list, entry{id, r.s.Len()})
 		}
 	}) {
-		apiError(w, http.StatusServiceUnavailable, "unavailable", errHubStopped.Error())
 		return
 	}
 	slices.SortFunc(list, func(a, b entry) int { return strings.Compare(a.SessionID, b.SessionID) })
@@ -71,12 +77,11 @@ func (h *Hub) apiSession(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var list []protocol.Participant
 	found := false
-	if !h.call(func() {
+	if !h.apiCall(w, func() {
 		if rm := h.rooms[id]; rm != nil {
 			found, list = true, rm.s.Wire()
 		}
 	}) {
-		apiError(w, http.StatusServiceUnavailable, "unavailable", errHubStopped.Error())
 		return
 	}
 	if !found {
@@ -119,13 +124,12 @@ func (h *Hub) apiBroadcast(w http.ResponseWriter, r *http.Request) {
 		off   int64
 		found bool
 	)
-	if !h.call(func() {
+	if !h.apiCall(w, func() {
 		if rm := h.rooms[id]; rm != nil {
 			found = true
 			off, err = h.publish(rm, protocol.FromServer, nil, b, time.Now())
 		}
 	}) {
-		apiError(w, http.StatusServiceUnavailable, "unavailable", errHubStopped.Error())
 		return
 	}
 	switch {
@@ -143,8 +147,7 @@ func (h *Hub) apiBroadcast(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) apiRemove(w http.ResponseWriter, r *http.Request) {
 	id, user := r.PathValue("id"), r.PathValue("userId")
 	found := false
-	if !h.call(func() { found = h.remove(id, user, time.Now()) }) {
-		apiError(w, http.StatusServiceUnavailable, "unavailable", errHubStopped.Error())
+	if !h.apiCall(w, func() { found = h.remove(id, user, time.Now()) }) {
 		return
 	}
 	if !found {
