@@ -73,9 +73,14 @@ type conn struct {
 	err   error         // the read error that ended it; set before done
 }
 
-// membership is the session the client is in, as needed to join it again.
+// membership is the session the client is in, as needed to join it again
+// and to deliver its broadcasts exactly once.
 type membership struct {
-	join   protocol.JoinSession // UserInfo.UserID is the selfId the server gave
+	join protocol.JoinSession // UserInfo.UserID is the selfId the server gave
+	// epoch and offset are the session's epoch and the latest broadcast
+	// offset the client has seen in it (delivered, or acked as its own):
+	// the recover of a rejoin, and the bar a broadcast must pass to be
+	// delivered.
 	epoch  string
 	offset int64
 }
@@ -624,8 +629,15 @@ func (c *Client) dispatch(cn *conn, line []byte) {
 		if p != nil && p.join != nil {
 			j := *p.join
 			j.UserInfo.UserID, j.Recover = sj.SelfID, nil
+			m := &membership{join: j, epoch: sj.Epoch, offset: sj.Offset}
+			if rec := p.join.Recover; sj.Recovered && rec != nil && rec.Epoch == sj.Epoch {
+				// The replay of what was missed follows and advances it.
+				// Otherwise (a first join, or a fresh start) the events up
+				// to sj.Offset are not coming.
+				m.offset = rec.Offset
+			}
 			c.mu.Lock()
-			c.joined = &membership{join: j, epoch: sj.Epoch, offset: sj.Offset}
+			c.joined = m
 			c.mu.Unlock()
 		}
 		if p != nil && p.rejoin > 0 {
@@ -670,8 +682,7 @@ func (c *Client) dispatch(cn *conn, line []byte) {
 		}
 	case protocol.TypeBroadcast:
 		var e BroadcastEvent
-		if decode(&e.BroadcastEvent) {
-			c.seen(e.Offset)
+		if decode(&e.BroadcastEvent) && c.seen(e.Offset) {
 			c.emit(&e)
 		}
 	case protocol.TypeAck:
@@ -696,11 +707,19 @@ func (c *Client) dispatch(cn *conn, line []byte) {
 }
 
 // seen records offset as the latest broadcast offset seen in the session,
-// for the recover of a rejoin.
-func (c *Client) seen(offset int64) {
+// for the recover of a rejoin. It reports whether the offset is new: a
+// broadcast is delivered only if it is, so that an event the client already
+// had (or its own acked broadcast, in a replay) is not delivered twice.
+// Outside a session (no membership) every broadcast is new.
+func (c *Client) seen(offset int64) bool {
 	c.mu.Lock()
-	if c.joined != nil && offset > c.joined.offset {
-		c.joined.offset = offset
+	defer c.mu.Unlock()
+	if c.joined == nil {
+		return true
 	}
-	c.mu.Unlock()
+	if offset <= c.joined.offset {
+		return false
+	}
+	c.joined.offset = offset
+	return true
 }

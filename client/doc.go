@@ -25,4 +25,16 @@
 // state becomes Disconnected with a *CloseError, and the Events channel is
 // closed. So it is after the last failed reconnect attempt, with a
 // *GaveUpError, and after Close.
+//
+// Broadcasts are delivered exactly once across such drops. The client keeps
+// the session's epoch and the latest broadcast offset it has seen (delivered
+// to the application, or acked for its own Broadcast) and rejoins with them
+// (recover). If the hub still has the missed events, Rejoined.Recovered is
+// true and they follow the *Rejoined event in offset order; an event whose
+// offset the client has already seen is never delivered twice. If not
+// (Recovered false: the hub restarted, or its history no longer reaches
+// back), the missed events are lost and the application should fetch its
+// state again. A Broadcast that failed with ErrConnectionLost may still have
+// been stored by the hub: then it comes back in the replay, with From equal
+// to the client's SelfID.
 package client

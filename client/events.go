@@ -36,7 +36,10 @@ type CursorMoved struct{ protocol.CursorMoved }
 // UserActivityChanged is the server's user-activity-changed.
 type UserActivityChanged struct{ protocol.UserActivityChanged }
 
-// BroadcastEvent is a broadcast the server delivered to this client.
+// BroadcastEvent is a broadcast the server delivered to this client. Within
+// a session each offset is delivered at most once and offsets only grow:
+// a replayed event the client already delivered, or its own broadcast that
+// the server acked, is not delivered again.
 type BroadcastEvent struct{ protocol.BroadcastEvent }
 
 // ErrorEvent is an error the server sent that answers no pending request:
@@ -53,6 +56,14 @@ type ErrorEvent struct {
 // again by itself. SessionJoined is the server's fresh reply (its
 // Participants is the current list); Attempt is the reconnect attempt that
 // succeeded, counting from 1.
+//
+// Recovered tells whether the broadcasts missed while the connection was
+// down are coming: when true, the *BroadcastEvent values the client had not
+// delivered yet follow at once, in offset order, each exactly once. When
+// false (the hub restarted, so the session has another Epoch, or its history
+// no longer reaches back far enough) they are not coming: the application
+// should fetch its own state again; broadcasts after Offset are delivered as
+// usual.
 type Rejoined struct {
 	protocol.SessionJoined
 	Attempt int

@@ -356,6 +356,9 @@ func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover) {
 	if len(replay) == 0 {
 		return
 	}
+	// The replay may be longer than the send queue: it gets room of its own
+	// on top, kept until the backlog it makes has drained.
+	c.replayRoom = len(replay)
 	p := r.s.Get(c.userID)
 	n := 0
 	for _, e := range replay {
@@ -364,6 +367,7 @@ func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover) {
 			n++
 		}
 	}
+	c.replayRoom = len(c.backlog)
 	h.metrics.replayed.Add(float64(n))
 }
 
@@ -540,7 +544,7 @@ func (h *Hub) deliver(c *conn, b []byte) {
 		default:
 		}
 	}
-	if cap(c.send)+len(c.backlog) >= h.opts.SendQueue {
+	if cap(c.send)+len(c.backlog) >= h.opts.SendQueue+c.replayRoom {
 		h.metrics.droppedQueued.Inc()
 		h.metrics.slowConsumers.Inc()
 		c.kill(closeSlowConsumer)
@@ -571,6 +575,7 @@ move:
 	}
 	if n == len(c.backlog) {
 		c.backlog = nil
+		c.replayRoom = 0
 		c.queued.Store(0)
 		c.backlogged.Store(false)
 		// A writer that emptied the channel after the last move saw the

@@ -2,10 +2,12 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/sessionhub/sessionhub/protocol"
 )
@@ -70,4 +72,69 @@ func TestSendQueueBacklog(t *testing.T) {
 		}
 		c.closeTimer.Stop()
 	})
+}
+
+// TestReplayLongerThanSendQueue checks that a recovery replay longer than
+// the send queue is queued whole, not taken for a slow consumer, and that
+// the extra room goes once the backlog has drained.
+func TestReplayLongerThanSendQueue(t *testing.T) {
+	const queue, missed = 32, 100
+	h := New(&Options{SendQueue: queue, HistorySize: 1000, LeaveGrace: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(func() { h.Shutdown(context.Background()) })
+	newConn := func() *conn {
+		return &conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, sendChanSize), closing: make(chan struct{})}
+	}
+	drain := func(c *conn, n int) []string {
+		var got []string
+		for len(got) < n {
+			got = append(got, string(<-c.send))
+			if len(c.send) == 0 && c.backlogged.Load() {
+				h.wake(c)
+			}
+		}
+		return got
+	}
+	join := func(c *conn, user string, rec *protocol.Recover) {
+		h.submit(inbound{c: c, at: time.Now(), msg: protocol.Message{Type: protocol.TypeJoinSession,
+			Payload: &protocol.JoinSession{SessionID: "s", Recover: rec, UserInfo: protocol.UserInfo{UserID: user, Name: user}}}})
+	}
+	sender, late := newConn(), newConn()
+	join(sender, "sender", nil)
+	var sj protocol.SessionJoined
+	json.Unmarshal(envData(t, drain(sender, 1)[0]), &sj)
+	for i := range missed {
+		h.submit(inbound{c: sender, at: time.Now(), msg: protocol.Message{Type: protocol.TypeBroadcast,
+			Payload: &protocol.Broadcast{Event: "e", To: protocol.ToAll, Payload: []byte(fmt.Sprint(i))}}})
+	}
+	join(late, "late", &protocol.Recover{Epoch: sj.Epoch, Offset: 0})
+	got := drain(late, 1+missed)
+	if _, _, killed := late.killed(); killed {
+		t.Fatalf("a replay of %d events with a send queue of %d closed the connection", missed, queue)
+	}
+	json.Unmarshal(envData(t, got[0]), &sj)
+	if !sj.Recovered {
+		t.Fatalf("session-joined %s, want recovered", got[0])
+	}
+	for i, m := range got[1:] {
+		var ev protocol.BroadcastEvent
+		json.Unmarshal(envData(t, m), &ev)
+		if ev.Offset != int64(i+1) {
+			t.Fatalf("replayed event %d has offset %d, want %d", i, ev.Offset, i+1)
+		}
+	}
+	var room int
+	h.call(func() { room = late.replayRoom })
+	if room != 0 {
+		t.Errorf("replay room %d after the backlog drained, want 0", room)
+	}
+}
+
+func envData(t *testing.T, frame string) []byte {
+	t.Helper()
+	var env protocol.Envelope
+	if err := json.Unmarshal([]byte(frame), &env); err != nil {
+		t.Fatal(err)
+	}
+	return env.Data
 }

@@ -98,6 +98,13 @@ export interface SessionJoinedData {
   epoch: string;
   /** The session's latest broadcast offset (0 before the first). */
   offset: number;
+  /**
+   * After a rejoin with `recover`: true when the broadcasts missed meanwhile
+   * are replayed right after this message (each dispatched once, in offset
+   * order); false when they are lost (another epoch: the hub restarted; or
+   * the history no longer reaches back): refetch the application's state.
+   * Always false on a first join.
+   */
   recovered: boolean;
 }
 
@@ -129,11 +136,17 @@ export interface UserActivityChangedData {
   isActive: boolean;
 }
 
+/**
+ * A broadcast. Dispatched exactly once per offset within a session: a replayed
+ * event already dispatched, or the client's own acked broadcast, is not
+ * dispatched again.
+ */
 export interface BroadcastData<P = unknown> {
   event: string;
   /** The sender's userId, or `server`. */
   from: string;
   payload: P;
+  /** The broadcast's place in the session; grows within an epoch. */
   offset: number;
   /** Milliseconds since the epoch. */
   ts: number;
@@ -194,7 +207,11 @@ export interface HubClientEventMap {
   error: CustomEvent<ErrorData>;
   /** hub.participants changed (detail is the new, frozen list). */
   participants: CustomEvent<readonly Participant[]>;
-  /** The client joined its session again by itself after a reconnect. */
+  /**
+   * The client joined its session again by itself after a reconnect;
+   * `detail.recovered` says whether the missed broadcasts follow (true) or
+   * are lost (false: refetch the application's state).
+   */
   rejoined: CustomEvent<RejoinedDetail>;
 }
 

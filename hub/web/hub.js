@@ -14,9 +14,11 @@
 //
 // The client behaves as the Go client (client/*.go): it connects with a timeout,
 // reconnects after an unexpected close with exponential backoff and full jitter,
-// joins its session again by itself (with `recover`), and does not retry the
-// final close codes. Everything it learns is dispatched as DOM events: it is an
-// EventTarget, and every event is a CustomEvent whose `detail` is the payload.
+// joins its session again by itself (with `recover`), dispatches each broadcast
+// exactly once (the missed ones replayed after a rejoin, none twice), and does
+// not retry the final close codes. Everything it learns is dispatched as DOM
+// events: it is an EventTarget, and every event is a CustomEvent whose `detail`
+// is the payload.
 
 /** The client's connection states, as found in `hub.state` and `statechange` events. */
 export const States = Object.freeze({
@@ -681,13 +683,19 @@ export class HubClient extends EventTarget {
     switch (type) {
       case 'session-joined': {
         if (p && p.join) {
-          const { userInfo, presence } = p.join;
+          const { userInfo, presence, recover } = p.join;
+          const epoch = isString(data.epoch) ? data.epoch : undefined;
+          // A recovered rejoin keeps the offset it asked from: the replay of
+          // what was missed follows and advances it. A first join or a fresh
+          // start (recovered: false) starts from the session's offset: the
+          // events before it are not coming.
+          const recovered = data.recovered === true && recover && recover.epoch === epoch;
           this._membership = {
             sessionId: data.sessionId,
             userInfo: { ...userInfo, userId: data.selfId },
             presence,
-            epoch: isString(data.epoch) ? data.epoch : undefined,
-            offset: isNumber(data.offset) ? data.offset : 0,
+            epoch,
+            offset: recovered ? recover.offset : isNumber(data.offset) ? data.offset : 0,
           };
         }
         this._sessionId = data.sessionId;
@@ -722,8 +730,9 @@ export class HubClient extends EventTarget {
         this._patchParticipant(data.userId, { isActive: data.isActive });
         break;
       case 'broadcast':
-        this._seen(data.offset);
-        this._emit(type, data);
+        // Exactly once: an offset already seen (a replayed event the page
+        // already had, or our own acked broadcast) is not dispatched again.
+        if (this._seen(data.offset)) this._emit(type, data);
         break;
       case 'ack':
         this._seen(data.offset);
@@ -746,10 +755,18 @@ export class HubClient extends EventTarget {
     if (p) p.resolve(data);
   }
 
-  /** Records a broadcast offset seen in the session, for the recover of a rejoin. */
+  /**
+   * Records a broadcast offset seen in the session, for the recover of a
+   * rejoin. Returns false for an offset not above the last one seen (already
+   * delivered, or our own acked broadcast); true otherwise, and outside a
+   * session or for a broadcast without an offset.
+   */
   _seen(offset) {
     const m = this._membership;
-    if (m && isNumber(offset) && offset > m.offset) m.offset = offset;
+    if (!m || !isNumber(offset)) return true;
+    if (offset <= m.offset) return false;
+    m.offset = offset;
+    return true;
   }
 
   _setParticipants(list) {
