@@ -497,9 +497,6 @@ func (h *Hub) reap() {
 func (h *Hub) sweep(now time.Time) {
 	participants, events, bytes := 0, 0, 0
 	for id, r := range h.rooms {
-		r.s.History.Trim(now)
-		events += r.s.History.Len()
-		bytes += r.s.History.Bytes()
 		for _, p := range r.s.Expire(now) {
 			h.announceLeft(r, p)
 		}
@@ -507,10 +504,13 @@ func (h *Hub) sweep(now time.Time) {
 			h.activityChanged(r, p.UserID, false)
 		}
 		if r.s.Expired(now, h.opts.SessionTTL) {
-			delete(h.rooms, id)
+			delete(h.rooms, id) // its history goes with it
 			continue
 		}
+		r.s.History.Trim(now)
 		participants += r.s.Len()
+		events += r.s.History.Len()
+		bytes += r.s.History.Bytes()
 	}
 	h.metrics.sessions.Set(float64(len(h.rooms)))
 	h.metrics.participants.Set(float64(participants))
