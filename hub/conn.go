@@ -45,9 +45,9 @@ var framePool = sync.Pool{New: func() any { return new([]byte) }}
 // readPool holds the buffers into which readers read a frame.
 var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// conn is one WebSocket connection. Its reader runs on the HTTP handler's
-// goroutine (serve and readPump), its writer on a goroutine of its own
-// (writePump); both talk to the hub's run loop over channels.
+// conn is one WebSocket connection. Its reader (serve and readPump) and its
+// writer (writePump) each run on a goroutine of their own, started once the
+// upgrade is done; both talk to the hub's run loop over channels.
 type conn struct {
 	id       uint64
 	hub      *Hub
@@ -90,9 +90,6 @@ type conn struct {
 	abuseStart  time.Time
 	lastRefusal time.Time
 	cursor      cursorGate
-
-	// Set by the serve goroutine when the connection has ended.
-	clean atomic.Bool
 }
 
 // kill asks the connection to close for why. It never blocks, and only the

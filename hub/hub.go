@@ -2,9 +2,8 @@
 // contract of docs/protocol.md, and serves the HTTP routes.
 //
 // One goroutine, the run loop in this file, owns every session and every
-// connection's membership. Each connection has a reader (on the HTTP
-// handler's goroutine) and a writer goroutine (conn.go) that talk to it over
-// channels. The run loop does bookkeeping only: it encodes each event once
+// connection's membership. Each connection has a reader and a writer
+// goroutine (conn.go) that talk to it over channels. The run loop does bookkeeping only: it encodes each event once
 // (once per presence mode for membership events) and puts the same bytes on
 // every recipient's bounded send queue without blocking; it does no network
 // I/O and takes no locks.
@@ -54,7 +53,6 @@ type Hub struct {
 	lastRefusalLog atomic.Int64   // unix ns of the last logged limit refusal
 	nextID         atomic.Uint64
 	ready          atomic.Bool
-	stopOnce       sync.Once
 }
 
 // inbound is a decoded message from a connection's reader, or (msg.Type
