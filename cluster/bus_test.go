@@ -1,0 +1,296 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionhub/sessionhub/cluster"
+	"github.com/sessionhub/sessionhub/cluster/internal/redistest"
+)
+
+// client returns a client of its own on the server, as a separate node
+// would have, closed when the test ends.
+func client(t *testing.T, srv *redistest.Server) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), DialTimeout: time.Second})
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// testLogger logs to the test.
+func testLogger(t *testing.T, name string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("who", name)
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+func newBus(t *testing.T, srv *redistest.Server, node string, opts cluster.BusOptions) *cluster.Bus {
+	t.Helper()
+	opts.NodeID = node
+	opts.Logger = testLogger(t, node)
+	b := cluster.NewBus(client(t, srv), &opts)
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// waitFor polls cond (a state with no channel to wait on) until it holds,
+// failing the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(5 * time.Millisecond) // polling
+	}
+}
+
+// waitSubscribers waits until channel has n subscribers in Redis.
+func waitSubscribers(t *testing.T, srv *redistest.Server, channel string, n int64) {
+	t.Helper()
+	rdb := client(t, srv)
+	waitFor(t, 5*time.Second, fmt.Sprintf("%d subscribers on %s", n, channel), func() bool {
+		m, err := rdb.PubSubNumSub(context.Background(), channel).Result()
+		return err == nil && m[channel] == n
+	})
+}
+
+// receive returns the next message, failing the test after d.
+func receive(t *testing.T, b *cluster.Bus, d time.Duration) cluster.Message {
+	t.Helper()
+	select {
+	case m := <-b.Messages():
+		return m
+	case <-time.After(d):
+		t.Fatalf("no message within %v", d)
+		return cluster.Message{}
+	}
+}
+
+func payload(i int) []byte {
+	// Binary, with zero bytes and invalid UTF-8, of varying length.
+	return append([]byte{0, 0xff, byte(i), byte(i >> 8), '\n'}, bytes.Repeat([]byte{byte(i)}, i%300)...)
+}
+
+func TestBusDeliversInOrderToOtherNodesOnly(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newBus(t, srv, "A", cluster.BusOptions{})
+	b := newBus(t, srv, "B", cluster.BusOptions{})
+	a.Subscribe("s1")
+	b.Subscribe("s1")
+	b.Subscribe("s1") // idempotent
+	waitSubscribers(t, srv, "sessionhub:s:s1", 2)
+
+	const n = 1000
+	for i := range n {
+		if !a.Publish("s1", payload(i)) {
+			t.Fatalf("publish %d refused", i)
+		}
+	}
+	for i := range n {
+		m := receive(t, b, 5*time.Second)
+		if m.Session != "s1" || m.Node != "A" || !bytes.Equal(m.Data, payload(i)) {
+			t.Fatalf("message %d = %q from %q on %q; want %q from A on s1", i, m.Data, m.Node, m.Session, payload(i))
+		}
+	}
+	// B answers after it got all of A's; had A received its own messages,
+	// they would come before B's on A's connection.
+	b.Publish("s1", []byte("end"))
+	if m := receive(t, a, 5*time.Second); m.Node != "B" || string(m.Data) != "end" {
+		t.Fatalf("A received %q from %q; want only B's end", m.Data, m.Node)
+	}
+	// A publisher counts a batch once Redis answered, which can be after
+	// the subscribers got it.
+	waitFor(t, 5*time.Second, "stats", func() bool {
+		return a.Stats() == cluster.BusStats{Published: n, Received: 1} &&
+			b.Stats() == cluster.BusStats{Published: 1, Received: n}
+	})
+}
+
+func TestBusUnsubscribedSessionsAreNotDelivered(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newBus(t, srv, "A", cluster.BusOptions{})
+	b := newBus(t, srv, "B", cluster.BusOptions{})
+	b.Subscribe("s1")
+	b.Subscribe("s3")
+	waitSubscribers(t, srv, "sessionhub:s:s3", 1)
+	b.Unsubscribe("s3")
+	waitSubscribers(t, srv, "sessionhub:s:s3", 0)
+	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+
+	// A publishes in this order: had B received s2 or s3, it would come
+	// before the marker.
+	a.Publish("s2", []byte("never subscribed"))
+	a.Publish("s3", []byte("unsubscribed"))
+	a.Publish("s1", []byte("marker"))
+	if m := receive(t, b, 5*time.Second); m.Session != "s1" || string(m.Data) != "marker" {
+		t.Fatalf("B received %q on %q; want the marker on s1", m.Data, m.Session)
+	}
+}
+
+func TestBusSlowReaderDropsAndCounts(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newBus(t, srv, "A", cluster.BusOptions{})
+	b := newBus(t, srv, "B", cluster.BusOptions{Inbox: 4})
+	b.Subscribe("s1")
+	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+	for i := range 100 {
+		a.Publish("s1", payload(i))
+	}
+	waitFor(t, 5*time.Second, "B counts all 100", func() bool {
+		s := b.Stats()
+		return s.Received+s.InboxDropped == 100
+	})
+	if s := b.Stats(); s.Received != 4 || s.InboxDropped != 96 {
+		t.Fatalf("B stats = %+v; want 4 received, 96 dropped", s)
+	}
+	for i := range 4 {
+		if m := receive(t, b, time.Second); !bytes.Equal(m.Data, payload(i)) {
+			t.Fatalf("message %d = %q", i, m.Data)
+		}
+	}
+}
+
+func TestBusQueueFullDropsWithoutBlocking(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newBus(t, srv, "A", cluster.BusOptions{Queue: 1})
+	total := 0
+	refused := 0
+	for refused == 0 { // the publisher empties the queue concurrently
+		for range 1000 {
+			total++
+			if !a.Publish("s1", []byte("x")) {
+				refused++
+			}
+		}
+	}
+	waitFor(t, 5*time.Second, "every message counted", func() bool {
+		s := a.Stats()
+		return s.Published+s.Dropped == uint64(total)
+	})
+	if s := a.Stats(); s.Dropped < uint64(refused) {
+		t.Fatalf("stats = %+v; want at least %d dropped", s, refused)
+	}
+}
+
+func TestBusRedisOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newBus(t, srv, "A", cluster.BusOptions{Queue: 1024})
+	b := newBus(t, srv, "B", cluster.BusOptions{})
+	b.Subscribe("s1")
+	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+	a.Publish("s1", []byte("before"))
+	if m := receive(t, b, 5*time.Second); string(m.Data) != "before" {
+		t.Fatalf("got %q", m.Data)
+	}
+	// A counts it once Redis answered, which can be after B got it.
+	waitFor(t, 5*time.Second, "A counts its message", func() bool { return a.Stats().Published == 1 })
+	before := a.Stats()
+
+	srv.Stop()
+	// Nothing blocks while Redis is down: not Publish, not (un)subscribing.
+	start := time.Now()
+	const n = 10000
+	for i := range n {
+		a.Publish("s1", []byte(fmt.Sprint("down ", i)))
+	}
+	b.Subscribe("s2")
+	b.Unsubscribe("s2")
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("%d publishes took %v with Redis down", n, d)
+	}
+	waitFor(t, 10*time.Second, "every message of the outage dropped and counted", func() bool {
+		s := a.Stats()
+		return s.Published+s.Dropped == before.Published+before.Dropped+n
+	})
+	if s := a.Stats(); s.Published != before.Published {
+		t.Fatalf("published %d while Redis was down", s.Published-before.Published)
+	}
+
+	srv.Restart()
+	// B subscribes again by itself: probe until one arrives.
+	probe := time.NewTicker(20 * time.Millisecond)
+	defer probe.Stop()
+	deadline := time.After(15 * time.Second)
+	a.Publish("s1", []byte("probe"))
+wait:
+	for {
+		select {
+		case m := <-b.Messages():
+			if string(m.Data) != "probe" {
+				t.Fatalf("got %q after the restart; want a probe", m.Data)
+			}
+			break wait
+		case <-probe.C:
+			a.Publish("s1", []byte("probe"))
+		case <-deadline:
+			t.Fatalf("no message through Redis within 15s of its restart; stats A %+v B %+v", a.Stats(), b.Stats())
+		}
+	}
+	probe.Stop()
+	for i := range 100 {
+		a.Publish("s1", payload(i))
+	}
+	for i := 0; i < 100; {
+		m := receive(t, b, 5*time.Second)
+		if string(m.Data) == "probe" {
+			continue // sent before the batch
+		}
+		if !bytes.Equal(m.Data, payload(i)) {
+			t.Fatalf("after the restart message %d = %q; want %q", i, m.Data, payload(i))
+		}
+		i++
+	}
+}
+
+func TestBusClose(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newBus(t, srv, "A", cluster.BusOptions{})
+	a.Subscribe("s1")
+	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if a.Publish("s1", []byte("late")) {
+		t.Fatal("Publish after Close queued")
+	}
+	// Closing the PubSub closed its connection: Redis forgets the
+	// subscriber. (Leaked goroutines fail TestMain.)
+	waitSubscribers(t, srv, "sessionhub:s:s1", 0)
+}
+
+func TestBusCloseFlushesQueue(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newBus(t, srv, "B", cluster.BusOptions{})
+	b.Subscribe("s1")
+	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+	a := cluster.NewBus(client(t, srv), &cluster.BusOptions{NodeID: "A", Logger: testLogger(t, "A")})
+	for i := range 500 {
+		a.Publish("s1", payload(i))
+	}
+	a.Close()
+	if s := a.Stats(); s.Published != 500 {
+		t.Fatalf("A stats after Close = %+v; want 500 published", s)
+	}
+	for i := range 500 {
+		if m := receive(t, b, 5*time.Second); !bytes.Equal(m.Data, payload(i)) {
+			t.Fatalf("message %d = %q", i, m.Data)
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrEpochChanged is returned (wrapped) by Log.Append when the session's
+// epoch in Redis is not the one the caller named: the session's history was
+// lost (Redis restarted or flushed, or the session's keys expired) or
+// replaced, and the caller must take the new epoch from Log.Epoch. Nothing
+// was appended.
+var ErrEpochChanged = errors.New("cluster: session epoch changed")
+
+// LogOptions configures a Log. The zero value (or nil) takes every default.
+// Every node of a cluster must use the same options, since they all trim the
+// same streams.
+type LogOptions struct {
+	// Size is the number of events kept per session (default 1000).
+	Size int
+	// TTL is how long an event is kept after it was appended, by the Redis
+	// clock (default 10m).
+	TTL time.Duration
+	// KeyPrefix starts the name of every key the Log uses (default
+	// "sessionhub:").
+	KeyPrefix string
+}
+
+// Event is one event of a session's log: its offset, the time Redis stored
+// it, its audience (protocol.ToAll, ToInstructors, ToLearners or a userId)
+// and its bytes exactly as they were appended.
+type Event struct {
+	Offset int64
+	To     string
+	Data   []byte
+	At     time.Time
+}
+
+// Log is the shared broadcast log of every session, kept in Redis so that
+// every node of a cluster gives a session the same epoch, the same offsets
+// and the same history: the cluster counterpart of session.History plus a
+// session's Epoch and Offset.
+//
+// Per session it keeps two keys, "<prefix>log:{<session>}:meta" (a hash:
+// the epoch, the latest offset and the time of the latest event) and
+// "<prefix>log:{<session>}:events" (a Redis Stream of the kept events, whose
+// IDs are "<ms>-<offset>"); the hash tag keeps both in one Redis Cluster
+// slot. Each method is one Lua script or one command, so it is atomic in
+// Redis: concurrent Appends from any number of nodes get contiguous
+// offsets, each once, in the order Redis ran them.
+//
+// Nothing survives a Redis restart without persistence: the keys are gone,
+// Append fails with ErrEpochChanged, and the next Epoch call starts the
+// session again with a fresh epoch at offset 0. Redis 6.2 or later is
+// needed (XTRIM MINID).
+//
+// A Log starts no goroutines and holds no state of its own besides its
+// options; it is safe for concurrent use. Its methods honour ctx as far as
+// the client does (deadlines bound a blocked read only with the client's
+// ContextTimeoutEnabled; otherwise its ReadTimeout applies). Their errors
+// wrap the client's.
+type Log struct {
+	rdb    redis.UniversalClient
+	size   int
+	ttl    time.Duration
+	prefix string
+}
+
+// NewLog returns a Log on rdb with opts (nil: the defaults). It does not
+// talk to Redis.
+func NewLog(rdb redis.UniversalClient, opts *LogOptions) *Log {
+	l := &Log{rdb: rdb, size: 1000, ttl: 10 * time.Minute, prefix: "sessionhub:"}
+	if opts != nil {
+		if opts.Size > 0 {
+			l.size = opts.Size
+		}
+		if opts.TTL > 0 {
+			l.ttl = opts.TTL
+		}
+		if opts.KeyPrefix != "" {
+			l.prefix = opts.KeyPrefix
+		}
+	}
+	return l
+}
+
+// keys are the session's meta hash and event stream.
+func (l *Log) keys(session string) []string {
+	base := l.prefix + "log:{" + session + "}:"
+	return []string{base + "meta", base + "events"}
+}
+
+// millis is d in whole milliseconds, at least 1.
+func millis(d time.Duration) int64 {
+	return max(1, int64((d+time.Millisecond-1)/time.Millisecond))
+}
+
+func checkKeyTTL(keyTTL time.Duration) error {
+	if keyTTL <= 0 {
+		return fmt.Errorf("cluster: keyTTL must be positive, not %v", keyTTL)
+	}
+	return nil
+}
+
+// epochScript returns the session's epoch, starting the session afresh
+// (ARGV[1] as its epoch, no offset, no events) when it has none, and
+// refreshes the keys' TTL (ARGV[2] ms).
+var epochScript = redis.NewScript(`
+local e = redis.call('HGET', KEYS[1], 'epoch')
+if not e then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1])
+  e = ARGV[1]
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return e
+`)
+
+// Epoch returns the session's epoch. When the session has none (it never
+// had one, its keys expired, or Redis lost them) it creates a fresh one, a
+// UUID, and the session starts again at offset 0 with no history; nodes
+// racing to create it all get the one that won. It keeps the session's keys
+// alive: they expire after keyTTL (the session TTL plus the history TTL) in
+// which neither Epoch nor Append was called for the session.
+func (l *Log) Epoch(ctx context.Context, session string, keyTTL time.Duration) (string, error) {
+	if err := checkKeyTTL(keyTTL); err != nil {
+		return "", err
+	}
+	e, err := epochScript.Run(ctx, l.rdb, l.keys(session), uuid.NewString(), millis(keyTTL)).Text()
+	if err != nil {
+		return "", fmt.Errorf("cluster: epoch of session %q: %w", session, err)
+	}
+	return e, nil
+}
+
+// appendScript appends ARGV[3] (the data) to ARGV[2] (the audience) when the
+// session's epoch is ARGV[1]: it takes the next offset, adds the event with
+// ID "<ms>-<offset>" (ms: the Redis time, never below the previous event's,
+// so IDs keep increasing), trims the stream to ARGV[4] events and to those
+// younger than ARGV[5] ms, and refreshes the keys' TTL (ARGV[6] ms). It
+// returns {offset, epoch}, or {0, stored epoch or ""} when the epoch is not
+// ARGV[1].
+var appendScript = redis.NewScript(`
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'ms')
+if m[1] ~= ARGV[1] then
+  return {0, m[1] or ''}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ms = math.max(now, tonumber(m[2] or '0'))
+local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+local msid = string.format('%.0f', ms)
+redis.call('HSET', KEYS[1], 'ms', msid)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], msid .. '-' .. string.format('%.0f', off), 't', ARGV[2], 'd', ARGV[3])
+redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', now - tonumber(ARGV[5]) + 1))
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return {off, ARGV[1]}
+`)
+
+// Append stores data, one encoded event, with its audience to, as the
+// session's next event: atomically, it checks that the session's epoch is
+// epoch, gives the event the next offset (1, 2, 3, … with no gap and no
+// repeat across every node), stores it with the Redis time, trims the
+// session's history to Size events and TTL of age, and keeps the session's
+// keys alive for keyTTL. It returns the event's offset.
+//
+// When the session's epoch is not epoch (or it has none) nothing is stored
+// and the error wraps ErrEpochChanged. On any other error the event may or
+// may not have been stored (for example when the connection broke after
+// Redis ran the script); a client that retries such commands (go-redis does
+// on some network errors, see Options.MaxRetries) may store it twice, under
+// two offsets.
+func (l *Log) Append(ctx context.Context, session, epoch string, to string, data []byte, keyTTL time.Duration) (offset int64, err error) {
+	if err := checkKeyTTL(keyTTL); err != nil {
+		return 0, err
+	}
+	res, err := appendScript.Run(ctx, l.rdb, l.keys(session),
+		epoch, to, data, l.size, millis(l.ttl), millis(keyTTL)).Slice()
+	if err != nil {
+		return 0, fmt.Errorf("cluster: append to session %q: %w", session, err)
+	}
+	if len(res) != 2 {
+		return 0, fmt.Errorf("cluster: append to session %q: unexpected reply %v", session, res)
+	}
+	off, _ := res[0].(int64)
+	stored, _ := res[1].(string)
+	if off == 0 || stored != epoch {
+		if stored == "" {
+			return 0, fmt.Errorf("%w: session %q has no epoch (was %q)", ErrEpochChanged, session, epoch)
+		}
+		return 0, fmt.Errorf("%w: session %q has epoch %q, not %q", ErrEpochChanged, session, stored, epoch)
+	}
+	return off, nil
+}
+
+// sinceScript returns {1, events} when the session's epoch is ARGV[1] and
+// its stream still holds every event after offset ARGV[2] (events: the
+// last ones, newest first, as XREVRANGE gives them), {1} when there is no
+// event after it, and {0} otherwise. It first drops the events older than
+// ARGV[3] ms, so an event past its TTL is neither returned nor counted as
+// kept.
+var sinceScript = redis.NewScript(`
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
+if m[1] ~= ARGV[1] then
+  return {0}
+end
+local cur = tonumber(m[2] or '0')
+local off = tonumber(ARGV[2])
+if off < 0 or off > cur then
+  return {0}
+end
+if off == cur then
+  return {1}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', now - tonumber(ARGV[3]) + 1))
+local n = cur - off
+if redis.call('XLEN', KEYS[2]) < n then
+  return {0}
+end
+local es = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n)
+if #es < n then
+  return {0}
+end
+return {1, es}
+`)
+
+// Since returns the session's events after offset, in offset order, and
+// whether they are all the events after it in epoch. It reports false, with
+// no events, when epoch is not the session's, when offset is negative or
+// beyond the session's latest, or when an event after offset was already
+// trimmed (by Size or TTL), whoever it was addressed to: the same rule as
+// session.History.Since and the single-node hub. An offset equal to the
+// session's latest gives no events and true. Since drops the events past
+// their TTL (a write) but does not keep the session's keys alive; the
+// events returned are the Log's own copies.
+func (l *Log) Since(ctx context.Context, session, epoch string, offset int64) ([]Event, bool, error) {
+	res, err := sinceScript.Run(ctx, l.rdb, l.keys(session), epoch, offset, millis(l.ttl)).Slice()
+	if err != nil {
+		return nil, false, fmt.Errorf("cluster: history of session %q: %w", session, err)
+	}
+	if len(res) == 0 || res[0] != int64(1) {
+		return nil, false, nil
+	}
+	if len(res) == 1 {
+		return nil, true, nil
+	}
+	raw, ok := res[1].([]any)
+	if !ok {
+		return nil, false, fmt.Errorf("cluster: history of session %q: unexpected reply %T", session, res[1])
+	}
+	events := make([]Event, len(raw))
+	for i, r := range raw {
+		e, err := parseEntry(r)
+		if err != nil {
+			return nil, false, fmt.Errorf("cluster: history of session %q: %w", session, err)
+		}
+		// XREVRANGE gives the newest first; the offsets must be the
+		// contiguous run ending at the session's, down to offset+1.
+		j := len(raw) - 1 - i
+		if e.Offset != offset+1+int64(j) {
+			return nil, false, nil
+		}
+		events[j] = e
+	}
+	return events, true, nil
+}
+
+// parseEntry decodes one stream entry, [id, [field, value, …]].
+func parseEntry(r any) (Event, error) {
+	pair, ok := r.([]any)
+	if !ok || len(pair) != 2 {
+		return Event{}, fmt.Errorf("malformed stream entry %v", r)
+	}
+	id, _ := pair[0].(string)
+	msPart, offPart, ok := strings.Cut(id, "-")
+	ms, err1 := strconv.ParseInt(msPart, 10, 64)
+	off, err2 := strconv.ParseInt(offPart, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return Event{}, fmt.Errorf("malformed stream entry ID %q", id)
+	}
+	e := Event{Offset: off, At: time.UnixMilli(ms)}
+	fields, _ := pair[1].([]any)
+	for k := 0; k+1 < len(fields); k += 2 {
+		name, _ := fields[k].(string)
+		value, _ := fields[k+1].(string)
+		switch name {
+		case "t":
+			e.To = value
+		case "d":
+			e.Data = []byte(value)
+		}
+	}
+	return e, nil
+}
+
+// Offset returns the session's latest offset: 0 before its first event,
+// and 0 when Redis holds nothing of it. It does not tell which epoch the
+// offset belongs to.
+func (l *Log) Offset(ctx context.Context, session string) (int64, error) {
+	off, err := l.rdb.HGet(ctx, l.keys(session)[0], "offset").Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cluster: offset of session %q: %w", session, err)
+	}
+	return off, nil
+}
