@@ -40,12 +40,31 @@ func BenchmarkFanout(b *testing.B) {
 }
 
 func benchFanout(b *testing.B, n int) {
-	h := New(&Options{
-		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-		SendQueue:       benchQueue,
-		CursorRate:      1e9,
-		MaxParticipants: n,
-	})
+	// A fixed ring of cursors, never written once built, so that the run
+	// loop may keep pointers to them and the benchmark allocates nothing.
+	cursors := make([]protocol.Cursor, 1024)
+	for i := range cursors {
+		cursors[i] = protocol.Cursor{Line: i, Column: i % 80, File: "main.go"}
+	}
+	benchRoom(b, &Options{CursorRate: 1e9}, n, func(i int) protocol.Message {
+		return protocol.Message{Type: protocol.TypeCursorUpdate, Payload: &cursors[i%len(cursors)]}
+	}, nil)
+}
+
+// benchRoom is the fan-out benchmarks' harness: a hub with opts (logger,
+// send queue and room size set here), n socketless members joined to one
+// session, and b.N messages msg(i) submitted for member 0 straight into the
+// inbox, while one goroutine per CPU drains the other members' queues in
+// rounds, standing in for the writers. The timer stops once every delivery
+// has been received; the count is checked, then check (if not nil) runs
+// while the hub is still up. It reports deliveries/s, ns/delivery and
+// allocs/delivery (every malloc of the process in the timed loop divided by
+// the deliveries).
+func benchRoom(b *testing.B, opts *Options, n int, msg func(i int) protocol.Message, check func(h *Hub)) {
+	o := *opts
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	o.SendQueue, o.MaxParticipants = benchQueue, n
+	h := New(&o)
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -65,14 +84,7 @@ func benchFanout(b *testing.B, n int) {
 		}
 	}
 	benchJoin(b, h, conns)
-
 	sender, recipients := conns[0], conns[1:]
-	// A fixed ring of cursors, never written once built, so that the run
-	// loop may keep pointers to them and the benchmark allocates nothing.
-	cursors := make([]protocol.Cursor, 1024)
-	for i := range cursors {
-		cursors[i] = protocol.Cursor{Line: i, Column: i % 80, File: "main.go"}
-	}
 
 	// Drainers: each owns a shard of the recipients and, round by round,
 	// receives that round's events from each of its queues.
@@ -81,16 +93,13 @@ func benchFanout(b *testing.B, n int) {
 	progress := make([]chan struct{}, drainers)
 	counts := make([]int, drainers)
 	var wg sync.WaitGroup
-
 	for d := range drainers {
 		progress[d] = make(chan struct{}, 4)
 		var shard []*conn
 		for i := d; i < len(recipients); i += drainers {
 			shard = append(shard, recipients[i])
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			got := 0
 			for r := range rounds {
 				k := min(benchChunk, b.N-r*benchChunk)
@@ -103,7 +112,7 @@ func benchFanout(b *testing.B, n int) {
 				progress[d] <- struct{}{}
 			}
 			counts[d] = got
-		}()
+		})
 	}
 
 	// The drainers wait on empty queues: start the clock now.
@@ -112,7 +121,6 @@ func benchFanout(b *testing.B, n int) {
 	runtime.ReadMemStats(&before)
 	b.ReportAllocs()
 	b.ResetTimer()
-
 	for r := range rounds {
 		if r >= 2 { // every drainer is done with round r-2
 			for _, p := range progress {
@@ -120,12 +128,10 @@ func benchFanout(b *testing.B, n int) {
 			}
 		}
 		for i := r * benchChunk; i < min((r+1)*benchChunk, b.N); i++ {
-			h.submit(inbound{c: sender, at: time.Now(), msg: protocol.Message{
-				Type: protocol.TypeCursorUpdate, Payload: &cursors[i%len(cursors)]}})
+			h.submit(inbound{c: sender, at: time.Now(), msg: msg(i)})
 		}
 	}
 	wg.Wait()
-
 	b.StopTimer()
 	runtime.ReadMemStats(&after)
 
@@ -140,6 +146,9 @@ func benchFanout(b *testing.B, n int) {
 		if c.gone || len(c.send) != 0 {
 			b.Fatalf("conn %d: gone=%v, %d left in its queue", c.id, c.gone, len(c.send))
 		}
+	}
+	if check != nil {
+		check(h)
 	}
 	elapsed := b.Elapsed()
 	b.ReportMetric(float64(deliveries)/elapsed.Seconds(), "deliveries/s")

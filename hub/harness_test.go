@@ -3,7 +3,6 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -30,11 +29,13 @@ type server struct {
 // end of the test.
 func startServer(t testing.TB, opts *hub.Options) *server {
 	t.Helper()
-	return startServerOn(t, opts, nil)
+	return startServerWith(t, opts, nil)
 }
 
-// startServerOn is startServer with the listener wrapped by wrap (if not nil).
-func startServerOn(t testing.TB, opts *hub.Options, wrap func(net.Listener) net.Listener) *server {
+// startServerWith is startServer with setup (if not nil) run on the
+// httptest server before it starts: to wrap its listener or set its
+// http.Server's limits.
+func startServerWith(t testing.TB, opts *hub.Options, setup func(*httptest.Server)) *server {
 	t.Helper()
 	if opts == nil {
 		opts = &hub.Options{}
@@ -44,8 +45,8 @@ func startServerOn(t testing.TB, opts *hub.Options, wrap func(net.Listener) net.
 	}
 	h := hub.New(opts)
 	ts := httptest.NewUnstartedServer(h.Handler())
-	if wrap != nil {
-		ts.Listener = wrap(ts.Listener)
+	if setup != nil {
+		setup(ts)
 	}
 	ts.Start()
 	s := &server{Hub: h, ts: ts, url: "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"}

@@ -36,22 +36,13 @@ import (
 // ReadHeaderTimeout so that the test runs fast.
 func hoStart(t testing.TB, opts *hub.Options, readHeader time.Duration) (*server, *tmListener) {
 	t.Helper()
-	h := hub.New(opts)
-	ts := httptest.NewUnstartedServer(h.Handler())
-	ln := &tmListener{Listener: ts.Listener}
-	ts.Listener = ln
-	ts.Config.ReadHeaderTimeout = readHeader
-	ts.Config.MaxHeaderBytes = 16 << 10
-	ts.Config.ErrorLog = slog.NewLogLogger(discardLogger().Handler(), slog.LevelWarn)
-	ts.Start()
-	s := &server{Hub: h, ts: ts, url: "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil && err != hub.ErrShuttingDown {
-			t.Errorf("shutdown: %v", err)
-		}
-		ts.Close()
+	var ln *tmListener
+	s := startServerWith(t, opts, func(ts *httptest.Server) {
+		ln = &tmListener{Listener: ts.Listener}
+		ts.Listener = ln
+		ts.Config.ReadHeaderTimeout = readHeader
+		ts.Config.MaxHeaderBytes = 16 << 10
+		ts.Config.ErrorLog = slog.NewLogLogger(discardLogger().Handler(), slog.LevelWarn)
 	})
 	return s, ln
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -197,9 +198,9 @@ func (l *tmListener) Accept() (net.Conn, error) {
 func tmStartServer(t testing.TB, opts *hub.Options) (*server, *tmListener) {
 	t.Helper()
 	var ln *tmListener
-	s := startServerOn(t, opts, func(l net.Listener) net.Listener {
-		ln = &tmListener{Listener: l}
-		return ln
+	s := startServerWith(t, opts, func(ts *httptest.Server) {
+		ln = &tmListener{Listener: ts.Listener}
+		ts.Listener = ln
 	})
 	return s, ln
 }
