@@ -660,25 +660,12 @@ func (c *Client) dispatch(cn *conn, line []byte) {
 		if p != nil {
 			p.ch <- reply{}
 		}
-	case protocol.TypeUserJoined:
-		var e UserJoined
-		if decode(&e.UserJoined) {
-			c.emit(&e)
-		}
-	case protocol.TypeUserLeft:
-		var e UserLeft
-		if decode(&e.UserLeft) {
-			c.emit(&e)
-		}
-	case protocol.TypeCursorMoved:
-		var e CursorMoved
-		if decode(&e.CursorMoved) {
-			c.emit(&e)
-		}
-	case protocol.TypeUserActivityChanged:
-		var e UserActivityChanged
-		if decode(&e.UserActivityChanged) {
-			c.emit(&e)
+	case protocol.TypeUserJoined, protocol.TypeUserLeft, protocol.TypeCursorMoved, protocol.TypeUserActivityChanged:
+		// Events that only reach the application: their types embed the
+		// protocol payload, so they decode as it.
+		e := plainEvents[env.Type]()
+		if decode(e) {
+			c.emit(e)
 		}
 	case protocol.TypeBroadcast:
 		var e BroadcastEvent
@@ -710,6 +697,16 @@ func (c *Client) dispatch(cn *conn, line []byte) {
 // for the recover of a rejoin. It reports whether the offset is new: a
 // broadcast is delivered only if it is, so that an event the client already
 // had (or its own acked broadcast, in a replay) is not delivered twice.
+
+// plainEvents makes the events of the server messages that answer no
+// request and change no client state.
+var plainEvents = map[string]func() Event{
+	protocol.TypeUserJoined:          func() Event { return new(UserJoined) },
+	protocol.TypeUserLeft:            func() Event { return new(UserLeft) },
+	protocol.TypeCursorMoved:         func() Event { return new(CursorMoved) },
+	protocol.TypeUserActivityChanged: func() Event { return new(UserActivityChanged) },
+}
+
 // Outside a session (no membership) every broadcast is new.
 func (c *Client) seen(offset int64) bool {
 	c.mu.Lock()
