@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionhub/sessionhub/cluster"
-	"github.com/sessionhub/sessionhub/cluster/internal/redistest"
+	"github.com/sessionhub/sessionhub/internal/redistest"
 )
 
 // client returns a client of its own on the server, as a separate node

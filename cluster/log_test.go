@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionhub/sessionhub/cluster"
-	"github.com/sessionhub/sessionhub/cluster/internal/redistest"
+	"github.com/sessionhub/sessionhub/internal/redistest"
 )
 
 const keyTTL = time.Minute

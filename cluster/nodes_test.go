@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/sessionhub/sessionhub/cluster"
-	"github.com/sessionhub/sessionhub/cluster/internal/redistest"
+	"github.com/sessionhub/sessionhub/internal/redistest"
 )
 
 func newNodes(t *testing.T, srv *redistest.Server, node string, beat time.Duration) *cluster.Nodes {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sessionhub/sessionhub/cluster"
-	"github.com/sessionhub/sessionhub/cluster/internal/redistest"
+	"github.com/sessionhub/sessionhub/internal/redistest"
 )
 
 // t0 is the tests' clock origin.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sessionhub/sessionhub/cluster/internal/redistest"
+	"github.com/sessionhub/sessionhub/internal/redistest"
 )
 
 func TestStartStopRestart(t *testing.T) {
