@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -169,6 +170,15 @@ func positive(n, def int) int {
 // subscription takes a round trip. Calling it again changes nothing.
 func (b *Bus) Subscribe(session string) { b.sub.set(b.prefix+session, true) }
 
+// Channel is the Redis channel of the session's messages, for a script
+// that publishes on it (see Log.AppendPublish).
+func (b *Bus) Channel(session string) string { return b.prefix + session }
+
+// NoOrigin is the header of a message that names no node: published on a
+// session's Channel after it, its data reaches every subscribed node, the
+// publisher's included, with an empty Message.Node.
+var NoOrigin = []byte{busVersion, 0}
+
 // Unsubscribe stops the session's messages. Those already received and
 // not yet on Messages are dropped. It does not wait for Redis.
 func (b *Bus) Unsubscribe(session string) { b.sub.set(b.prefix+session, false) }
@@ -194,6 +204,26 @@ func (b *Bus) Publish(session string, data []byte) bool {
 		}
 		return false
 	}
+}
+
+// PublishNow publishes data for the other nodes subscribed to the session
+// at once, on the caller's goroutine, and returns when Redis took it (or
+// failed to): for a message that must reach Redis before whatever the
+// caller sends it next, on any connection (Publish's queue gives order only
+// among the messages it carries). It is counted like Publish's.
+func (b *Bus) PublishNow(ctx context.Context, session string, data []byte) error {
+	if b.closed.Load() {
+		b.dropped.Add(1)
+		return errors.New("cluster: bus closed")
+	}
+	msg := make([]byte, 0, len(b.header)+len(data))
+	msg = append(append(msg, b.header...), data...)
+	if err := b.rdb.Publish(ctx, b.prefix+session, msg).Err(); err != nil {
+		b.dropped.Add(1)
+		return fmt.Errorf("cluster: publish on session %q: %w", session, err)
+	}
+	b.published.Add(1)
+	return nil
 }
 
 // Messages delivers what other nodes published on the sessions this node

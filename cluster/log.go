@@ -317,3 +317,110 @@ func (l *Log) Offset(ctx context.Context, session string) (int64, error) {
 	}
 	return off, nil
 }
+
+// syncScript is epochScript that also raises the session's offset to at
+// least ARGV[3] (the floor) and returns {epoch, offset}. A fresh epoch
+// starts at the floor, with no history.
+var syncScript = redis.NewScript(`
+local e = redis.call('HGET', KEYS[1], 'epoch')
+if not e then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1])
+  e = ARGV[1]
+end
+local off = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')
+local floor = tonumber(ARGV[3])
+if floor > off then
+  off = floor
+  redis.call('HSET', KEYS[1], 'offset', string.format('%.0f', off))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return {e, off}
+`)
+
+// Sync is Epoch that also returns the session's latest offset, after
+// raising it to floor when it was lower: a node that gave offsets of its
+// own to events Redis never saw (while it could not reach Redis) passes
+// the highest, so that the session's offsets never go backwards for the
+// clients that saw them. The events in between are not in the history, so
+// a recovery from before floor reports false. A fresh epoch starts at
+// floor.
+func (l *Log) Sync(ctx context.Context, session string, floor int64, keyTTL time.Duration) (epoch string, offset int64, err error) {
+	if err := checkKeyTTL(keyTTL); err != nil {
+		return "", 0, err
+	}
+	res, err := syncScript.Run(ctx, l.rdb, l.keys(session), uuid.NewString(), millis(keyTTL), max(floor, 0)).Slice()
+	if err != nil {
+		return "", 0, fmt.Errorf("cluster: sync of session %q: %w", session, err)
+	}
+	if len(res) != 2 {
+		return "", 0, fmt.Errorf("cluster: sync of session %q: unexpected reply %v", session, res)
+	}
+	epoch, _ = res[0].(string)
+	offset, _ = res[1].(int64)
+	return epoch, offset, nil
+}
+
+// appendPublishScript is appendScript for an event whose bytes are
+// ARGV[3] .. offset .. ARGV[7], which it also publishes on channel ARGV[8]
+// as ARGV[9] .. offset .. ARGV[10] .. event, in the same script. It returns
+// {offset, epoch} like appendScript.
+var appendPublishScript = redis.NewScript(`
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'ms')
+if m[1] ~= ARGV[1] then
+  return {0, m[1] or ''}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ms = math.max(now, tonumber(m[2] or '0'))
+local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+local msid = string.format('%.0f', ms)
+local offs = string.format('%.0f', off)
+local data = ARGV[3] .. offs .. ARGV[7]
+redis.call('HSET', KEYS[1], 'ms', msid)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], msid .. '-' .. offs, 't', ARGV[2], 'd', data)
+redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', now - tonumber(ARGV[5]) + 1))
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('PUBLISH', ARGV[8], ARGV[9] .. offs .. ARGV[10] .. data)
+return {off, ARGV[1]}
+`)
+
+// Published is an event for AppendPublish: its bytes are Head, the
+// decimal offset, Tail; and what the channel receives is PubHead, the
+// offset, PubMid, then the event's bytes.
+type Published struct {
+	Head, Tail      []byte
+	Channel         string
+	PubHead, PubMid []byte
+}
+
+// AppendPublish is Append for an event whose bytes hold its own offset
+// (e.Head + offset + e.Tail), which it also publishes on e.Channel in the
+// same script, so that every subscriber gets a session's events in offset
+// order whichever nodes appended them. It returns the offset and the
+// event's bytes.
+func (l *Log) AppendPublish(ctx context.Context, session, epoch, to string, e Published, keyTTL time.Duration) (offset int64, data []byte, err error) {
+	if err := checkKeyTTL(keyTTL); err != nil {
+		return 0, nil, err
+	}
+	res, err := appendPublishScript.Run(ctx, l.rdb, l.keys(session),
+		epoch, to, e.Head, l.size, millis(l.ttl), millis(keyTTL), e.Tail, e.Channel, e.PubHead, e.PubMid).Slice()
+	if err != nil {
+		return 0, nil, fmt.Errorf("cluster: append to session %q: %w", session, err)
+	}
+	if len(res) != 2 {
+		return 0, nil, fmt.Errorf("cluster: append to session %q: unexpected reply %v", session, res)
+	}
+	off, _ := res[0].(int64)
+	stored, _ := res[1].(string)
+	if off == 0 || stored != epoch {
+		return 0, nil, fmt.Errorf("%w: session %q has epoch %q, not %q", ErrEpochChanged, session, stored, epoch)
+	}
+	data = make([]byte, 0, len(e.Head)+20+len(e.Tail))
+	data = append(data, e.Head...)
+	data = strconv.AppendInt(data, off, 10)
+	data = append(data, e.Tail...)
+	return off, data, nil
+}

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -77,7 +78,16 @@ func (h *Hub) apiSession(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var list []protocol.Participant
 	found := false
-	if !h.apiCall(w, func() {
+	if h.cl != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), apiRedisTimeout)
+		defer cancel()
+		var err error
+		if list, err = h.cl.participants(ctx, id); err != nil {
+			apiRedisError(w, err)
+			return
+		}
+		found = len(list) > 0
+	} else if !h.apiCall(w, func() {
 		if rm := h.rooms[id]; rm != nil {
 			found, list = true, rm.s.Wire()
 		}
@@ -124,10 +134,18 @@ func (h *Hub) apiBroadcast(w http.ResponseWriter, r *http.Request) {
 		off   int64
 		found bool
 	)
-	if !h.apiCall(w, func() {
+	if h.cl != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), apiRedisTimeout)
+		defer cancel()
+		var rerr error
+		if off, found, rerr = h.cl.broadcast(ctx, id, b, time.Now()); rerr != nil {
+			apiRedisError(w, rerr)
+			return
+		}
+	} else if !h.apiCall(w, func() {
 		if rm := h.rooms[id]; rm != nil {
 			found = true
-			off, err = h.publish(rm, protocol.FromServer, nil, b, time.Now())
+			off, err = h.publishLocal(rm, protocol.FromServer, nil, b, time.Now())
 		}
 	}) {
 		return
@@ -147,7 +165,16 @@ func (h *Hub) apiBroadcast(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) apiRemove(w http.ResponseWriter, r *http.Request) {
 	id, user := r.PathValue("id"), r.PathValue("userId")
 	found := false
-	if !h.apiCall(w, func() { found = h.remove(id, user, time.Now()) }) {
+	if h.cl != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), apiRedisTimeout)
+		defer cancel()
+		var err error
+		if found, err = h.cl.remove(ctx, id, user); err != nil {
+			apiRedisError(w, err)
+			return
+		}
+	}
+	if !h.apiCall(w, func() { found = h.remove(id, user, time.Now()) || found }) {
 		return
 	}
 	if !found {
@@ -155,6 +182,14 @@ func (h *Hub) apiRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// apiRedisTimeout bounds the Redis work of one API request in a cluster.
+const apiRedisTimeout = 5 * time.Second
+
+// apiRedisError answers a request that needed Redis when Redis failed.
+func apiRedisError(w http.ResponseWriter, err error) {
+	apiError(w, http.StatusServiceUnavailable, "unavailable", "the cluster's Redis did not answer: "+err.Error())
 }
 
 func apiJSON(w http.ResponseWriter, status int, v any) {

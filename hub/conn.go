@@ -77,13 +77,16 @@ type conn struct {
 	closeTimer *time.Timer
 
 	// Owned by run.
-	room       *room
-	userID     string
-	presence   protocol.Presence
-	idx        int      // index in room.conns
-	gone       bool     // run will deliver nothing more to it
-	backlog    [][]byte // the send queue past send, allocated while needed
-	replayRoom int      // extra queue room for a recovery replay, until the backlog drains
+	joining     *pendingJoin  // a cluster join waiting for Redis
+	held        []inbound     // what arrived meanwhile, handled after it
+	departGrace time.Duration // the grace of a connection that ended while joining
+	room        *room
+	userID      string
+	presence    protocol.Presence
+	idx         int      // index in room.conns
+	gone        bool     // run will deliver nothing more to it
+	backlog     [][]byte // the send queue past send, allocated while needed
+	replayRoom  int      // extra queue room for a recovery replay, until the backlog drains
 
 	// Owned by the reader.
 	msgLimiter  *rate.Limiter

@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
 
+	"github.com/sessionhub/sessionhub/cluster"
 	"github.com/sessionhub/sessionhub/protocol"
 	"github.com/sessionhub/sessionhub/session"
 )
@@ -41,6 +42,15 @@ type Hub struct {
 	// Owned by run.
 	rooms map[string]*room
 	gone  []*conn // dropped during a step, detached at its end
+	clUp  bool    // the broker reaches Redis (cluster only)
+	// clSettle: until then (3 heartbeats after Redis came back) a snapshot
+	// adds the participants Redis has but removes none.
+	clSettle time.Time
+
+	// Cluster only (Options.Redis set; nil on a single node): the broker
+	// between run and Redis (cluster.go), and its results for run.
+	cl   *broker
+	clIn chan func()
 
 	// Guarded by mu.
 	mu           sync.Mutex
@@ -81,6 +91,7 @@ type departure struct {
 type room struct {
 	s     *session.Session
 	conns []*conn
+	cl    *roomCluster // cluster only
 }
 
 func (r *room) add(c *conn) {
@@ -118,6 +129,12 @@ func New(opts *Options) *Hub {
 		Subprotocols:   []string{protocol.BatchSubprotocol},
 	}
 	h.metrics.queueDepth(h)
+	if o.Redis != nil {
+		h.cl = newBroker(h)
+		h.clIn = make(chan func(), 256)
+		h.metrics.cluster(h.cl)
+		go h.cl.serve()
+	}
 	h.ready.Store(true)
 	go h.run()
 	return h
@@ -161,6 +178,10 @@ func (h *Hub) run() {
 	defer close(h.done)
 	sweep := time.NewTicker(h.sweepEvery())
 	defer sweep.Stop()
+	var bus <-chan cluster.Message // nil on a single node: never ready
+	if h.cl != nil {
+		bus = h.cl.bus.Messages()
+	}
 	for {
 		select {
 		case in := <-h.inbox:
@@ -172,6 +193,10 @@ func (h *Hub) run() {
 			h.flushBacklog(c)
 		case f := <-h.calls:
 			f()
+		case f := <-h.clIn:
+			f()
+		case m := <-bus:
+			h.fromBus(m)
 		case now := <-sweep.C:
 			h.sweep(now)
 		case <-h.quit:
@@ -194,6 +219,11 @@ func (h *Hub) wake(c *conn) {
 func (h *Hub) handle(in inbound) {
 	c, m := in.c, in.msg
 	if c.gone {
+		return
+	}
+	if c.joining != nil {
+		// Its join waits for Redis: what it sends meanwhile waits too.
+		c.held = append(c.held, in)
 		return
 	}
 	now := time.Now()
@@ -219,7 +249,11 @@ func (h *Hub) handle(in inbound) {
 		}
 		cur := m.Payload.(*protocol.Cursor)
 		_, woke := c.room.s.SetCursor(c.userID, cur, now)
-		h.fanout(c.room, protocol.TypeCursorMoved, protocol.CursorMoved{UserID: c.userID, Cursor: *cur}, c.userID)
+		r := c.room
+		b := h.fanout(r, protocol.TypeCursorMoved, protocol.CursorMoved{UserID: c.userID, Cursor: *cur}, c.userID, r.cl != nil)
+		if r.cl != nil && b != nil {
+			h.clPublishEvent(r, kindCursor, c.userID, b)
+		}
 		if woke {
 			h.activityChanged(c.room, c.userID, true)
 		}
@@ -291,7 +325,7 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 		// The same user joining the same session again: no leave, no join.
 		c.presence = j.Presence
 		h.touch(r, c.userID, now)
-		h.replyJoined(c, ref, r, j.Recover)
+		h.replyJoined(c, ref, r, j.Recover, nil)
 		return
 	}
 	r := h.rooms[j.SessionID]
@@ -301,25 +335,61 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 	}
 	if c.room != nil {
 		h.detach(c, 0, now)
+		r = h.rooms[j.SessionID] // a cluster drops a room it no longer serves
 	}
 	if r == nil {
-		r = &room{s: session.New(j.SessionID, uuid.NewString(), now)}
+		r = &room{s: session.New(j.SessionID, "", now)}
 		r.s.History.Size, r.s.History.TTL = h.opts.HistorySize, h.opts.HistoryTTL
+		if h.cl != nil {
+			r.cl = newRoomCluster()
+		} else {
+			r.s.Epoch = uuid.NewString()
+		}
 		h.rooms[j.SessionID] = r
 	}
-	p, isNew := r.s.Join(info, now)
+	if r.cl != nil {
+		h.clusterJoin(c, ref, j, info, r, now)
+		return
+	}
+	h.joinLocal(c, ref, j, info, r, now, false)
+}
+
+// joinLocal adds c to r as info's connection, deciding here whether the
+// user is new (on a single node, or in a cluster that cannot reach Redis:
+// then publish tells the other nodes, should the bus get through).
+func (h *Hub) joinLocal(c *conn, ref string, j *protocol.JoinSession, info protocol.UserInfo, r *room, now time.Time, publish bool) {
+	if r.s.Epoch == "" {
+		r.s.Epoch = uuid.NewString() // a cluster's island: Redis gives the real one later
+	}
+	_, isNew := r.s.Join(info, now)
+	h.attachConn(c, ref, j, info, r, now, isNew, publish, nil)
+}
+
+// attachConn finishes a join whose participant r holds already: it adds
+// c to r, answers with session-joined (and the replay), and announces a
+// new user.
+func (h *Hub) attachConn(c *conn, ref string, j *protocol.JoinSession, info protocol.UserInfo, r *room, now time.Time, isNew, publish bool, cr *clusterReplay) {
 	r.add(c)
 	c.joined.Store(true) // the handshake timeout is met
 	c.room, c.userID, c.presence = r, info.UserID, j.Presence
 	if !isNew {
 		h.touch(r, c.userID, now) // before the reply, so that it shows the user active
 	}
-	h.replyJoined(c, ref, r, j.Recover)
+	h.replyJoined(c, ref, r, j.Recover, cr)
 	if isNew {
-		u := p.Wire()
-		h.fanoutPresence(r, protocol.TypeUserJoined, p.UserID,
-			func() any { return protocol.UserJoined{User: u, Participants: r.s.Wire()} },
-			func() any { return protocol.UserJoined{User: u} })
+		h.announceJoined(r, r.s.Get(info.UserID), publish)
+	}
+}
+
+// announceJoined tells r's connections but p's that p joined, and, when
+// publish is set in a cluster, the other nodes.
+func (h *Hub) announceJoined(r *room, p *session.Participant, publish bool) {
+	u := p.Wire()
+	h.fanoutPresence(r, protocol.TypeUserJoined, p.UserID,
+		func() any { return protocol.UserJoined{User: u, Participants: r.s.Wire()} },
+		func() any { return protocol.UserJoined{User: u} })
+	if publish && r.cl != nil {
+		h.cl.publish(r.s.ID, kindJoined, p.UserID, encodeMember(p))
 	}
 }
 
@@ -336,12 +406,16 @@ func (h *Hub) touch(r *room, userID string, now time.Time) {
 // the events after rec.Offset addressed to the user, in order, right after
 // it (recovered: true). Another epoch, an offset the session never had, or
 // a history that no longer reaches back gives recovered: false and no
-// replay.
-func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover) {
+// replay. In a cluster, cr holds what the session's log in Redis had after
+// rec.Offset, for when the node's own history does not reach back.
+func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover, cr *clusterReplay) {
 	var replay []session.Event
 	recovered := false
 	if rec != nil && rec.Epoch == r.s.Epoch && rec.Offset <= r.s.Offset {
 		replay, recovered = r.s.History.Since(rec.Offset)
+		if !recovered && cr != nil {
+			replay, recovered = cr.merge(rec.Offset, &r.s.History, r.s.Offset)
+		}
 	}
 	h.reply(c, protocol.TypeSessionJoined, ref, protocol.SessionJoined{
 		SessionID:    r.s.ID,
@@ -375,12 +449,25 @@ func (h *Hub) detach(c *conn, grace time.Duration, now time.Time) {
 	r := c.room
 	r.remove(c)
 	c.room = nil
+	if r.cl != nil && h.clUp {
+		// Redis decides whether it was the user's last connection
+		// anywhere; the leave reaches this node like any other.
+		r.s.Release(c.userID)
+		h.clDetach(r.s.ID, c.userID, grace)
+		h.clRelease(r)
+		return
+	}
 	if p, left := r.s.Detach(c.userID, now, grace); left {
-		h.announceLeft(r, p)
+		h.announceLeft(r, p, true)
+	}
+	if r.cl != nil {
+		h.clRelease(r)
 	}
 }
 
-func (h *Hub) announceLeft(r *room, p *session.Participant) {
+// announceLeft tells r's connections that p left, and, when publish is
+// set in a cluster, the other nodes.
+func (h *Hub) announceLeft(r *room, p *session.Participant, publish bool) {
 	u := p.Wire()
 	h.fanoutPresence(r, protocol.TypeUserLeft, "",
 		func() any {
@@ -388,31 +475,45 @@ func (h *Hub) announceLeft(r *room, p *session.Participant) {
 			return protocol.UserLeft{UserID: u.UserID, User: u, Participants: &list}
 		},
 		func() any { return protocol.UserLeft{UserID: u.UserID, User: u} })
+	if publish && r.cl != nil {
+		h.cl.publish(r.s.ID, kindLeft, p.UserID, encodeMember(p))
+	}
 }
 
 func (h *Hub) activityChanged(r *room, userID string, active bool) {
-	h.fanout(r, protocol.TypeUserActivityChanged, protocol.UserActivityChanged{UserID: userID, IsActive: active}, userID)
+	b := h.fanout(r, protocol.TypeUserActivityChanged, protocol.UserActivityChanged{UserID: userID, IsActive: active}, userID, r.cl != nil)
+	if r.cl != nil && b != nil {
+		h.clPublishEvent(r, kindActivity, userID, b)
+	}
 }
 
 // broadcast delivers a client's app event to those it is addressed to,
 // and acks it when the client gave a ref.
 func (h *Hub) broadcast(c *conn, ref string, b *protocol.Broadcast, now time.Time) {
 	h.touch(c.room, c.userID, now)
-	off, err := h.publish(c.room, c.userID, c, b, now)
-	if err != nil {
-		h.replyError(c, ref, err)
+	done := func(off int64, err error) {
+		if err != nil {
+			h.replyError(c, ref, err)
+			return
+		}
+		if ref != "" {
+			h.reply(c, protocol.TypeAck, ref, protocol.Ack{Offset: off})
+		}
+	}
+	if c.room.cl != nil {
+		h.clPublish(c.room, c.userID, c, b, now, done) // done runs when Redis answered
 		return
 	}
-	if ref != "" {
-		h.reply(c, protocol.TypeAck, ref, protocol.Ack{Offset: off})
-	}
+	done(h.publishLocal(c.room, c.userID, c, b, now))
 }
 
-// publish gives an app event the session's next offset, stamps it with
-// from and now, and delivers it to the connections it is addressed to but
-// skip (the sender's own connection; nil for the server). It returns the
-// offset.
-func (h *Hub) publish(r *room, from string, skip *conn, b *protocol.Broadcast, now time.Time) (int64, error) {
+// publishLocal gives an app event the session's next offset, stamps it
+// with from and now, and delivers it to the connections it is addressed to
+// but skip (the sender's own connection; nil for the server). It returns
+// the offset. In a cluster that cannot reach Redis, the offset is the
+// node's own (Redis skips it when it is back) and only this node's
+// members get the event.
+func (h *Hub) publishLocal(r *room, from string, skip *conn, b *protocol.Broadcast, now time.Time) (int64, error) {
 	ev := protocol.BroadcastEvent{Event: b.Event, From: from, Payload: b.Payload, Offset: r.s.Offset + 1, Ts: now.UnixMilli()}
 	data, err := protocol.Encode(protocol.TypeBroadcast, "", ev)
 	if err != nil { // the payload was valid JSON when decoded
@@ -462,7 +563,7 @@ func (h *Hub) remove(id, userID string, now time.Time) bool {
 		}
 	}
 	if p, ok := r.s.Remove(userID, now); ok {
-		h.announceLeft(r, p)
+		h.announceLeft(r, p, false)
 	}
 	return true
 }
@@ -470,12 +571,16 @@ func (h *Hub) remove(id, userID string, now time.Time) bool {
 // depart handles the end of a connection.
 func (h *Hub) depart(c *conn, clean bool) {
 	c.gone = true
-	if c.room == nil {
-		return
-	}
 	grace := h.opts.LeaveGrace
 	if clean {
 		grace = 0
+	}
+	if c.joining != nil {
+		c.departGrace = grace // for when Redis has answered (joined)
+		return
+	}
+	if c.room == nil {
+		return
 	}
 	h.detach(c, grace, time.Now())
 }
@@ -496,12 +601,16 @@ func (h *Hub) sweep(now time.Time) {
 	participants, events, bytes := 0, 0, 0
 	for id, r := range h.rooms {
 		for _, p := range r.s.Expire(now) {
-			h.announceLeft(r, p)
+			h.announceLeft(r, p, true)
 		}
 		for _, p := range r.s.Idle(now, h.opts.IdleAfter) {
 			h.activityChanged(r, p.UserID, false)
 		}
-		if r.s.Expired(now, h.opts.SessionTTL) {
+		if r.cl != nil {
+			// Redis keeps a cluster's sessions: the node lets go of those
+			// it no longer serves.
+			h.clRelease(r)
+		} else if r.s.Expired(now, h.opts.SessionTTL) {
 			delete(h.rooms, id) // its history goes with it
 			continue
 		}
@@ -586,9 +695,18 @@ move:
 }
 
 // fanout encodes one event and delivers the same bytes to every connection
-// of r but those of skipUser.
-func (h *Hub) fanout(r *room, typ string, data any, skipUser string) {
+// of r but those of skipUser. It returns the bytes, encoded only when
+// somebody here gets them, or always with encode set (for the other nodes
+// of a cluster).
+func (h *Hub) fanout(r *room, typ string, data any, skipUser string, encode bool) []byte {
 	var b []byte
+	if encode {
+		var err error
+		if b, err = protocol.Encode(typ, "", data); err != nil {
+			h.log.Error("encode", "type", typ, "err", err)
+			return nil
+		}
+	}
 	n := 0
 	for _, c := range r.conns {
 		if c.userID == skipUser || c.gone {
@@ -598,13 +716,14 @@ func (h *Hub) fanout(r *room, typ string, data any, skipUser string) {
 			var err error
 			if b, err = protocol.Encode(typ, "", data); err != nil {
 				h.log.Error("encode", "type", typ, "err", err)
-				return
+				return nil
 			}
 		}
 		h.deliver(c, b)
 		n++
 	}
 	h.metrics.out(typ, n)
+	return b
 }
 
 // fanoutPresence is fanout for a membership event, encoded at most once

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sessionhub/sessionhub/cluster"
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
@@ -31,6 +32,11 @@ type metrics struct {
 	historyEvents   prometheus.Gauge
 	historyBytes    prometheus.Gauge
 	replayed        prometheus.Counter
+
+	// Cluster only (registered by cluster).
+	clusterErrors  *prometheus.CounterVec
+	clusterDropped *prometheus.CounterVec
+	clusterFilled  prometheus.Counter
 
 	// Resolved once: the per-message paths do no label lookups.
 	in_             map[string]prometheus.Counter
@@ -84,6 +90,12 @@ func newMetrics() *metrics {
 			Name: "sessionhub_history_bytes", Help: "Encoded size of the broadcasts kept for recovery (updated by the sweep)."}),
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessionhub_replayed_messages_total", Help: "Broadcasts replayed to recovering clients."}),
+		clusterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionhub_cluster_redis_errors_total", Help: "Redis operations that failed, by operation (cluster only)."}, []string{"op"}),
+		clusterDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionhub_cluster_dropped_total", Help: "Cluster operations or messages dropped, by reason: broker_queue_full, bus_queue_full, malformed (cluster only)."}, []string{"reason"}),
+		clusterFilled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessionhub_cluster_gap_filled_total", Help: "Broadcasts the bus missed that a node read from the session's log instead (cluster only)."}),
 		in_:  map[string]prometheus.Counter{},
 		out_: map[string]prometheus.Counter{},
 	}
@@ -112,6 +124,35 @@ func (m *metrics) out(typ string, n int) {
 
 // queueDepth registers the send-queue gauges, read at scrape time from the
 // connections that h tracks.
+// cluster registers the metrics of a cluster node.
+func (m *metrics) cluster(b *broker) {
+	bus := func(f func(s cluster.BusStats) uint64) func() float64 {
+		return func() float64 { return float64(f(b.bus.Stats())) }
+	}
+	m.reg.MustRegister(m.clusterErrors, m.clusterDropped, m.clusterFilled,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sessionhub_cluster_up", Help: "1 while the node's last heartbeat reached Redis, else 0."},
+			func() float64 {
+				if b.nodes.Healthy() {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sessionhub_cluster_bus_published_total", Help: "Messages this node published to the other nodes that Redis accepted."},
+			bus(func(s cluster.BusStats) uint64 { return s.Published })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sessionhub_cluster_bus_received_total", Help: "Messages received from the other nodes (broadcasts included)."},
+			bus(func(s cluster.BusStats) uint64 { return s.Received })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sessionhub_cluster_bus_dropped_total", Help: "Bus messages dropped: not published (queue full, Redis unreachable) or not read in time."},
+			bus(func(s cluster.BusStats) uint64 { return s.Dropped + s.InboxDropped })),
+	)
+	for _, r := range []string{"broker_queue_full", "bus_queue_full", "malformed"} {
+		m.clusterDropped.WithLabelValues(r)
+	}
+}
+
 func (m *metrics) queueDepth(h *Hub) {
 	depths := func() (sum, most int) {
 		h.mu.Lock()

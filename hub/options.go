@@ -3,6 +3,8 @@ package hub
 import (
 	"log/slog"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Options configures a Hub. A nil *Options, and every zero field, takes the
@@ -83,6 +85,20 @@ type Options struct {
 	// sending join-session before it is closed with 1008. Defaults to 30s.
 	HandshakeTimeout time.Duration
 
+	// Redis, when set, makes the hub a node of a cluster: the nodes that
+	// share one Redis share their sessions (see cluster.go and the README's
+	// "Scaling out"). Defaults to nil: a single node, all state in memory.
+	// The hub does not close it. Give it MaxRetries -1 (appends are not
+	// idempotent) and ContextTimeoutEnabled.
+	Redis redis.UniversalClient
+	// NodeID names this node in the cluster; it must be unique there and
+	// at most 128 bytes. Defaults to the host name and 8 random hex digits.
+	NodeID string
+	// NodeHeartbeat is how often a cluster node proves to the others that
+	// it is alive: one that stops is found dead within 3 heartbeats.
+	// Defaults to 5s.
+	NodeHeartbeat time.Duration
+
 	// Logger receives one line per connect and disconnect, and the hub's
 	// warnings. Defaults to slog.Default().
 	Logger *slog.Logger
@@ -105,6 +121,7 @@ const (
 	DefaultHistoryTTL      = 10 * time.Minute
 	DefaultMaxParticipants = 1000
 	DefaultHandshake       = 30 * time.Second
+	DefaultNodeHeartbeat   = 5 * time.Second
 )
 
 func (o *Options) withDefaults() Options {
@@ -130,6 +147,10 @@ func (o *Options) withDefaults() Options {
 	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
 	setDefault(&c.MaxParticipants, DefaultMaxParticipants)
 	setDefault(&c.HandshakeTimeout, DefaultHandshake)
+	setDefault(&c.NodeHeartbeat, DefaultNodeHeartbeat)
+	if c.Redis != nil && c.NodeID == "" {
+		c.NodeID = defaultNodeID()
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -35,6 +35,11 @@ func (h *Hub) Handler() http.Handler {
 			w.Write([]byte("shutting down\n"))
 			return
 		}
+		if h.cl != nil && !h.cl.nodes.Healthy() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("redis unreachable\n"))
+			return
+		}
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", h.metrics.handler())
@@ -237,7 +242,9 @@ func (h *Hub) untrack(c *conn) {
 // every connection is closed with 1001 (net/http's Server.Shutdown does not
 // close hijacked connections, so the hub does), and the run loop stops once
 // they have all ended. If ctx ends first, the remaining connections are
-// dropped without a close handshake and ctx's error is returned.
+// dropped without a close handshake and ctx's error is returned. A cluster
+// node then hands its users to the leave grace in Redis and says goodbye to
+// the other nodes (unless ctx ended), so that their grace starts at once.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	if h.shuttingDown {
@@ -270,6 +277,10 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		}
 		<-ended
 	}
+	if h.cl != nil {
+		// The broker stops before run: its last results may still need it.
+		h.cl.close(ctx)
+	}
 	close(h.quit)
 	<-h.done
 	return err
@@ -288,3 +299,6 @@ func (w *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.conn = c
 	return c, rw, err
 }
+
+// NodeID is the hub's name in its cluster, empty on a single node.
+func (h *Hub) NodeID() string { return h.opts.NodeID }

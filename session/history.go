@@ -48,8 +48,12 @@ func (h *History) Trim(now time.Time) {
 		*e = Event{}
 		h.head++
 	}
-	// Compact once the dropped front is as large as what is kept, so the
-	// backing array stays within twice Size.
+	h.compact()
+}
+
+// compact moves the kept events to the front once the dropped front is as
+// large as what is kept, so the backing array stays within twice Size.
+func (h *History) compact() {
 	if h.head > 0 && h.head >= len(h.events)-h.head {
 		n := copy(h.events, h.events[h.head:])
 		clear(h.events[n:])
@@ -77,6 +81,20 @@ func (h *History) Since(offset int64) ([]Event, bool) {
 		}
 	}
 	return kept[lo:], true
+}
+
+// Forget drops the kept events up to offset through and makes a recovery
+// from below it incomplete: for a history that starts (again) at through,
+// such as a node's copy of a cluster session's history, which holds only
+// what reached the node.
+func (h *History) Forget(through int64) {
+	h.lost = max(h.lost, through)
+	for h.head < len(h.events) && h.events[h.head].Offset <= through {
+		h.bytes -= len(h.events[h.head].Data)
+		h.events[h.head] = Event{}
+		h.head++
+	}
+	h.compact()
 }
 
 // Len is the number of events kept, and Bytes their encoded size.

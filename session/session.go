@@ -117,6 +117,55 @@ func (s *Session) Join(info protocol.UserInfo, now time.Time) (p *Participant, i
 	return p, true
 }
 
+// Put adds p, a participant this session learnt of from elsewhere (another
+// node of a cluster), with no connection here, and returns it with added
+// true. When the user is already present it keeps its connections and
+// place, takes p's activity and cursor when p has any state (hasState),
+// and added is false.
+func (s *Session) Put(p Participant, hasState bool) (_ *Participant, added bool) {
+	if q := s.byID[p.UserID]; q != nil {
+		if hasState {
+			q.Active, q.Cursor, q.idled = p.Active, p.Cursor, false
+		}
+		return q, false
+	}
+	q := &p
+	q.Conns, q.LeaveAt, q.idled = 0, time.Time{}, false
+	if q.LastSeen.IsZero() {
+		q.LastSeen = q.JoinedAt
+	}
+	s.byID[q.UserID] = q
+	i, _ := slices.BinarySearchFunc(s.order, q, compare)
+	s.order = slices.Insert(s.order, i, q)
+	s.EmptySince = time.Time{}
+	return q, true
+}
+
+// Release removes one connection of userID without deciding whether the
+// user leaves: in a cluster, Redis decides that for every node.
+func (s *Session) Release(userID string) {
+	if p := s.byID[userID]; p != nil && p.Conns > 0 {
+		p.Conns--
+	}
+}
+
+// SetRemote records a participant's cursor or activity as its own node
+// reported it at now: it counts as the user's own message for idleness.
+func (s *Session) SetRemote(userID string, c *protocol.Cursor, active *bool, now time.Time) bool {
+	p := s.byID[userID]
+	if p == nil {
+		return false
+	}
+	if c != nil {
+		p.Cursor = c
+	}
+	if active != nil {
+		p.Active = *active
+	}
+	p.LastSeen, p.idled = now, false
+	return true
+}
+
 func compare(a, b *Participant) int {
 	if c := a.JoinedAt.Compare(b.JoinedAt); c != 0 {
 		return c
@@ -231,6 +280,9 @@ func (s *Session) touch(p *Participant, now time.Time) bool {
 func (s *Session) Idle(now time.Time, idleAfter time.Duration) []*Participant {
 	var idle []*Participant
 	for _, p := range s.order {
+		if p.Conns == 0 && p.LeaveAt.IsZero() {
+			continue // another node's (Put): that node decides
+		}
 		if p.Active && now.Sub(p.LastSeen) >= idleAfter {
 			p.Active = false
 			p.idled = true

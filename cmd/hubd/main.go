@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sessionhub/sessionhub/hub"
 )
 
@@ -50,7 +52,7 @@ type config struct {
 	jwtSecretFile   string
 	apiKey          string
 	redisURL        string
-	nodeHeartbeat   time.Duration
+	redisOpts       *redis.Options // parsed from redisURL
 	shutdownTimeout time.Duration
 	logLevel        string
 	logFormat       string
@@ -72,7 +74,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	fs.DurationVar(&c.hub.HandshakeTimeout, "handshake-timeout", hub.DefaultHandshake, "how long a connection may stay without joining a session")
 	fs.StringVar(&c.apiKey, "api-key", "", "bearer key of the server API (empty: API off)")
 	fs.StringVar(&c.redisURL, "redis-url", "", "Redis URL for a cluster (empty: single node, all state in memory)")
-	fs.DurationVar(&c.nodeHeartbeat, "node-heartbeat", 5*time.Second, "cluster presence heartbeat")
+	fs.DurationVar(&c.hub.NodeHeartbeat, "node-heartbeat", hub.DefaultNodeHeartbeat, "how often a cluster node proves it is alive (found dead within 3)")
+	fs.StringVar(&c.hub.NodeID, "node-id", "", "this node's name in the cluster, unique there (empty: host name and 8 random hex digits)")
 	fs.Int64Var(&c.hub.MaxMessageBytes, "max-message-bytes", hub.DefaultMaxMessageBytes, "largest frame a client may send")
 	fs.Float64Var(&c.hub.CursorRate, "cursor-rate", hub.DefaultCursorRate, "cursor updates per second per connection (more are coalesced)")
 	fs.Float64Var(&c.hub.MessageRate, "message-rate", hub.DefaultMessageRate, "other messages per second per connection")
@@ -181,10 +184,18 @@ func (c *config) validate() error {
 		o.JWTSecret = []byte(c.jwtSecret)
 	}
 	o.APIKey = c.apiKey
-	// Clustering has an issue of its own and is not in this build yet:
-	// refuse rather than run without what the operator asked for.
 	if c.redisURL != "" {
-		return errors.New("--redis-url is not supported by this build yet")
+		ro, err := redis.ParseURL(c.redisURL)
+		if err != nil {
+			return fmt.Errorf("--redis-url: %w", err)
+		}
+		c.redisOpts = ro
+	}
+	if c.hub.NodeHeartbeat <= 0 {
+		return errors.New("--node-heartbeat must be positive")
+	}
+	if len(c.hub.NodeID) > 128 || strings.ContainsRune(c.hub.NodeID, 0) {
+		return errors.New("--node-id must be at most 128 bytes, with no NUL")
 	}
 	return nil
 }
@@ -221,6 +232,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	store := "memory"
+	if c.redisOpts != nil {
+		// Appends are not idempotent: a retried one could be stored twice.
+		c.redisOpts.MaxRetries = -1
+		c.redisOpts.ContextTimeoutEnabled = true
+		rdb := redis.NewClient(c.redisOpts)
+		defer rdb.Close()
+		c.hub.Redis = rdb
+		store = "redis"
+	}
 	h := hub.New(&c.hub)
 	srv := &http.Server{
 		Handler:           h.Handler(),
@@ -234,7 +255,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if c.hub.JWTSecret != nil {
 		mode = "token"
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "mode", mode, "api", c.hub.APIKey != "", "store", "memory")
+	log.Info("listening", "addr", ln.Addr().String(), "mode", mode, "api", c.hub.APIKey != "", "store", store, "node", h.NodeID())
 	if ready != nil {
 		ready <- ln.Addr()
 	}

@@ -42,7 +42,6 @@ func TestParseDefaults(t *testing.T) {
 	}
 	want := config{
 		addr:            ":8080",
-		nodeHeartbeat:   5 * time.Second,
 		shutdownTimeout: 10 * time.Second,
 		logLevel:        "info",
 		logFormat:       "text",
@@ -61,6 +60,7 @@ func TestParseDefaults(t *testing.T) {
 			HistoryTTL:       10 * time.Minute,
 			MaxParticipants:  1000,
 			HandshakeTimeout: 30 * time.Second,
+			NodeHeartbeat:    5 * time.Second,
 		},
 	}
 	if !reflect.DeepEqual(*c, want) {
@@ -75,6 +75,15 @@ func TestParse(t *testing.T) {
 		env   []string
 		check func(*config) bool
 	}{
+		{"redis url and cluster flags", []string{"--redis-url", "redis://:pw@127.0.0.1:6390/2", "--node-heartbeat", "2s", "--node-id", "n1"}, nil,
+			func(c *config) bool {
+				return c.redisOpts.Addr == "127.0.0.1:6390" && c.redisOpts.Password == "pw" && c.redisOpts.DB == 2 &&
+					c.hub.NodeHeartbeat == 2*time.Second && c.hub.NodeID == "n1"
+			}},
+		{"redis url from env", nil, []string{"HUB_REDIS_URL", "rediss://r.example:6380", "HUB_NODE_ID", "n2"},
+			func(c *config) bool {
+				return c.redisOpts.Addr == "r.example:6380" && c.redisOpts.TLSConfig != nil && c.hub.NodeID == "n2"
+			}},
 		{"env sets send queue", nil, []string{"HUB_SEND_QUEUE", "7"},
 			func(c *config) bool { return c.hub.SendQueue == 7 }},
 		{"flag wins over env", []string{"--send-queue", "9"}, []string{"HUB_SEND_QUEUE", "7"},
@@ -155,9 +164,12 @@ func TestParseErrors(t *testing.T) {
 		{"jwt secret file missing", []string{"--jwt-secret-file", "/nonexistent/secret"}, nil},
 		{"negative max connections", []string{"--max-connections", "-1"}, nil},
 		{"zero handshake timeout", []string{"--handshake-timeout", "0s"}, nil},
-		{"redis refused", []string{"--redis-url", "redis://localhost:6379"}, nil},
+		{"redis url not a url", []string{"--redis-url", "localhost:6379"}, nil},
+		{"redis url bad scheme", []string{"--redis-url", "http://localhost:6379"}, nil},
+		{"zero node heartbeat", []string{"--node-heartbeat", "0s"}, nil},
+		{"node id too long", []string{"--node-id", strings.Repeat("n", 129)}, nil},
 		{"jwt secret from env too short", nil, []string{"HUB_JWT_SECRET", "s3cret"}},
-		{"redis from env refused", nil, []string{"HUB_REDIS_URL", "redis://localhost:6379"}},
+		{"redis url from env bad db", nil, []string{"HUB_REDIS_URL", "redis://localhost:6379/x"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

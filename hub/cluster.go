@@ -1,0 +1,1187 @@
+package hub
+
+// This file is the broker seam of a cluster (Options.Redis set): the hub's
+// side of sharing sessions with the other nodes through Redis.
+//
+// The run loop (hub.go) stays the only owner of the node's state. It never
+// talks to Redis: it hands the broker closures over a bounded channel
+// (broker.enqueue, never blocking), and the broker's goroutine (serve) runs
+// them in order, talks to Redis, and hands the results back to the loop as
+// closures on Hub.clIn. Messages other nodes published on a session's bus
+// channel reach the loop directly from the cluster.Bus, which never blocks
+// either. What Redis decides, in Lua, for every node at once: whether a
+// join is a user's first connection anywhere (the two-tabs rule), when a
+// user's leave grace ends, a session's epoch and broadcast offsets.
+//
+// What crosses the bus, encoded once by the node that made it (see
+// busFrame):
+//
+//	'c' cursor-moved, 'a' user-activity-changed: the event's envelope, which
+//	    every node hands to its members as it is;
+//	'j' user-joined, 'l' user-left: the participant as Redis stores it;
+//	'r' removed by the server API: the nodes holding the user close its
+//	    connections with 4003;
+//	'b' broadcast: published by Redis itself in the script that gives it
+//	    its offset (cluster.Log.AppendPublish), so every node, the sender's
+//	    included, gets a session's broadcasts in offset order.
+//
+// Every heartbeat the broker repairs what pub/sub may have lost: it
+// republishes the connections the node holds, re-reads the participants,
+// epoch and offset of each session the node serves, and the loop announces
+// the differences; a gap in a session's offsets is filled from its log.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sessionhub/sessionhub/cluster"
+	"github.com/sessionhub/sessionhub/protocol"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+const (
+	// clusterMisses is the number of heartbeats a node's key outlives its
+	// last beat: a node that stops is found dead within clusterMisses+1
+	// heartbeats, the contract's 3.
+	clusterMisses = 2
+	// brokerQueue bounds the operations waiting for the broker. When Redis
+	// is slow enough to fill it, operations are dropped (counted) and the
+	// next heartbeat's repair makes up for them.
+	brokerQueue = 8192
+	// fillHold bounds the broadcasts a session holds back while a gap in
+	// its offsets is being filled from the log.
+	fillHold = 1024
+)
+
+// Kinds of bus messages.
+const (
+	kindCursor    = 'c'
+	kindActivity  = 'a'
+	kindJoined    = 'j'
+	kindLeft      = 'l'
+	kindRemoved   = 'r'
+	kindBroadcast = 'b'
+)
+
+// errRedisDown is the result of an operation the broker did not try
+// because Redis is known to be unreachable.
+var errRedisDown = errors.New("hub: redis is unreachable")
+
+// broker is the goroutine between the run loop and Redis.
+type broker struct {
+	h      *Hub
+	node   string
+	beat   time.Duration
+	keyTTL time.Duration // of a session's log: its TTL plus the history's
+	grace  time.Duration
+	log    *slog.Logger
+
+	clog  *cluster.Log
+	bus   *cluster.Bus
+	nodes *cluster.Nodes
+	pres  *cluster.Presence
+
+	ops  chan func() // from run, in order
+	quit chan struct{}
+	done chan struct{}
+
+	// Owned by serve.
+	up       bool            // the last heartbeat reached Redis
+	sessions map[string]bool // the sessions the node serves, for Expire
+}
+
+func newBroker(h *Hub) *broker {
+	o := h.opts
+	b := &broker{
+		h:        h,
+		node:     o.NodeID,
+		beat:     o.NodeHeartbeat,
+		keyTTL:   o.SessionTTL + o.HistoryTTL,
+		grace:    max(o.LeaveGrace, 0),
+		log:      h.log.With("node", o.NodeID),
+		ops:      make(chan func(), brokerQueue),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+		sessions: make(map[string]bool),
+	}
+	b.clog = cluster.NewLog(o.Redis, &cluster.LogOptions{Size: o.HistorySize, TTL: o.HistoryTTL})
+	b.bus = cluster.NewBus(o.Redis, &cluster.BusOptions{NodeID: o.NodeID, Logger: h.log})
+	b.pres = cluster.NewPresence(o.Redis, nil)
+	b.nodes = cluster.NewNodes(o.Redis, &cluster.NodesOptions{
+		NodeID: o.NodeID, Heartbeat: o.NodeHeartbeat, Misses: clusterMisses, Logger: h.log})
+	return b
+}
+
+// timeout bounds one Redis operation.
+func (b *broker) timeout() time.Duration {
+	return min(max(b.beat, 250*time.Millisecond), 2*time.Second)
+}
+
+// enqueue hands f to the broker without blocking; run calls it. It
+// reports false, counting the drop, when the queue is full.
+func (b *broker) enqueue(f func()) bool {
+	select {
+	case b.ops <- f:
+		return true
+	default:
+		b.h.metrics.clusterDropped.WithLabelValues("broker_queue_full").Inc()
+		return false
+	}
+}
+
+// toLoop runs f on the run loop; serve waits for the loop, never the other
+// way round. It gives up when the broker is stopping.
+func (b *broker) toLoop(f func()) {
+	select {
+	case b.h.clIn <- f:
+	case <-b.quit:
+	}
+}
+
+// serve is the broker's goroutine.
+func (b *broker) serve() {
+	defer close(b.done)
+	beat := time.NewTicker(b.beat)
+	defer beat.Stop()
+	sweep := time.NewTicker(b.h.sweepEvery())
+	defer sweep.Stop()
+	for {
+		select {
+		case f := <-b.ops:
+			f()
+		case up := <-b.nodes.Health():
+			b.health(up)
+		case id := <-b.nodes.Dead():
+			b.dropNode(id)
+		case <-beat.C:
+			b.repairRequest()
+		case <-sweep.C:
+			b.expire()
+		case <-b.quit:
+			return
+		}
+	}
+}
+
+func (b *broker) health(up bool) {
+	if up == b.up {
+		return
+	}
+	b.up = up
+	if up {
+		b.log.Info("redis reachable: republishing presence")
+	} else {
+		b.log.Warn("redis unreachable: serving local members only")
+	}
+	b.toLoop(func() { b.h.clUp = up })
+	if up {
+		b.settle()
+	}
+	if up {
+		b.repairRequest()
+	}
+}
+
+// settle tells the loop that Redis may have lost the presence of every
+// node: for the next 3 heartbeats, in which the others republish theirs,
+// a snapshot adds the users it has but removes none.
+func (b *broker) settle() {
+	until := time.Now().Add((clusterMisses + 1) * b.beat)
+	b.toLoop(func() { b.h.clSettle = until })
+}
+
+// ctx returns a context for one Redis operation.
+func (b *broker) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), b.timeout())
+}
+
+func (b *broker) failed(op string, err error) {
+	if errors.Is(err, errRedisDown) {
+		return
+	}
+	b.h.metrics.clusterErrors.WithLabelValues(op).Inc()
+	b.log.Debug("redis operation failed", "op", op, "err", err)
+}
+
+// publish queues a bus message of kind about userID in session; run
+// calls it, for cursors and activity, and for joins and leaves it decided
+// alone (Redis unreachable).
+func (b *broker) publish(session string, kind byte, userID string, body []byte) {
+	if !b.bus.Publish(session, busFrame(kind, userID, body)) {
+		b.h.metrics.clusterDropped.WithLabelValues("bus_queue_full").Inc()
+	}
+}
+
+// publishNow sends a bus message at once, for a join or leave Redis
+// decided: it reaches Redis before anything the broker sends next (a
+// broadcast of the user who joined, say), so every node sees the two in
+// that order.
+func (b *broker) publishNow(ctx context.Context, session string, kind byte, userID string, body []byte) {
+	if err := b.bus.PublishNow(ctx, session, busFrame(kind, userID, body)); err != nil {
+		b.failed("publish", err)
+	}
+}
+
+// busFrame is a bus message: its kind, the userId it is about (one byte
+// of length, then the bytes; a userId is at most protocol.MaxUserIDBytes),
+// then body.
+func busFrame(kind byte, userID string, body []byte) []byte {
+	f := make([]byte, 0, 2+len(userID)+len(body))
+	f = append(f, kind, byte(len(userID)))
+	f = append(f, userID...)
+	return append(f, body...)
+}
+
+// parseFrame splits a bus message; ok is false when it is malformed.
+func parseFrame(data []byte) (kind byte, userID string, body []byte, ok bool) {
+	if len(data) < 2 || len(data) < 2+int(data[1]) {
+		return 0, "", nil, false
+	}
+	n := int(data[1])
+	return data[0], string(data[2 : 2+n]), data[2+n:], true
+}
+
+// memberState is a participant's live state as Redis keeps it, for the
+// session-joined of a node that had not seen the user move.
+type memberState struct {
+	IsActive bool             `json:"isActive"`
+	Cursor   *protocol.Cursor `json:"cursor"`
+}
+
+// encodeMember is a participant as Redis stores it and 'j'/'l' carry it.
+func encodeMember(p *session.Participant) []byte {
+	b, _ := json.Marshal(p.Wire()) // a Participant always encodes
+	return b
+}
+
+// decodeMember is the inverse of encodeMember.
+func decodeMember(b []byte) (session.Participant, error) {
+	var w protocol.Participant
+	if err := json.Unmarshal(b, &w); err != nil || w.UserID == "" {
+		return session.Participant{}, errors.New("hub: malformed cluster member")
+	}
+	return session.Participant{
+		UserID: w.UserID, Name: w.Name, Role: w.Role, Color: w.Color,
+		JoinedAt: w.JoinedAt, Active: w.IsActive, Cursor: w.Cursor,
+	}, nil
+}
+
+// snapshot is a session as Redis holds it.
+type snapshot struct {
+	epoch   string
+	offset  int64
+	members []cluster.MemberState
+	state   map[string][]byte
+}
+
+// load reads a session's epoch and offset (raising it to floor), its
+// participants and their live state.
+func (b *broker) load(ctx context.Context, id string, floor int64) (*snapshot, error) {
+	var s snapshot
+	var err error
+	if s.epoch, s.offset, err = b.clog.Sync(ctx, id, floor, b.keyTTL); err != nil {
+		return nil, err
+	}
+	if s.members, err = b.pres.Members(ctx, id); err != nil {
+		return nil, err
+	}
+	if s.state, err = b.pres.State(ctx, id); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// joinResult is what Redis said about a join.
+type joinResult struct {
+	stored   []byte // the member Redis holds
+	first    bool   // the user's first connection anywhere
+	snap     *snapshot
+	replay   []cluster.Event
+	complete bool // replay holds every event after the recover offset
+	err      error
+}
+
+// pendingJoin is a join waiting for Redis.
+type pendingJoin struct {
+	room     *room
+	ref      string
+	info     protocol.UserInfo
+	presence protocol.Presence
+	rec      *protocol.Recover
+	at       time.Time
+}
+
+// roomCluster is a room's cluster state. Owned by run.
+type roomCluster struct {
+	subscribed bool
+	synced     bool           // epoch, offset and list loaded since subscribing
+	pending    map[string]int // joins waiting for Redis, by user
+	// seen is when the latest join or leave of a user reached this node:
+	// a snapshot read before it is older news.
+	seen map[string]time.Time
+	// dirty marks local users whose cursor or activity Redis has not got.
+	dirty map[string]bool
+	// filling is set while a gap in the offsets is being filled; held
+	// keeps the broadcasts that arrived meanwhile.
+	filling bool
+	held    []heldBroadcast
+}
+
+type heldBroadcast struct {
+	off  int64
+	to   string
+	skip string
+	data []byte
+}
+
+func newRoomCluster() *roomCluster {
+	return &roomCluster{pending: map[string]int{}, seen: map[string]time.Time{}, dirty: map[string]bool{}}
+}
+
+// Loop side: everything below named (h *Hub) runs on the run loop.
+
+// clusterJoin is join's second half in a cluster: the room exists (r),
+// the connection left its former one. It records the connection in Redis
+// and finishes the join when Redis answered (joined); while Redis is
+// unreachable the node decides alone.
+func (h *Hub) clusterJoin(c *conn, ref string, j *protocol.JoinSession, info protocol.UserInfo, r *room, now time.Time) {
+	h.clSubscribe(r)
+	if !h.clUp {
+		h.joinLocal(c, ref, j, info, r, now, true)
+		return
+	}
+	pj := &pendingJoin{room: r, ref: ref, info: info, presence: j.Presence, rec: j.Recover, at: now}
+	c.joining = pj
+	r.cl.pending[info.UserID]++
+	member := encodeMember(&session.Participant{
+		UserID: info.UserID, Name: info.Name, Role: info.Role, Color: info.Color,
+		JoinedAt: now.Truncate(time.Millisecond), Active: true,
+	})
+	needSnap, floor, b := !r.cl.synced, r.s.Offset, h.cl
+	id, uid, rec := r.s.ID, info.UserID, j.Recover
+	ok := b.enqueue(func() {
+		res := &joinResult{err: errRedisDown}
+		if b.up {
+			ctx, cancel := b.ctx()
+			defer cancel()
+			res.err = nil
+			res.stored, res.first, res.err = b.pres.Attach(ctx, id, uid, b.node, member, now)
+			if res.err == nil && needSnap {
+				res.snap, res.err = b.load(ctx, id, floor)
+			}
+			if res.err == nil && rec != nil {
+				res.replay, res.complete, res.err = b.clog.Since(ctx, id, rec.Epoch, rec.Offset)
+			}
+			if res.err == nil && res.first {
+				b.publishNow(ctx, id, kindJoined, uid, res.stored)
+			}
+			if res.err != nil {
+				b.failed("join", res.err)
+			}
+		}
+		b.toLoop(func() { h.joined(c, pj, res) })
+	})
+	if !ok {
+		c.joining = nil
+		r.cl.pending[uid]--
+		h.joinLocal(c, ref, j, info, r, now, true)
+	}
+}
+
+// joined finishes a cluster join with what Redis said.
+func (h *Hub) joined(c *conn, pj *pendingJoin, res *joinResult) {
+	r, uid, now := pj.room, pj.info.UserID, time.Now()
+	if res.snap != nil {
+		h.applySnapshot(r, res.snap, pj.at)
+	}
+	if r.cl.pending[uid]--; r.cl.pending[uid] <= 0 {
+		delete(r.cl.pending, uid)
+	}
+	c.joining = nil
+	if c.gone {
+		// It ended while Redis answered: take back what Redis recorded.
+		if res.err == nil {
+			h.clDetach(r.s.ID, uid, c.departGrace)
+		}
+		h.clRelease(r)
+		return
+	}
+	j := &protocol.JoinSession{SessionID: r.s.ID, UserInfo: pj.info, Presence: pj.presence, Recover: pj.rec}
+	if res.err != nil {
+		h.joinLocal(c, pj.ref, j, pj.info, r, now, true)
+	} else {
+		isNew := res.first
+		if r.s.Get(uid) == nil {
+			isNew = true // new to this node's list, whatever Redis said
+			if m, err := decodeMember(res.stored); err == nil {
+				r.s.Put(m, false)
+			}
+		}
+		r.cl.seen[uid] = now
+		r.s.Join(pj.info, now) // one more connection of the participant Redis holds
+		h.attachConn(c, pj.ref, j, pj.info, r, now, isNew, false, &clusterReplay{res.replay, res.complete})
+	}
+	// What the client sent meanwhile, in order.
+	held := c.held
+	c.held = nil
+	for _, in := range held {
+		h.handle(in)
+	}
+}
+
+// clSubscribe makes the node receive r's bus messages.
+func (h *Hub) clSubscribe(r *room) {
+	if r.cl.subscribed {
+		return
+	}
+	r.cl.subscribed = true
+	id, b := r.s.ID, h.cl
+	b.bus.Subscribe(id)
+	b.enqueue(func() { b.sessions[id] = true })
+}
+
+// clRelease drops r from the node once it has no connection, no join in
+// flight and no participant whose leave grace the node runs itself: the
+// session lives on in Redis.
+func (h *Hub) clRelease(r *room) {
+	if len(r.conns) > 0 || len(r.cl.pending) > 0 {
+		return
+	}
+	for _, p := range r.s.Participants() {
+		if p.Conns > 0 || !p.LeaveAt.IsZero() {
+			return
+		}
+	}
+	id, b := r.s.ID, h.cl
+	delete(h.rooms, id)
+	b.bus.Unsubscribe(id)
+	b.enqueue(func() { delete(b.sessions, id) })
+}
+
+// clDetach tells Redis that a connection of userID left session id; when it
+// was the user's last anywhere, the user leaves after grace.
+func (h *Hub) clDetach(id, userID string, grace time.Duration) {
+	b, now := h.cl, time.Now()
+	b.enqueue(func() {
+		if !b.up {
+			return // the repair after the outage sets the node's counts
+		}
+		ctx, cancel := b.ctx()
+		defer cancel()
+		left, err := b.pres.Detach(ctx, id, userID, b.node, grace, now)
+		if err != nil {
+			b.failed("detach", err)
+			return
+		}
+		if left {
+			b.left(ctx, id, userID, nil)
+		}
+	})
+}
+
+// left announces, from the broker, that Redis took userID out of session
+// id: on the bus for the other nodes, and to the loop for this one.
+func (b *broker) left(ctx context.Context, id, userID string, member []byte) {
+	b.publishNow(ctx, id, kindLeft, userID, member)
+	b.toLoop(func() { b.h.remoteLeft(id, userID) })
+}
+
+// remoteLeft takes userID out of this node's list of session id, unless it
+// holds a connection of the user here (then Redis will get it back with
+// the next repair).
+func (h *Hub) remoteLeft(id, userID string) {
+	r := h.rooms[id]
+	if r == nil {
+		return
+	}
+	now := time.Now()
+	r.cl.seen[userID] = now
+	p := r.s.Get(userID)
+	if p == nil || p.Conns > 0 || r.cl.pending[userID] > 0 {
+		return
+	}
+	r.s.Remove(userID, now)
+	h.announceLeft(r, p, false)
+	h.clRelease(r)
+}
+
+// remoteJoined adds p to this node's list of r and tells its members.
+func (h *Hub) remoteJoined(r *room, p session.Participant, now time.Time) {
+	r.cl.seen[p.UserID] = now
+	q, added := r.s.Put(p, false)
+	if added {
+		h.announceJoined(r, q, false)
+	}
+}
+
+// syncEpoch takes the session's epoch and offset from Redis.
+func (h *Hub) syncEpoch(r *room, epoch string, offset int64) {
+	if epoch != r.s.Epoch {
+		// A new life of the session's history (or the first sync): the
+		// node's own history cannot serve recoveries in it. Offsets do
+		// not go back for live clients: Redis raised the offset to ours.
+		r.s.Epoch = epoch
+		r.s.Offset = max(r.s.Offset, offset)
+		r.s.History.Forget(r.s.Offset)
+	} else if offset > r.s.Offset {
+		h.fillGap(r)
+	}
+	r.cl.synced = true
+}
+
+// applySnapshot brings r in line with what Redis held when the loop asked
+// at asked: epoch, offset and participants. A join or leave that reached
+// the node after asked is newer than the snapshot and stands.
+func (h *Hub) applySnapshot(r *room, s *snapshot, asked time.Time) {
+	now := time.Now()
+	h.syncEpoch(r, s.epoch, s.offset)
+	in := make(map[string]bool, len(s.members))
+	for _, m := range s.members {
+		in[m.UserID] = true
+		if r.cl.seen[m.UserID].After(asked) || r.cl.pending[m.UserID] > 0 {
+			continue // newer news, or a join of this node that says it itself
+		}
+		p, err := decodeMember(m.Member)
+		if err != nil {
+			continue
+		}
+		p.JoinedAt = m.JoinedAt
+		var st memberState
+		hasState := json.Unmarshal(s.state[m.UserID], &st) == nil
+		if hasState {
+			p.Active, p.Cursor = st.IsActive, st.Cursor
+		}
+		if q := r.s.Get(m.UserID); q != nil && q.Conns > 0 {
+			continue // its state here is the latest
+		}
+		q, added := r.s.Put(p, hasState)
+		if added {
+			h.announceJoined(r, q, false)
+		}
+	}
+	if now.Before(h.clSettle) {
+		// Redis is back (or the node new) and the other nodes may not
+		// have republished yet: what Redis lacks proves nothing.
+		return
+	}
+	for _, p := range append([]*session.Participant(nil), r.s.Participants()...) {
+		if in[p.UserID] || p.Conns > 0 || !p.LeaveAt.IsZero() || r.cl.pending[p.UserID] > 0 || r.cl.seen[p.UserID].After(asked) {
+			continue
+		}
+		r.s.Remove(p.UserID, now)
+		h.announceLeft(r, p, false)
+	}
+}
+
+// clPublishEvent sends an encoded cursor-moved or user-activity-changed of
+// userID in r to the other nodes.
+func (h *Hub) clPublishEvent(r *room, kind byte, userID string, data []byte) {
+	if r.cl == nil {
+		return
+	}
+	h.cl.publish(r.s.ID, kind, userID, data)
+	if p := r.s.Get(userID); p != nil && p.Conns > 0 {
+		r.cl.dirty[userID] = true
+	}
+}
+
+// fromBus handles a message another node (or, for broadcasts, Redis)
+// published on a session this node serves.
+func (h *Hub) fromBus(m cluster.Message) {
+	r := h.rooms[m.Session]
+	if r == nil || r.cl == nil {
+		return
+	}
+	if len(m.Data) > 0 && m.Data[0] == kindBroadcast {
+		h.remoteBroadcast(r, m.Data)
+		return
+	}
+	kind, uid, body, ok := parseFrame(m.Data)
+	if !ok {
+		h.metrics.clusterDropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	now := time.Now()
+	switch kind {
+	case kindCursor:
+		var ev struct{ Data protocol.CursorMoved }
+		if json.Unmarshal(body, &ev) != nil || !r.s.SetRemote(uid, &ev.Data.Cursor, nil, now) {
+			return
+		}
+		h.fanoutBytes(r, protocol.TypeCursorMoved, body, uid)
+	case kindActivity:
+		var ev struct{ Data protocol.UserActivityChanged }
+		if json.Unmarshal(body, &ev) != nil {
+			return
+		}
+		p := r.s.Get(uid)
+		if p == nil {
+			return
+		}
+		changed := p.Active != ev.Data.IsActive
+		r.s.SetRemote(uid, nil, &ev.Data.IsActive, now)
+		if changed {
+			h.fanoutBytes(r, protocol.TypeUserActivityChanged, body, uid)
+		}
+	case kindJoined:
+		if p, err := decodeMember(body); err == nil && p.UserID == uid {
+			h.remoteJoined(r, p, now)
+		}
+	case kindLeft:
+		h.remoteLeft(r.s.ID, uid)
+	case kindRemoved:
+		h.removeLocal(r, uid, now)
+	}
+}
+
+// fanoutBytes delivers an event encoded elsewhere to every connection of r
+// but those of skipUser.
+func (h *Hub) fanoutBytes(r *room, typ string, b []byte, skipUser string) {
+	n := 0
+	for _, c := range r.conns {
+		if c.userID == skipUser || c.gone {
+			continue
+		}
+		h.deliver(c, b)
+		n++
+	}
+	h.metrics.out(typ, n)
+}
+
+// Broadcasts.
+
+// broadcastParts encodes a broadcast around its offset: its bytes are
+// head, the offset, tail.
+func broadcastParts(ev protocol.BroadcastEvent) (head, tail []byte, err error) {
+	const mark = 9007199254740991 // no real offset; the largest exact float
+	ev.Offset = mark
+	b, err := protocol.Encode(protocol.TypeBroadcast, "", ev)
+	if err != nil {
+		return nil, nil, err
+	}
+	m := strconv.AppendInt([]byte(`"offset":`), mark, 10)
+	i := lastIndex(b, m)
+	if i < 0 {
+		return nil, nil, errors.New("hub: broadcast encoding has no offset")
+	}
+	i += len(m) - len(strconv.FormatInt(mark, 10))
+	return b[:i], b[i+len(strconv.FormatInt(mark, 10)):], nil
+}
+
+func lastIndex(b, sep []byte) int {
+	for i := len(b) - len(sep); i >= 0; i-- {
+		if string(b[i:i+len(sep)]) == string(sep) {
+			return i
+		}
+	}
+	return -1
+}
+
+// skipID names a connection across the cluster: its node and its id.
+func (h *Hub) skipID(c *conn) string {
+	if c == nil {
+		return ""
+	}
+	return h.opts.NodeID + "/" + strconv.FormatUint(c.id, 10)
+}
+
+// clPublish appends a broadcast to the session's log in Redis, which
+// publishes it to every node (this one included) with its offset; done
+// gets the offset, or the error. While Redis is unreachable, or when it
+// fails, the node publishes on its own (publishLocal), with offsets of its
+// own that it makes Redis skip when it is back.
+func (h *Hub) clPublish(r *room, from string, skip *conn, b *protocol.Broadcast, now time.Time, done func(int64, error)) {
+	if !h.clUp || !r.cl.synced {
+		done(h.publishLocal(r, from, skip, b, now))
+		return
+	}
+	ev := protocol.BroadcastEvent{Event: b.Event, From: from, Payload: b.Payload, Ts: now.UnixMilli()}
+	head, tail, err := broadcastParts(ev)
+	if err != nil {
+		done(0, err)
+		return
+	}
+	br, id, epoch, to, floor := h.cl, r.s.ID, r.s.Epoch, b.To, r.s.Offset
+	pub := br.published(id, to, h.skipID(skip), head, tail)
+	ok := br.enqueue(func() {
+		var off int64
+		err := errRedisDown
+		var newEpoch string
+		var newOff int64
+		if br.up {
+			ctx, cancel := br.ctx()
+			defer cancel()
+			off, _, err = br.clog.AppendPublish(ctx, id, epoch, to, pub, br.keyTTL)
+			if errors.Is(err, cluster.ErrEpochChanged) {
+				// Redis lost the session's history: a new epoch, whose
+				// offsets go on from the node's.
+				if newEpoch, newOff, err = br.clog.Sync(ctx, id, floor, br.keyTTL); err == nil {
+					off, _, err = br.clog.AppendPublish(ctx, id, newEpoch, to, pub, br.keyTTL)
+				}
+			}
+			if err != nil {
+				br.failed("broadcast", err)
+			}
+		}
+		br.toLoop(func() {
+			if newEpoch != "" && h.rooms[id] == r {
+				h.syncEpoch(r, newEpoch, newOff)
+			}
+			if err != nil {
+				done(h.publishLocal(r, from, skip, b, now))
+				return
+			}
+			done(off, nil)
+		})
+	})
+	if !ok {
+		done(h.publishLocal(r, from, skip, b, now))
+	}
+}
+
+// published is what AppendPublish needs for a broadcast to of session id
+// whose bytes are head, offset, tail: the bus message 'b', the offset, ':',
+// then to and skip (each after a byte of length), then the event.
+func (b *broker) published(id, to, skip string, head, tail []byte) cluster.Published {
+	mid := make([]byte, 0, 3+len(to)+len(skip))
+	mid = append(mid, ':', byte(len(to)))
+	mid = append(mid, to...)
+	mid = append(mid, byte(len(skip)))
+	mid = append(mid, skip...)
+	return cluster.Published{
+		Head: head, Tail: tail, Channel: b.bus.Channel(id),
+		PubHead: append(append([]byte(nil), cluster.NoOrigin...), kindBroadcast), PubMid: mid,
+	}
+}
+
+// Server API (called on the API's goroutines, never on run or serve; the
+// cluster types are safe for concurrent use).
+
+// participants lists session id cluster-wide, from Redis.
+func (b *broker) participants(ctx context.Context, id string) ([]protocol.Participant, error) {
+	members, err := b.pres.Members(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	state, err := b.pres.State(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	list := make([]protocol.Participant, 0, len(members))
+	for _, m := range members {
+		p, err := decodeMember(m.Member)
+		if err != nil {
+			continue
+		}
+		p.JoinedAt = m.JoinedAt
+		var st memberState
+		if json.Unmarshal(state[m.UserID], &st) == nil {
+			p.Active, p.Cursor = st.IsActive, st.Cursor
+		}
+		list = append(list, p.Wire())
+	}
+	return list, nil
+}
+
+// broadcast publishes a server broadcast to session id through Redis and
+// returns its offset; found is false when the session has no participant
+// anywhere.
+func (b *broker) broadcast(ctx context.Context, id string, bc *protocol.Broadcast, now time.Time) (off int64, found bool, err error) {
+	members, err := b.pres.Members(ctx, id)
+	if err != nil || len(members) == 0 {
+		return 0, false, err
+	}
+	head, tail, err := broadcastParts(protocol.BroadcastEvent{
+		Event: bc.Event, From: protocol.FromServer, Payload: bc.Payload, Ts: now.UnixMilli()})
+	if err != nil {
+		return 0, true, err
+	}
+	pub := b.published(id, bc.To, "", head, tail)
+	for range 2 { // a second time when the epoch changed under us
+		var epoch string
+		if epoch, _, err = b.clog.Sync(ctx, id, 0, b.keyTTL); err != nil {
+			return 0, true, err
+		}
+		if off, _, err = b.clog.AppendPublish(ctx, id, epoch, bc.To, pub, b.keyTTL); !errors.Is(err, cluster.ErrEpochChanged) {
+			break
+		}
+	}
+	return off, true, err
+}
+
+// remove takes userID out of session id cluster-wide and tells every node
+// to close its connections with 4003.
+func (b *broker) remove(ctx context.Context, id, userID string) (bool, error) {
+	found, err := b.pres.Remove(ctx, id, userID)
+	if err != nil {
+		return false, err
+	}
+	b.publishNow(ctx, id, kindRemoved, userID, nil)
+	return found, nil
+}
+
+// remoteBroadcast delivers a broadcast that Redis published: in offset
+// order, each once, filling a gap from the log first.
+func (h *Hub) remoteBroadcast(r *room, data []byte) {
+	// 'b' offset ':' len(to) to len(skip) skip event
+	i := 1
+	for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+		i++
+	}
+	off, err := strconv.ParseInt(string(data[1:i]), 10, 64)
+	if err != nil || i+2 > len(data) || data[i] != ':' {
+		h.metrics.clusterDropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	i++
+	n := int(data[i])
+	if i+1+n+1 > len(data) {
+		h.metrics.clusterDropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	to := string(data[i+1 : i+1+n])
+	i += 1 + n
+	n = int(data[i])
+	if i+1+n > len(data) {
+		h.metrics.clusterDropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	skip := string(data[i+1 : i+1+n])
+	ev := heldBroadcast{off: off, to: to, skip: skip, data: data[i+1+n:]}
+	if !r.cl.synced {
+		// The join that loads the session's offset is on its way; until
+		// then there is nobody here to miss anything.
+		h.deliverBroadcast(r, ev, time.Now())
+		return
+	}
+	if r.cl.filling {
+		if len(r.cl.held) < fillHold {
+			r.cl.held = append(r.cl.held, ev)
+		}
+		return
+	}
+	if off > r.s.Offset+1 {
+		r.cl.held = append(r.cl.held, ev)
+		h.fillGap(r)
+		return
+	}
+	h.deliverBroadcast(r, ev, time.Now())
+}
+
+// deliverBroadcast keeps a broadcast in r's history and delivers it to the
+// local connections it is addressed to, but the one that sent it. One at
+// or below r's offset was delivered already.
+func (h *Hub) deliverBroadcast(r *room, ev heldBroadcast, now time.Time) {
+	if ev.off <= r.s.Offset {
+		return
+	}
+	r.s.Offset = ev.off
+	r.s.History.Append(session.Event{Offset: ev.off, At: now, To: ev.to, Data: ev.data}, now)
+	skip := uint64(0) // conn ids start at 1
+	if id, ok := strings.CutPrefix(ev.skip, h.opts.NodeID+"/"); ok {
+		skip, _ = strconv.ParseUint(id, 10, 64)
+	}
+	n := 0
+	for _, rc := range r.conns {
+		if rc.gone || rc.id == skip || !addressed(r.s.Get(rc.userID), ev.to) {
+			continue
+		}
+		h.deliver(rc, ev.data)
+		n++
+	}
+	h.metrics.out(protocol.TypeBroadcast, n)
+}
+
+// fillGap reads the broadcasts after r's offset from the log, delivers
+// them, then those held meanwhile.
+func (h *Hub) fillGap(r *room) {
+	if r.cl.filling {
+		return
+	}
+	r.cl.filling = true
+	br, id, epoch, from := h.cl, r.s.ID, r.s.Epoch, r.s.Offset
+	ok := br.enqueue(func() {
+		var events []cluster.Event
+		err := errRedisDown
+		if br.up {
+			ctx, cancel := br.ctx()
+			defer cancel()
+			events, _, err = br.clog.Since(ctx, id, epoch, from)
+			if err != nil {
+				br.failed("fill", err)
+			}
+		}
+		br.toLoop(func() { h.filled(r, events) })
+	})
+	if !ok {
+		h.filled(r, nil)
+	}
+}
+
+func (h *Hub) filled(r *room, events []cluster.Event) {
+	r.cl.filling = false
+	now := time.Now()
+	held := r.cl.held
+	r.cl.held = nil
+	for _, e := range events {
+		// The log does not name the sending connection: a local sender
+		// whose event the bus lost gets its own event back, once.
+		h.deliverBroadcast(r, heldBroadcast{off: e.Offset, to: e.To, data: e.Data}, now)
+	}
+	for _, ev := range held {
+		h.deliverBroadcast(r, ev, now)
+	}
+	h.metrics.clusterFilled.Add(float64(len(events)))
+}
+
+// removeLocal closes the connections of userID in r with 4003 and takes
+// the user out of this node's list (the server API's removal).
+func (h *Hub) removeLocal(r *room, userID string, now time.Time) bool {
+	found := false
+	for i := len(r.conns) - 1; i >= 0; i-- {
+		if c := r.conns[i]; c.userID == userID {
+			c.kill(closeRemoved)
+			c.gone = true
+			r.remove(c)
+			c.room = nil
+			found = true
+		}
+	}
+	r.cl.seen[userID] = now
+	if p, ok := r.s.Remove(userID, now); ok {
+		h.announceLeft(r, p, false)
+		found = true
+	}
+	h.clRelease(r)
+	return found
+}
+
+// Broker side: repair, expiry and dead nodes.
+
+// repairRequest asks the loop for what the node holds; the loop answers
+// by queuing repair behind every operation it queued before, so that the
+// counts it gives are the latest Redis will see.
+func (b *broker) repairRequest() {
+	if !b.up {
+		return
+	}
+	b.toLoop(func() {
+		hold := b.h.holdings()
+		b.enqueue(func() { b.repair(hold) })
+	})
+}
+
+// holding is a session as the node holds it, for repair.
+type holding struct {
+	id     string
+	offset int64
+	conns  map[string]cluster.NodeConns
+	state  map[string][]byte // changed cursors and activity
+	asked  time.Time
+}
+
+// holdings lists, on the loop, the sessions the node serves with its
+// connections (joins in flight included) and changed live state.
+func (h *Hub) holdings() []holding {
+	now := time.Now()
+	var out []holding
+	for id, r := range h.rooms {
+		if r.cl == nil || !r.cl.subscribed {
+			continue
+		}
+		hd := holding{id: id, offset: r.s.Offset, conns: map[string]cluster.NodeConns{}, asked: now}
+		for _, p := range r.s.Participants() {
+			n := p.Conns + r.cl.pending[p.UserID]
+			if n == 0 {
+				continue
+			}
+			hd.conns[p.UserID] = cluster.NodeConns{Count: n, Member: encodeMember(p), JoinedAt: p.JoinedAt}
+		}
+		for uid, n := range r.cl.pending {
+			if _, ok := hd.conns[uid]; !ok && n > 0 {
+				hd.conns[uid] = cluster.NodeConns{Count: n} // Attach, queued before, stores its member
+			}
+		}
+		for uid := range r.cl.dirty {
+			if p := r.s.Get(uid); p != nil {
+				st, _ := json.Marshal(memberState{IsActive: p.Active, Cursor: p.Cursor})
+				if hd.state == nil {
+					hd.state = map[string][]byte{}
+				}
+				hd.state[uid] = st
+			}
+		}
+		clear(r.cl.dirty)
+		out = append(out, hd)
+	}
+	return out
+}
+
+// repair makes Redis hold exactly the node's connections, announces the
+// users Redis had lost or removes, stores changed live state, and hands
+// each session's snapshot to the loop.
+func (b *broker) repair(hold []holding) {
+	if !b.up {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(b.beat, 2*time.Second))
+	defer cancel()
+	conns := make(map[string]map[string]cluster.NodeConns, len(hold))
+	for _, hd := range hold {
+		conns[hd.id] = hd.conns
+	}
+	firsts, removed, err := b.pres.Republish(ctx, b.node, conns, b.grace, time.Now())
+	if err != nil {
+		b.failed("republish", err)
+		return
+	}
+	if len(firsts) > 0 {
+		// Redis lost what this node held (it restarted, perhaps too
+		// quickly for the heartbeat to notice): so did the other nodes,
+		// which may not have republished yet.
+		b.settle()
+	}
+	for _, m := range firsts {
+		b.publishNow(ctx, m.Session, kindJoined, m.UserID, m.Member)
+	}
+	for _, m := range removed {
+		b.left(ctx, m.Session, m.UserID, m.Member)
+	}
+	for _, hd := range hold {
+		for uid, st := range hd.state {
+			if err := b.pres.SetState(ctx, hd.id, uid, st); err != nil {
+				b.failed("state", err)
+			}
+		}
+		s, err := b.load(ctx, hd.id, hd.offset)
+		if err != nil {
+			b.failed("load", err)
+			continue
+		}
+		id, asked := hd.id, hd.asked
+		b.toLoop(func() {
+			if r := b.h.rooms[id]; r != nil && r.cl != nil {
+				b.h.applySnapshot(r, s, asked)
+			}
+		})
+	}
+}
+
+// expire ends the leave graces that are over in the sessions the node
+// serves; Redis hands each user to one node, which announces it.
+func (b *broker) expire() {
+	if !b.up || len(b.sessions) == 0 {
+		return
+	}
+	ctx, cancel := b.ctx()
+	defer cancel()
+	now := time.Now()
+	for id := range b.sessions {
+		gone, err := b.pres.Expire(ctx, id, now)
+		if err != nil {
+			b.failed("expire", err)
+			return
+		}
+		for _, m := range gone {
+			b.left(ctx, id, m.UserID, m.Member)
+		}
+	}
+}
+
+// dropNode takes a dead node's connections away; its users get the leave
+// grace (Expire ends it).
+func (b *broker) dropNode(id string) {
+	b.log.Warn("node gone: dropping its connections", "dead", id)
+	if !b.up {
+		return // the dead node's users go when their keys expire or a repair finds them
+	}
+	ctx, cancel := b.ctx()
+	defer cancel()
+	_, removed, err := b.pres.DropNode(ctx, id, b.grace, time.Now())
+	if err != nil {
+		b.failed("drop_node", err)
+		return
+	}
+	for _, m := range removed {
+		b.left(ctx, m.Session, m.UserID, m.Member)
+	}
+}
+
+// close stops the broker. A clean stop (ctx not done) first hands this
+// node's users to the leave grace and says goodbye, so the other nodes
+// need not wait for its heartbeat to expire.
+func (b *broker) close(ctx context.Context) {
+	close(b.quit)
+	<-b.done
+	if ctx.Err() == nil && b.nodes.Healthy() {
+		if _, removed, err := b.pres.DropNode(ctx, b.node, b.grace, time.Now()); err != nil {
+			b.log.Warn("could not hand this node's users to the leave grace", "err", err)
+		} else {
+			for _, m := range removed {
+				b.bus.Publish(m.Session, busFrame(kindLeft, m.UserID, m.Member))
+			}
+		}
+		if err := b.nodes.Leave(ctx); err != nil {
+			b.log.Warn("could not say goodbye to the cluster", "err", err)
+		}
+	}
+	b.nodes.Close()
+	b.bus.Close()
+}
+
+// defaultNodeID names a node when Options.NodeID is empty: its host name
+// and 8 random hex digits.
+func defaultNodeID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "node"
+	}
+	if len(host) > 64 {
+		host = host[:64]
+	}
+	return host + "-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:8]
+}
+
+// clusterReplay is what a session's log in Redis held after a recover
+// offset when the join asked.
+type clusterReplay struct {
+	events   []cluster.Event
+	complete bool
+}
+
+// merge builds a recovery from after offset up to latest: the log's events
+// up to its last, then the node's history for the rest (which arrived on
+// the bus since). It reports false when neither reaches.
+func (cr *clusterReplay) merge(offset int64, hist *session.History, latest int64) ([]session.Event, bool) {
+	if !cr.complete {
+		return nil, false
+	}
+	last := offset
+	if n := len(cr.events); n > 0 {
+		last = cr.events[n-1].Offset
+	}
+	rest, ok := hist.Since(last)
+	if !ok && last < latest {
+		return nil, false
+	}
+	out := make([]session.Event, 0, len(cr.events)+len(rest))
+	for _, e := range cr.events {
+		if e.Offset <= latest {
+			out = append(out, session.Event{Offset: e.Offset, At: e.At, To: e.To, Data: e.Data})
+		}
+	}
+	for _, e := range rest {
+		if e.Offset > last {
+			out = append(out, e)
+		}
+	}
+	return out, true
+}
