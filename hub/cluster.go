@@ -283,10 +283,18 @@ type snapshot struct {
 }
 
 // load reads a session's epoch and offset (raising it to floor), its
-// participants and their live state.
+// participants and their live state. It first ends the leave graces that
+// are over, which no node may have ended if none served the session.
 func (b *broker) load(ctx context.Context, id string, floor int64) (*snapshot, error) {
 	var s snapshot
 	var err error
+	gone, err := b.pres.Expire(ctx, id, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range gone {
+		b.publishNow(ctx, id, kindLeft, m.UserID, m.Member)
+	}
 	if s.epoch, s.offset, err = b.clog.Sync(ctx, id, floor, b.keyTTL); err != nil {
 		return nil, err
 	}

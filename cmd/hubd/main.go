@@ -237,6 +237,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// Appends are not idempotent: a retried one could be stored twice.
 		c.redisOpts.MaxRetries = -1
 		c.redisOpts.ContextTimeoutEnabled = true
+		redis.SetLogger(redisLog{log})
 		rdb := redis.NewClient(c.redisOpts)
 		defer rdb.Close()
 		c.hub.Redis = rdb
@@ -279,6 +280,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// redisLog sends go-redis's own messages (each failed dial of its pool,
+// and the like) to the log at debug level: the hub says once, at warn,
+// when Redis becomes unreachable and when it is back.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 // pathMatch checks an --allowed-origins pattern the way the WebSocket
