@@ -31,6 +31,7 @@ package hub
 // the differences; a gap in a session's offsets is filled from its log.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -676,21 +677,12 @@ func broadcastParts(ev protocol.BroadcastEvent) (head, tail []byte, err error) {
 		return nil, nil, err
 	}
 	m := strconv.AppendInt([]byte(`"offset":`), mark, 10)
-	i := lastIndex(b, m)
+	i := bytes.LastIndex(b, m)
 	if i < 0 {
 		return nil, nil, errors.New("hub: broadcast encoding has no offset")
 	}
 	i += len(m) - len(strconv.FormatInt(mark, 10))
 	return b[:i], b[i+len(strconv.FormatInt(mark, 10)):], nil
-}
-
-func lastIndex(b, sep []byte) int {
-	for i := len(b) - len(sep); i >= 0; i-- {
-		if string(b[i:i+len(sep)]) == string(sep) {
-			return i
-		}
-	}
-	return -1
 }
 
 // skipID names a connection across the cluster: its node and its id.
