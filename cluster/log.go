@@ -424,3 +424,51 @@ func (l *Log) AppendPublish(ctx context.Context, session, epoch, to string, e Pu
 	data = append(data, e.Tail...)
 	return off, data, nil
 }
+
+// tailScript returns {offset} and the newest min(offset - ARGV[2], ARGV[3])
+// entries (newest first) when the session's epoch is ARGV[1], else {-1}.
+var tailScript = redis.NewScript(`
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
+if m[1] ~= ARGV[1] then
+  return {-1}
+end
+local cur = tonumber(m[2] or '0')
+local n = math.min(cur - tonumber(ARGV[2]), tonumber(ARGV[3]))
+if n <= 0 then
+  return {cur}
+end
+return {cur, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n)}
+`)
+
+// Tail returns the events of the session kept after offset, in offset
+// order, at most max of them (the newest), with the session's latest
+// offset; unlike Since it gives what there is even when some events after
+// offset are missing (trimmed, or skipped by Sync's floor). ok is false
+// when epoch is not the session's.
+func (l *Log) Tail(ctx context.Context, session, epoch string, offset int64, max int) (events []Event, latest int64, ok bool, err error) {
+	res, err := tailScript.Run(ctx, l.rdb, l.keys(session), epoch, offset, max).Slice()
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("cluster: tail of session %q: %w", session, err)
+	}
+	if len(res) == 0 {
+		return nil, 0, false, fmt.Errorf("cluster: tail of session %q: empty reply", session)
+	}
+	latest, _ = res[0].(int64)
+	if latest < 0 {
+		return nil, 0, false, nil
+	}
+	if len(res) == 1 {
+		return nil, latest, true, nil
+	}
+	raw, _ := res[1].([]any)
+	for i := len(raw) - 1; i >= 0; i-- {
+		e, err := parseEntry(raw[i])
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("cluster: tail of session %q: %w", session, err)
+		}
+		if e.Offset > offset {
+			events = append(events, e)
+		}
+	}
+	return events, latest, true, nil
+}

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,5 +118,43 @@ func TestLogAppendPublishOrder(t *testing.T) {
 	case m := <-b.Messages():
 		t.Fatalf("unexpected message %q", m.Data)
 	case <-time.After(50 * time.Millisecond): // nothing was published
+	}
+}
+
+func TestLogTail(t *testing.T) {
+	srv := redistest.Start(t)
+	l := cluster.NewLog(node(t, srv), nil)
+	ctx := ctxT(t)
+	epoch, _, err := l.Sync(ctx, "s", 0, keyTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, "s", epoch, 2)                              // 1, 2
+	if _, _, err := l.Sync(ctx, "s", 5, keyTTL); err != nil { // 3..5 never stored
+		t.Fatal(err)
+	}
+	appendN(t, l, "s", epoch, 2) // 6, 7
+	for _, tc := range []struct {
+		from  int64
+		max   int
+		want  []int64
+		valid bool
+	}{
+		{0, 100, []int64{1, 2, 6, 7}, true},
+		{2, 100, []int64{6, 7}, true}, // Since(2) is incomplete; Tail gives what there is
+		{5, 100, []int64{6, 7}, true},
+		{0, 1, []int64{7}, true},
+		{7, 100, nil, true},
+	} {
+		es, latest, ok, err := l.Tail(ctx, "s", epoch, tc.from, tc.max)
+		if err != nil || ok != tc.valid || latest != 7 || !slices.Equal(offsets(es), tc.want) {
+			t.Errorf("Tail(%d, %d) = %v, %d, %v, %v; want %v, 7, %v", tc.from, tc.max, offsets(es), latest, ok, err, tc.want, tc.valid)
+		}
+	}
+	if es, _, ok, err := l.Tail(ctx, "s", "other", 0, 100); ok || err != nil || es != nil {
+		t.Errorf("Tail of another epoch = %v, %v, %v", es, ok, err)
+	}
+	if _, latest, ok, err := l.Tail(ctx, "fresh", "", 0, 100); ok || err != nil || latest != 0 {
+		t.Errorf("Tail of an unknown session = %d, %v, %v; want not ok", latest, ok, err)
 	}
 }

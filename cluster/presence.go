@@ -434,12 +434,15 @@ for i = 5, #ARGV - 4, 5 do
   local prev = tonumber(redis.call('HGET', k[3], f) or '0')
   redis.call('HSET', k[3], f, n)
   redis.call('HINCRBY', k[4], u, n - prev)
-  if redis.call('HEXISTS', k[1], u) == 0 then
+  local cur = redis.call('HGET', k[1], u)
+  if not cur then
     redis.call('HSET', k[1], u, m)
     redis.call('ZADD', k[2], j, u)
     table.insert(firsts, s)
     table.insert(firsts, u)
     table.insert(firsts, m)
+  elseif cur == '' and m ~= '' then
+    redis.call('HSET', k[1], u, m)
   end
   redis.call('ZREM', k[5], u)
   redis.call('SADD', KEYS[1], e)

@@ -19,6 +19,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sessionhub/sessionhub/cluster"
 	"github.com/sessionhub/sessionhub/protocol"
 )
@@ -46,8 +48,9 @@ type broker struct {
 	done chan struct{}
 
 	// Owned by serve.
-	up       bool            // the last heartbeat reached Redis
-	sessions map[string]bool // the sessions the node serves, for Expire
+	up         bool            // the last heartbeat reached Redis
+	pauseUntil time.Time       // an operation found Redis unreachable: fail fast until then
+	sessions   map[string]bool // the sessions the node serves, for Expire
 }
 
 func newBroker(h *Hub) *broker {
@@ -128,6 +131,7 @@ func (b *broker) health(up bool) {
 		return
 	}
 	b.up = up
+	b.pauseUntil = time.Time{}
 	if up {
 		b.log.Info("redis reachable: republishing presence")
 	} else {
@@ -161,6 +165,26 @@ func (b *broker) failed(op string, err error) {
 	}
 	b.h.metrics.clusterErrors.WithLabelValues(op).Inc()
 	b.log.Debug("redis operation failed", "op", op, "err", err)
+	if !errors.Is(err, cluster.ErrEpochChanged) && !isScriptError(err) {
+		// Redis did not answer: rather than have every queued operation
+		// wait for its own timeout before the heartbeat notices, fail
+		// fast until the next heartbeat.
+		b.pauseUntil = time.Now().Add(b.beat)
+	}
+}
+
+// isScriptError reports whether err is an answer from Redis (which is
+// up), not a failure to reach it.
+func isScriptError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
+}
+
+// reachable reports whether the broker should try Redis: its last
+// heartbeat reached it, and no operation since the last heartbeat found it
+// unreachable.
+func (b *broker) reachable() bool {
+	return b.up && !time.Now().Before(b.pauseUntil)
 }
 
 // publish queues a bus message of kind about userID in session; run
@@ -336,7 +360,7 @@ func (b *broker) remove(ctx context.Context, id, userID string) (bool, error) {
 // by queuing repair behind every operation it queued before, so that the
 // counts it gives are the latest Redis will see.
 func (b *broker) repairRequest() {
-	if !b.up {
+	if !b.reachable() {
 		return
 	}
 	b.toLoop(func() {
@@ -358,7 +382,7 @@ type holding struct {
 // users Redis had lost or removes, stores changed live state, and hands
 // each session's snapshot to the loop.
 func (b *broker) repair(hold []holding) {
-	if !b.up {
+	if !b.reachable() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(b.beat, 2*time.Second))
@@ -407,7 +431,7 @@ func (b *broker) repair(hold []holding) {
 // expire ends the leave graces that are over in the sessions the node
 // serves; Redis hands each user to one node, which announces it.
 func (b *broker) expire() {
-	if !b.up || len(b.sessions) == 0 {
+	if !b.reachable() || len(b.sessions) == 0 {
 		return
 	}
 	ctx, cancel := b.ctx()
@@ -429,7 +453,7 @@ func (b *broker) expire() {
 // grace (Expire ends it).
 func (b *broker) dropNode(id string) {
 	b.log.Warn("node gone: dropping its connections", "dead", id)
-	if !b.up {
+	if !b.reachable() {
 		return // the dead node's users go when their keys expire or a repair finds them
 	}
 	ctx, cancel := b.ctx()

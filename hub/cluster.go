@@ -108,6 +108,9 @@ type roomCluster struct {
 	subscribed bool
 	synced     bool           // epoch, offset and list loaded since subscribing
 	pending    map[string]int // joins waiting for Redis, by user
+	// pendingMember is the member a user's pending join stores, for a
+	// repair that runs before it.
+	pendingMember map[string][]byte
 	// seen is when the latest join or leave of a user reached this node:
 	// a snapshot read before it is older news.
 	seen map[string]time.Time
@@ -127,7 +130,8 @@ type heldBroadcast struct {
 }
 
 func newRoomCluster() *roomCluster {
-	return &roomCluster{pending: map[string]int{}, seen: map[string]time.Time{}, dirty: map[string]bool{}}
+	return &roomCluster{pending: map[string]int{}, pendingMember: map[string][]byte{},
+		seen: map[string]time.Time{}, dirty: map[string]bool{}}
 }
 
 // clusterJoin is join's second half in a cluster: the room exists (r),
@@ -147,11 +151,12 @@ func (h *Hub) clusterJoin(c *conn, ref string, j *protocol.JoinSession, info pro
 		UserID: info.UserID, Name: info.Name, Role: info.Role, Color: info.Color,
 		JoinedAt: now.Truncate(time.Millisecond), Active: true,
 	})
+	r.cl.pendingMember[info.UserID] = member
 	needSnap, floor, b := !r.cl.synced, r.s.Offset, h.cl
 	id, uid, rec := r.s.ID, info.UserID, j.Recover
 	ok := b.enqueue(func() {
 		res := &joinResult{err: errRedisDown}
-		if b.up {
+		if b.reachable() {
 			ctx, cancel := b.ctx()
 			defer cancel()
 			res.err = nil
@@ -173,7 +178,10 @@ func (h *Hub) clusterJoin(c *conn, ref string, j *protocol.JoinSession, info pro
 	})
 	if !ok {
 		c.joining = nil
-		r.cl.pending[uid]--
+		if r.cl.pending[uid]--; r.cl.pending[uid] <= 0 {
+			delete(r.cl.pending, uid)
+			delete(r.cl.pendingMember, uid)
+		}
 		h.joinLocal(c, ref, j, info, r, now, true)
 	}
 }
@@ -186,6 +194,7 @@ func (h *Hub) joined(c *conn, pj *pendingJoin, res *joinResult) {
 	}
 	if r.cl.pending[uid]--; r.cl.pending[uid] <= 0 {
 		delete(r.cl.pending, uid)
+		delete(r.cl.pendingMember, uid)
 	}
 	c.joining = nil
 	if c.gone {
@@ -253,7 +262,7 @@ func (h *Hub) clRelease(r *room) {
 func (h *Hub) clDetach(id, userID string, grace time.Duration) {
 	b, now := h.cl, time.Now()
 	b.enqueue(func() {
-		if !b.up {
+		if !b.reachable() {
 			return // the repair after the outage sets the node's counts
 		}
 		ctx, cancel := b.ctx()
@@ -482,7 +491,7 @@ func (h *Hub) clPublish(r *room, from string, skip *conn, b *protocol.Broadcast,
 		err := errRedisDown
 		var newEpoch string
 		var newOff int64
-		if br.up {
+		if br.reachable() {
 			ctx, cancel := br.ctx()
 			defer cancel()
 			off, _, err = br.clog.AppendPublish(ctx, id, epoch, to, pub, br.keyTTL)
@@ -568,6 +577,11 @@ func (h *Hub) deliverBroadcast(r *room, ev heldBroadcast, now time.Time) {
 	if ev.off <= r.s.Offset {
 		return
 	}
+	if ev.off > r.s.Offset+1 {
+		// Offsets this node never got: its history cannot serve a
+		// recovery from before them (the log in Redis may).
+		r.s.History.Forget(ev.off - 1)
+	}
 	r.s.Offset = ev.off
 	r.s.History.Append(session.Event{Offset: ev.off, At: now, To: ev.to, Data: ev.data}, now)
 	skip := uint64(0) // conn ids start at 1
@@ -592,26 +606,31 @@ func (h *Hub) fillGap(r *room) {
 		return
 	}
 	r.cl.filling = true
-	br, id, epoch, from := h.cl, r.s.ID, r.s.Epoch, r.s.Offset
+	br, id, epoch, from, most := h.cl, r.s.ID, r.s.Epoch, r.s.Offset, h.opts.HistorySize
 	ok := br.enqueue(func() {
 		var events []cluster.Event
+		var latest int64
 		err := errRedisDown
-		if br.up {
+		if br.reachable() {
 			ctx, cancel := br.ctx()
 			defer cancel()
-			events, _, err = br.clog.Since(ctx, id, epoch, from)
+			events, latest, _, err = br.clog.Tail(ctx, id, epoch, from, most)
 			if err != nil {
 				br.failed("fill", err)
 			}
 		}
-		br.toLoop(func() { h.filled(r, events) })
+		br.toLoop(func() { h.filled(r, events, latest) })
 	})
 	if !ok {
-		h.filled(r, nil)
+		h.filled(r, nil, 0)
 	}
 }
 
-func (h *Hub) filled(r *room, events []cluster.Event) {
+// filled delivers what fillGap read (the log's events after the offset,
+// and its latest offset), then the broadcasts held meanwhile. Offsets the
+// log no longer has (trimmed, or skipped when a node raised the offset
+// after an outage) are skipped: the node's history then starts after them.
+func (h *Hub) filled(r *room, events []cluster.Event, latest int64) {
 	r.cl.filling = false
 	now := time.Now()
 	held := r.cl.held
@@ -620,6 +639,10 @@ func (h *Hub) filled(r *room, events []cluster.Event) {
 		// The log does not name the sending connection: a local sender
 		// whose event the bus lost gets its own event back, once.
 		h.deliverBroadcast(r, heldBroadcast{off: e.Offset, to: e.To, data: e.Data}, now)
+	}
+	if latest > r.s.Offset {
+		r.s.Offset = latest
+		r.s.History.Forget(latest)
 	}
 	for _, ev := range held {
 		h.deliverBroadcast(r, ev, now)
@@ -668,7 +691,7 @@ func (h *Hub) holdings() []holding {
 		}
 		for uid, n := range r.cl.pending {
 			if _, ok := hd.conns[uid]; !ok && n > 0 {
-				hd.conns[uid] = cluster.NodeConns{Count: n} // Attach, queued before, stores its member
+				hd.conns[uid] = cluster.NodeConns{Count: n, Member: r.cl.pendingMember[uid]}
 			}
 		}
 		for uid := range r.cl.dirty {
