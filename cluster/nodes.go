@@ -62,6 +62,7 @@ type Nodes struct {
 	healthMu sync.Mutex
 	health   chan bool
 	dead     chan string
+	lost     chan struct{}
 	deadWake chan struct{}
 	sub      *subscriber
 
@@ -118,6 +119,7 @@ func NewNodes(rdb redis.UniversalClient, opts *NodesOptions) *Nodes {
 		log:         opts.Logger,
 		health:      make(chan bool, 1),
 		dead:        make(chan string, 64),
+		lost:        make(chan struct{}, 1),
 		deadWake:    make(chan struct{}, 1),
 		known:       make(map[string]time.Time),
 		reported:    make(map[string]time.Time),
@@ -149,6 +151,13 @@ func (n *Nodes) Healthy() bool { return n.healthy.Load() }
 // one: a reader that falls behind sees the current state, not every flip.
 // It starts false; the first heartbeat that succeeds sends true.
 func (n *Nodes) Health() <-chan bool { return n.health }
+
+// Lost signals each time a heartbeat reaches Redis after this node could
+// not reach it, or finds this node's key gone (Redis restarted, was
+// flushed, or this is the first beat): Redis may have lost what the node
+// and the others wrote, and they should write it again. It holds one
+// signal: a reader that falls behind sees one for several.
+func (n *Nodes) Lost() <-chan struct{} { return n.lost }
 
 // Dead delivers the id of every other node found dead: its key expired, or
 // it left. Each is sent once; ids wait for a slow reader (without limit but
@@ -324,6 +333,10 @@ func (n *Nodes) observe(r beatResult) {
 		// ours: give them a key lifetime to come back.
 		n.epoch = r.at
 		n.failed = false
+		select {
+		case n.lost <- struct{}{}:
+		default: // one signal pending is enough
+		}
 	}
 	for id, alive := range r.alive {
 		if t, ok := n.reported[id]; ok && (!alive || t.After(r.at)) {

@@ -157,3 +157,34 @@ func TestNodesRedisOutage(t *testing.T) {
 	noDead(t, a, 5*beat)
 	noDead(t, b, 0)
 }
+
+// Lost signals the first beat, then each time Redis may have lost what was
+// written: after an outage, and after a restart too quick for a heartbeat
+// to fail (the node's key is gone).
+func TestNodesLost(t *testing.T) {
+	const beat = 100 * time.Millisecond
+	srv := redistest.Start(t)
+	a := newNodes(t, srv, "A", beat)
+	waitLost := func(what string) {
+		t.Helper()
+		select {
+		case <-a.Lost():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no Lost signal %s", what)
+		}
+	}
+	waitLost("at the first beat")
+	select {
+	case <-a.Lost():
+		t.Fatal("Lost signalled again with Redis untouched")
+	case <-time.After(3 * beat):
+	}
+	if err := client(t, srv).FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitLost("after FLUSHALL")
+	srv.Stop()
+	waitHealth(t, "A", a, false, 5*time.Second)
+	srv.Restart()
+	waitLost("after an outage")
+}

@@ -12,9 +12,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"iter"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -51,6 +54,15 @@ type broker struct {
 	up         bool            // the last heartbeat reached Redis
 	pauseUntil time.Time       // an operation found Redis unreachable: fail fast until then
 	sessions   map[string]bool // the sessions the node serves, for Expire
+	// hurry holds the sessions where a leave grace may end soon (this
+	// node started one, or a node died), with until when: they are
+	// expired every sweep, the others every heartbeat.
+	hurry     map[string]time.Time
+	beats     int  // heartbeats so far
+	republish bool // the next repair republishes the node's connections
+	// missed is set (by run, when the queue was full) when operations
+	// were dropped: the next repair republishes.
+	missed atomic.Bool
 }
 
 func newBroker(h *Hub) *broker {
@@ -66,6 +78,7 @@ func newBroker(h *Hub) *broker {
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		sessions: make(map[string]bool),
+		hurry:    make(map[string]time.Time),
 	}
 	b.clog = cluster.NewLog(o.Redis, &cluster.LogOptions{Size: o.HistorySize, TTL: o.HistoryTTL})
 	b.bus = cluster.NewBus(o.Redis, &cluster.BusOptions{NodeID: o.NodeID, Logger: h.log})
@@ -88,6 +101,7 @@ func (b *broker) enqueue(f func()) bool {
 		return true
 	default:
 		b.h.metrics.clusterDropped.WithLabelValues("broker_queue_full").Inc()
+		b.missed.Store(true)
 		return false
 	}
 }
@@ -116,10 +130,20 @@ func (b *broker) serve() {
 			b.health(up)
 		case id := <-b.nodes.Dead():
 			b.dropNode(id)
-		case <-beat.C:
+		case <-b.nodes.Lost():
+			// Redis may have lost what every node wrote: write it again,
+			// and give the others time to.
+			b.settle()
+			b.republish = true
+			b.pauseUntil = time.Time{} // the heartbeat just reached it
 			b.repairRequest()
-		case <-sweep.C:
-			b.expire()
+		case <-beat.C:
+			if b.beats++; b.beats%republishEvery == 0 {
+				b.republish = true
+			}
+			b.repairRequest() // its loads end the graces of every session
+		case now := <-sweep.C:
+			b.expire(b.hurried(now))
 		case <-b.quit:
 			return
 		}
@@ -132,6 +156,7 @@ func (b *broker) health(up bool) {
 	}
 	b.up = up
 	b.pauseUntil = time.Time{}
+	b.republish = b.republish || up
 	if up {
 		b.log.Info("redis reachable: republishing presence")
 	} else {
@@ -147,10 +172,10 @@ func (b *broker) health(up bool) {
 }
 
 // settle tells the loop that Redis may have lost the presence of every
-// node: for the next 3 heartbeats, in which the others republish theirs,
-// a snapshot adds the users it has but removes none.
+// node: for the next 3 heartbeats (at least a second), in which the others
+// republish theirs, a snapshot adds the users it has but removes none.
 func (b *broker) settle() {
-	until := time.Now().Add((clusterMisses + 1) * b.beat)
+	until := time.Now().Add(max((clusterMisses+1)*b.beat, time.Second))
 	b.toLoop(func() { b.h.clSettle = until })
 }
 
@@ -168,8 +193,10 @@ func (b *broker) failed(op string, err error) {
 	if !errors.Is(err, cluster.ErrEpochChanged) && !isScriptError(err) {
 		// Redis did not answer: rather than have every queued operation
 		// wait for its own timeout before the heartbeat notices, fail
-		// fast until the next heartbeat.
+		// fast until the next heartbeat; what it did not write, the
+		// next repair does.
 		b.pauseUntil = time.Now().Add(b.beat)
+		b.republish = true
 	}
 }
 
@@ -244,7 +271,7 @@ func (b *broker) load(ctx context.Context, id string, floor int64) (*snapshot, e
 		return nil, err
 	}
 	for _, m := range gone {
-		b.publishNow(ctx, id, kindLeft, m.UserID, m.Member)
+		b.left(ctx, id, m.UserID, m.Member)
 	}
 	if s.epoch, s.offset, err = b.clog.Sync(ctx, id, floor, b.keyTTL); err != nil {
 		return nil, err
@@ -356,6 +383,17 @@ func (b *broker) remove(ctx context.Context, id, userID string) (bool, error) {
 	return found, nil
 }
 
+// hurried returns the sessions whose graces may end soon, forgetting
+// those whose time has passed.
+func (b *broker) hurried(now time.Time) iter.Seq[string] {
+	for id, until := range b.hurry {
+		if now.After(until) {
+			delete(b.hurry, id)
+		}
+	}
+	return maps.Keys(b.hurry)
+}
+
 // repairRequest asks the loop for what the node holds; the loop answers
 // by queuing repair behind every operation it queued before, so that the
 // counts it gives are the latest Redis will see.
@@ -387,26 +425,39 @@ func (b *broker) repair(hold []holding) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(b.beat, 2*time.Second))
 	defer cancel()
-	conns := make(map[string]map[string]cluster.NodeConns, len(hold))
-	for _, hd := range hold {
-		conns[hd.id] = hd.conns
+	if b.missed.Swap(false) {
+		b.republish = true
 	}
-	firsts, removed, err := b.pres.Republish(ctx, b.node, conns, b.grace, time.Now())
-	if err != nil {
-		b.failed("republish", err)
-		return
-	}
-	if len(firsts) > 0 {
-		// Redis lost what this node held (it restarted, perhaps too
-		// quickly for the heartbeat to notice): so did the other nodes,
-		// which may not have republished yet.
-		b.settle()
-	}
-	for _, m := range firsts {
-		b.publishNow(ctx, m.Session, kindJoined, m.UserID, m.Member)
-	}
-	for _, m := range removed {
-		b.left(ctx, m.Session, m.UserID, m.Member)
+	if b.republish {
+		// Make Redis hold exactly the node's connections (and keep their
+		// keys alive): after Redis may have lost them, after an operation
+		// failed or was dropped, and every republishEvery heartbeats.
+		conns := make(map[string]map[string]cluster.NodeConns, len(hold))
+		for _, hd := range hold {
+			conns[hd.id] = hd.conns
+		}
+		now := time.Now()
+		firsts, removed, err := b.pres.Republish(ctx, b.node, conns, b.grace, now)
+		if err != nil {
+			b.failed("republish", err)
+			return
+		}
+		b.republish = false
+		if len(firsts) > 0 {
+			// Redis lost what this node held (it restarted, perhaps too
+			// quickly for the heartbeat to notice): so did the other
+			// nodes, which may not have republished yet.
+			b.settle()
+		}
+		for _, m := range firsts {
+			b.publishNow(ctx, m.Session, kindJoined, m.UserID, m.Member)
+		}
+		for _, m := range removed {
+			b.left(ctx, m.Session, m.UserID, m.Member)
+		}
+		for _, hd := range hold {
+			b.hurry[hd.id] = now.Add(b.grace + b.beat) // graces it may have started
+		}
 	}
 	for _, hd := range hold {
 		for uid, st := range hd.state {
@@ -430,14 +481,17 @@ func (b *broker) repair(hold []holding) {
 
 // expire ends the leave graces that are over in the sessions the node
 // serves; Redis hands each user to one node, which announces it.
-func (b *broker) expire() {
-	if !b.reachable() || len(b.sessions) == 0 {
+func (b *broker) expire(ids iter.Seq[string]) {
+	if !b.reachable() {
 		return
 	}
 	ctx, cancel := b.ctx()
 	defer cancel()
 	now := time.Now()
-	for id := range b.sessions {
+	for id := range ids {
+		if !b.sessions[id] {
+			continue
+		}
 		gone, err := b.pres.Expire(ctx, id, now)
 		if err != nil {
 			b.failed("expire", err)
@@ -452,13 +506,17 @@ func (b *broker) expire() {
 // dropNode takes a dead node's connections away; its users get the leave
 // grace (Expire ends it).
 func (b *broker) dropNode(id string) {
-	b.log.Warn("node gone: dropping its connections", "dead", id)
+	b.log.Info("node left or stopped beating: its users get the leave grace", "gone", id)
 	if !b.reachable() {
 		return // the dead node's users go when their keys expire or a repair finds them
 	}
 	ctx, cancel := b.ctx()
 	defer cancel()
-	_, removed, err := b.pres.DropNode(ctx, id, b.grace, time.Now())
+	now := time.Now()
+	for s := range b.sessions {
+		b.hurry[s] = now.Add(b.grace + b.beat) // its users' graces, whoever drops it
+	}
+	_, removed, err := b.pres.DropNode(ctx, id, b.grace, now)
 	if err != nil {
 		b.failed("drop_node", err)
 		return

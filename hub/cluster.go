@@ -56,6 +56,10 @@ const (
 	// fillHold bounds the broadcasts a session holds back while a gap in
 	// its offsets is being filled from the log.
 	fillHold = 1024
+	// republishEvery is how many heartbeats pass between two republishes
+	// of a node's connections when nothing asked for one sooner: a repair
+	// of drift and what keeps the presence keys alive.
+	republishEvery = 12
 )
 
 // Kinds of bus messages.
@@ -101,12 +105,14 @@ type pendingJoin struct {
 	presence protocol.Presence
 	rec      *protocol.Recover
 	at       time.Time
+	loads    bool // this join loads the session for the node
 }
 
 // roomCluster is a room's cluster state. Owned by run.
 type roomCluster struct {
 	subscribed bool
 	synced     bool           // epoch, offset and list loaded since subscribing
+	loading    bool           // a join is loading them
 	pending    map[string]int // joins waiting for Redis, by user
 	// pendingMember is the member a user's pending join stores, for a
 	// repair that runs before it.
@@ -152,7 +158,10 @@ func (h *Hub) clusterJoin(c *conn, ref string, j *protocol.JoinSession, info pro
 		JoinedAt: now.Truncate(time.Millisecond), Active: true,
 	})
 	r.cl.pendingMember[info.UserID] = member
-	needSnap, floor, b := !r.cl.synced, r.s.Offset, h.cl
+	// One join loads the session; those queued behind it find it loaded.
+	needSnap, floor, b := !r.cl.synced && !r.cl.loading, r.s.Offset, h.cl
+	r.cl.loading = r.cl.loading || needSnap
+	pj.loads = needSnap
 	id, uid, rec := r.s.ID, info.UserID, j.Recover
 	ok := b.enqueue(func() {
 		res := &joinResult{err: errRedisDown}
@@ -189,8 +198,17 @@ func (h *Hub) clusterJoin(c *conn, ref string, j *protocol.JoinSession, info pro
 // joined finishes a cluster join with what Redis said.
 func (h *Hub) joined(c *conn, pj *pendingJoin, res *joinResult) {
 	r, uid, now := pj.room, pj.info.UserID, time.Now()
+	if pj.loads {
+		r.cl.loading = false
+	}
 	if res.snap != nil {
 		h.applySnapshot(r, res.snap, pj.at)
+	}
+	if res.err == nil && !r.cl.synced && !c.gone {
+		// The join that was to load the session failed: this one loads
+		// it before it completes.
+		h.reload(c, pj, res)
+		return
 	}
 	if r.cl.pending[uid]--; r.cl.pending[uid] <= 0 {
 		delete(r.cl.pending, uid)
@@ -225,6 +243,29 @@ func (h *Hub) joined(c *conn, pj *pendingJoin, res *joinResult) {
 	c.held = nil
 	for _, in := range held {
 		h.handle(in)
+	}
+}
+
+// reload loads r for a join Redis accepted, then finishes it.
+func (h *Hub) reload(c *conn, pj *pendingJoin, res *joinResult) {
+	r, b := pj.room, h.cl
+	pj.loads, r.cl.loading = true, true
+	id, floor := r.s.ID, r.s.Offset
+	ok := b.enqueue(func() {
+		if b.reachable() {
+			ctx, cancel := b.ctx()
+			defer cancel()
+			if res.snap, res.err = b.load(ctx, id, floor); res.err != nil {
+				b.failed("load", res.err)
+			}
+		} else {
+			res.err = errRedisDown
+		}
+		b.toLoop(func() { h.joined(c, pj, res) })
+	})
+	if !ok {
+		res.err = errRedisDown
+		h.joined(c, pj, res)
 	}
 }
 
@@ -274,6 +315,8 @@ func (h *Hub) clDetach(id, userID string, grace time.Duration) {
 		}
 		if left {
 			b.left(ctx, id, userID, nil)
+		} else if grace > 0 {
+			b.hurry[id] = now.Add(grace + b.beat)
 		}
 	})
 }
