@@ -160,10 +160,7 @@ func (l *load) run(ctx context.Context) *summary {
 	c := l.c
 	sum := &summary{}
 	sum.setConfig(c)
-	var srv0 procStat
-	if c.serverPID > 0 {
-		srv0 = readProc(c.serverPID)
-	}
+	srv0 := readProcs(c.serverPIDs)
 	start := time.Now()
 
 	stop := make(chan struct{}) // closed when the users must close
@@ -207,10 +204,7 @@ func (l *load) run(ctx context.Context) *summary {
 	}
 	prog.setPhase("warmup")
 	sleepCtx(ctx, c.warmup)
-	var srv1 procStat
-	if c.serverPID > 0 {
-		srv1 = readProc(c.serverPID)
-	}
+	srv1 := readProcs(c.serverPIDs)
 	cpu1 := selfCPU()
 	n1 := l.snapshot()
 	w0 := time.Now()
@@ -221,10 +215,7 @@ func (l *load) run(ctx context.Context) *summary {
 	l.winEnd.Store(w1.UnixNano())
 	n2 := l.snapshot()
 	cpu2 := selfCPU()
-	var srv2 procStat
-	if c.serverPID > 0 {
-		srv2 = readProc(c.serverPID)
-	}
+	srv2 := readProcs(c.serverPIDs)
 
 	// Drain: wait for the deliveries of what was sent inside the window.
 	prog.setPhase("drain")
@@ -250,8 +241,8 @@ func (l *load) run(ctx context.Context) *summary {
 	}
 	l.fill(sum, n1, n2, w1.Sub(w0), cpu2-cpu1)
 	sum.Interrupted = interrupted
-	if c.serverPID > 0 {
-		sum.setServer(c.serverPID, srv0, srv1, srv2, sum.Connect.OK)
+	if len(c.serverPIDs) > 0 {
+		sum.setServers(c.serverPIDs, srv0, srv1, srv2, sum.Connect.OK)
 	}
 	return sum
 }

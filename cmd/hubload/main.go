@@ -4,10 +4,14 @@
 // at a fixed rate, and it measures what the hub delivers: connect time,
 // messages per second, the delivery ratio against the expected fan-out,
 // end-to-end cursor latency, errors and close codes, its own CPU per
-// received message and, given --server-pid, the server's RSS and CPU.
+// received message and, given --server-pid, the RSS and CPU of the
+// server's processes (each of them and their total: several hubd nodes and
+// their Redis, say).
 //
 //	hubload --url ws://127.0.0.1:8080/ws --sessions 20 --clients 25 --cursor-rate 5 \
 //	        --warmup 5s --duration 20s --server-pid $(pgrep -n hubd)
+//	hubload --url ws://127.0.0.1:8081/ws,ws://127.0.0.1:8082/ws,ws://127.0.0.1:8083/ws \
+//	        --server-pid $N1,$N2,$N3 --server-pid $REDIS
 //
 // It runs in three phases: connect (dial and join every user, at --ramp
 // connections per second), warm-up (traffic, not measured) and the measured
@@ -32,6 +36,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -75,7 +80,7 @@ type config struct {
 	jwtSecret      string
 	presence       protocol.Presence
 	batch          bool
-	serverPID      int
+	serverPIDs     []int // local processes to watch, in the order given
 	json           bool
 	idle           bool
 	sessionPrefix  string
@@ -95,9 +100,38 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
+// pidFlag is --server-pid: repeatable, and each value may be a
+// comma-separated list. 0 means no process, as it did when the flag took one.
+type pidFlag []int
+
+func (p *pidFlag) String() string {
+	parts := make([]string, len(*p))
+	for i, pid := range *p {
+		parts[i] = strconv.Itoa(pid)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (p *pidFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		pid, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a PID", s)
+		}
+		if pid != 0 {
+			*p = append(*p, pid)
+		}
+	}
+	return nil
+}
+
 func parse(args []string, stderr io.Writer) (*config, error) {
 	var c config
 	var urls, srcs listFlag
+	var pids pidFlag
 	var presence string
 	fs := flag.NewFlagSet("hubload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -115,7 +149,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret: mint a token per simulated user, sent as Authorization: Bearer")
 	fs.StringVar(&presence, "presence", "diff", "presence mode of the joins: diff or full")
 	fs.BoolVar(&c.batch, "batch", true, "offer the "+protocol.BatchSubprotocol+" subprotocol")
-	fs.IntVar(&c.serverPID, "server-pid", 0, "PID of a local hubd: report its RSS and CPU over the measured window")
+	fs.Var(&pids, "server-pid", "PID of a local server process (hubd, redis-server, …): report its RSS and CPU over the measured window; repeatable or comma-separated, for each process and their total")
 	fs.BoolVar(&c.json, "json", false, "print the summary as JSON")
 	fs.BoolVar(&c.idle, "idle", false, "connect and join only, no traffic (idle-memory scenario)")
 	fs.StringVar(&c.sessionPrefix, "session-prefix", "load", "session ids are <prefix>-<n>")
@@ -129,6 +163,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 		urls = listFlag{"ws://127.0.0.1:8080/ws"}
 	}
 	c.urls = urls
+	c.serverPIDs = pids
 	c.presence = protocol.Presence(presence)
 	for _, s := range srcs {
 		ip := net.ParseIP(s)
@@ -161,10 +196,18 @@ func (c *config) validate() error {
 		return errors.New("--connect-timeout must be positive and at most 5m")
 	case c.presence != protocol.PresenceDiff && c.presence != protocol.PresenceFull:
 		return fmt.Errorf("--presence must be diff or full, not %q", c.presence)
-	case c.serverPID < 0:
-		return errors.New("--server-pid must not be negative")
 	case c.sessionPrefix == "" || len(c.sessionPrefix) > 40:
 		return errors.New("--session-prefix must be 1 to 40 bytes")
+	}
+	seen := make(map[int]bool, len(c.serverPIDs))
+	for _, pid := range c.serverPIDs {
+		if pid < 0 {
+			return errors.New("--server-pid must not be negative")
+		}
+		if seen[pid] {
+			return fmt.Errorf("--server-pid %d is given twice", pid)
+		}
+		seen[pid] = true
 	}
 	for _, raw := range c.urls {
 		u, err := url.Parse(raw)

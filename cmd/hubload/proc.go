@@ -14,6 +14,7 @@ const clockTicks = 100
 
 // procStat is a process's resident set and CPU time, from /proc.
 type procStat struct {
+	name   string // the command name, as /proc/PID/stat has it (≤ 15 bytes)
 	rssKiB int64
 	cpu    time.Duration // user + system
 	err    error
@@ -40,12 +41,15 @@ func readProc(pid int) procStat {
 		p.err = err
 		return p
 	}
-	// The command name may hold spaces: fields count from after its ')'.
+	// The command name may hold spaces and parentheses: it runs from the
+	// first '(' to the last ')', and the fields count from after that.
 	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
+	j := bytes.IndexByte(stat, '(')
+	if i < 0 || j < 0 || j > i {
 		p.err = fmt.Errorf("/proc/%d/stat: no command name", pid)
 		return p
 	}
+	p.name = string(stat[j+1 : i])
 	f := bytes.Fields(stat[i+1:])
 	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
 	if len(f) < 13 {
@@ -60,4 +64,16 @@ func readProc(pid int) procStat {
 	}
 	p.cpu = time.Duration(ut+st) * time.Second / clockTicks
 	return p
+}
+
+// readProcs reads every process of pids, in order.
+func readProcs(pids []int) []procStat {
+	if len(pids) == 0 {
+		return nil
+	}
+	ps := make([]procStat, len(pids))
+	for i, pid := range pids {
+		ps[i] = readProc(pid)
+	}
+	return ps
 }

@@ -76,17 +76,42 @@ type summary struct {
 		CPUUsPerSentOrRecvd float64 `json:"cpuUsPerMessage"`
 		RSSKiB              int64   `json:"rssKiB"`
 	} `json:"hubload"`
-	Server *serverStats `json:"server,omitempty"`
+	// Server is the first --server-pid's process, as when the flag took
+	// one; Servers is every --server-pid's in the order given (Server is
+	// Servers[0]), and ServerTotal their sum.
+	Server      *serverStats   `json:"server,omitempty"`
+	Servers     []*serverStats `json:"servers,omitempty"`
+	ServerTotal *serverTotal   `json:"serverTotal,omitempty"`
 }
 
-// serverStats is what /proc says of the server over the window.
+// serverStats is what /proc says of one server process over the window.
+// Its figures per connection and per delivered message divide by every
+// connection and every message of the load: with several nodes, each
+// node's share of the whole, which add up to the total's.
 type serverStats struct {
 	PID                  int     `json:"pid"`
-	RSSBeforeKiB         int64   `json:"rssBeforeKiB"` // before hubload connected
-	RSSStartKiB          int64   `json:"rssStartKiB"`  // at the window's start
-	RSSEndKiB            int64   `json:"rssEndKiB"`    // at its end
+	Name                 string  `json:"name,omitempty"` // command name from /proc/PID/stat
+	RSSBeforeKiB         int64   `json:"rssBeforeKiB"`   // before hubload connected
+	RSSStartKiB          int64   `json:"rssStartKiB"`    // at the window's start
+	RSSEndKiB            int64   `json:"rssEndKiB"`      // at its end
 	RSSPerConnBytes      float64 `json:"rssPerConnBytes"`
 	CPUSeconds           float64 `json:"cpuSeconds"` // over the window
+	CPUPercent           float64 `json:"cpuPercent"` // of one core, over the window
+	CPUUsPerDelivered    float64 `json:"cpuUsPerDelivered"`
+	CPUSecondsPerMillion float64 `json:"cpuSecondsPerMillion"`
+	Error                string  `json:"error,omitempty"`
+}
+
+// serverTotal is the sum over the server processes that could be read
+// from start to end; the others are left out and named in Error.
+type serverTotal struct {
+	Processes            int     `json:"processes"` // summed
+	RSSBeforeKiB         int64   `json:"rssBeforeKiB"`
+	RSSStartKiB          int64   `json:"rssStartKiB"`
+	RSSEndKiB            int64   `json:"rssEndKiB"`
+	RSSPerConnBytes      float64 `json:"rssPerConnBytes"`
+	CPUSeconds           float64 `json:"cpuSeconds"`
+	CPUPercent           float64 `json:"cpuPercent"` // of one core: over 100 when they use more than one
 	CPUUsPerDelivered    float64 `json:"cpuUsPerDelivered"`
 	CPUSecondsPerMillion float64 `json:"cpuSecondsPerMillion"`
 	Error                string  `json:"error,omitempty"`
@@ -161,23 +186,74 @@ func (l *load) fill(s *summary, n1, n2 snapshot, win time.Duration, cpu time.Dur
 	s.Hubload.RSSKiB = readProc(os.Getpid()).rssKiB
 }
 
-func (s *summary) setServer(pid int, before, start, end procStat, conns int64) {
-	st := &serverStats{PID: pid, RSSBeforeKiB: before.rssKiB, RSSStartKiB: start.rssKiB, RSSEndKiB: end.rssKiB}
-	s.Server = st
-	for _, p := range []procStat{before, start, end} {
-		if p.err != nil {
-			st.Error = p.err.Error()
-			return
+// setServers fills Server, Servers and ServerTotal from the readings of
+// pids before hubload connected, at the window's start and at its end
+// (each slice in the order of pids); conns is the connections made. Call
+// it after fill, which sets the window.
+func (s *summary) setServers(pids []int, before, start, end []procStat, conns int64) {
+	if len(pids) == 0 {
+		return
+	}
+	t := &serverTotal{}
+	var cpu time.Duration
+	var left []string
+	s.Servers = make([]*serverStats, len(pids))
+	for i, pid := range pids {
+		st := &serverStats{PID: pid, RSSBeforeKiB: before[i].rssKiB, RSSStartKiB: start[i].rssKiB, RSSEndKiB: end[i].rssKiB}
+		s.Servers[i] = st
+		for _, p := range []procStat{before[i], start[i], end[i]} {
+			if st.Name == "" {
+				st.Name = p.name
+			}
+			if p.err != nil && st.Error == "" {
+				st.Error = p.err.Error()
+			}
 		}
+		if st.Error != "" {
+			left = append(left, fmt.Sprintf("pid %d: %s", pid, st.Error))
+			continue
+		}
+		d := end[i].cpu - start[i].cpu
+		st.RSSPerConnBytes = perConn(st.RSSEndKiB-st.RSSBeforeKiB, conns)
+		st.CPUSeconds, st.CPUPercent, st.CPUUsPerDelivered = s.cpuFigures(d)
+		st.CPUSecondsPerMillion = st.CPUUsPerDelivered
+
+		t.Processes++
+		t.RSSBeforeKiB += st.RSSBeforeKiB
+		t.RSSStartKiB += st.RSSStartKiB
+		t.RSSEndKiB += st.RSSEndKiB
+		cpu += d
 	}
-	if conns > 0 {
-		st.RSSPerConnBytes = float64(end.rssKiB-before.rssKiB) * 1024 / float64(conns)
+	s.Server = s.Servers[0]
+	t.RSSPerConnBytes = perConn(t.RSSEndKiB-t.RSSBeforeKiB, conns)
+	t.CPUSeconds, t.CPUPercent, t.CPUUsPerDelivered = s.cpuFigures(cpu)
+	t.CPUSecondsPerMillion = t.CPUUsPerDelivered
+	if len(left) > 0 {
+		t.Error = "left out: " + strings.Join(left, "; ")
 	}
-	st.CPUSeconds = (end.cpu - start.cpu).Seconds()
+	s.ServerTotal = t
+}
+
+// perConn is an RSS growth in KiB over conns connections, in bytes each.
+func perConn(kib, conns int64) float64 {
+	if conns <= 0 {
+		return 0
+	}
+	return float64(kib) * 1024 / float64(conns)
+}
+
+// cpuFigures gives CPU time d spent over the window in seconds, as a
+// percentage of one core, and in µs per message hubload received in the
+// window (which is also seconds per million).
+func (s *summary) cpuFigures(d time.Duration) (sec, pct, usPer float64) {
+	sec = d.Seconds()
+	if w := s.Window.Seconds; w > 0 {
+		pct = sec / w * 100
+	}
 	if n := s.Window.Received; n > 0 {
-		st.CPUUsPerDelivered = st.CPUSeconds * 1e6 / float64(n)
-		st.CPUSecondsPerMillion = st.CPUSeconds * 1e6 / float64(n)
+		usPer = sec * 1e6 / float64(n)
 	}
+	return sec, pct, usPer
 }
 
 func (s *summary) writeJSON(w io.Writer) error {
@@ -225,8 +301,27 @@ func (s *summary) writeText(w io.Writer) error {
 	fmt.Fprintf(b, "closes:    %s\n", countsText(s.CloseCodes))
 	fmt.Fprintf(b, "hubload:   CPU %.2fs, %.2f µs per received message, RSS %d KiB\n",
 		s.Hubload.CPUSeconds, s.Hubload.CPUUsPerReceived, s.Hubload.RSSKiB)
-	if st := s.Server; st != nil {
-		if st.Error != "" {
+	switch {
+	case len(s.Servers) > 1:
+		// One line per process, named and with its share of a core, then
+		// their total.
+		for _, st := range s.Servers {
+			if st.Error != "" {
+				fmt.Fprintf(b, "server:    pid %d (%s): %s\n", st.PID, st.Name, st.Error)
+				continue
+			}
+			fmt.Fprintf(b, "server:    pid %d (%s): RSS %d KiB before, %d KiB at start, %d KiB at end (%.0f B per connection); CPU %.2fs (%.1f %% of a core), %.2f µs per delivered message, %.1f s per million\n",
+				st.PID, st.Name, st.RSSBeforeKiB, st.RSSStartKiB, st.RSSEndKiB, st.RSSPerConnBytes, st.CPUSeconds, st.CPUPercent, st.CPUUsPerDelivered, st.CPUSecondsPerMillion)
+		}
+		t := s.ServerTotal
+		fmt.Fprintf(b, "servers:   total of %d of %d processes: RSS %d KiB before, %d KiB at start, %d KiB at end (%.0f B per connection); CPU %.2fs (%.1f %% of a core), %.2f µs per delivered message, %.1f s per million\n",
+			t.Processes, len(s.Servers), t.RSSBeforeKiB, t.RSSStartKiB, t.RSSEndKiB, t.RSSPerConnBytes, t.CPUSeconds, t.CPUPercent, t.CPUUsPerDelivered, t.CPUSecondsPerMillion)
+		if t.Error != "" {
+			fmt.Fprintf(b, "servers:   %s\n", t.Error)
+		}
+	case s.Server != nil:
+		// One process: the line hubload has always printed.
+		if st := s.Server; st.Error != "" {
 			fmt.Fprintf(b, "server:    pid %d: %s\n", st.PID, st.Error)
 		} else {
 			fmt.Fprintf(b, "server:    pid %d: RSS %d KiB before, %d KiB at start, %d KiB at end (%.0f B per connection); CPU %.2fs, %.2f µs per delivered message, %.1f s per million\n",
