@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,6 +113,12 @@ const (
 	// busVersion is the first byte of every message on the bus: its
 	// format, then one byte of origin length, the origin and the data.
 	busVersion = 1
+	// busPacked is the first byte of a message that packs several of one
+	// session: one byte of origin length, the origin, then each one's
+	// length (a uvarint) and data. The publisher packs what is queued for
+	// a session when it sends, so that a busy session costs Redis one
+	// PUBLISH per batch, not one per message.
+	busPacked = 2
 	// busMaxBatch bounds the messages sent in one pipeline.
 	busMaxBatch = 256
 	// busCheck is how often the subscriber pings an idle connection; three
@@ -263,10 +270,8 @@ func (b *Bus) handle(channel, payload string) {
 	if !ok || !b.sub.wants(channel) {
 		return
 	}
-	if len(payload) < 2 || payload[0] != busVersion || len(payload) < 2+int(payload[1]) {
-		if logDue(&b.lastInboxLog, busLogEvery) {
-			b.log.Warn("cluster bus: dropping a malformed message", "channel", channel)
-		}
+	if len(payload) < 2 || payload[0] != busVersion && payload[0] != busPacked || len(payload) < 2+int(payload[1]) {
+		b.malformed(channel)
 		return
 	}
 	n := int(payload[1])
@@ -274,7 +279,30 @@ func (b *Bus) handle(channel, payload string) {
 	if node == b.node {
 		return
 	}
-	msg := Message{Session: session, Node: strings.Clone(node), Data: []byte(payload[2+n:])}
+	node = strings.Clone(node)
+	if payload[0] == busVersion {
+		b.receive(Message{Session: session, Node: node, Data: []byte(payload[2+n:])})
+		return
+	}
+	for rest := payload[2+n:]; len(rest) > 0; {
+		size, k := binary.Uvarint([]byte(rest[:min(len(rest), binary.MaxVarintLen64)]))
+		if k <= 0 || size > uint64(len(rest)-k) {
+			b.malformed(channel)
+			return
+		}
+		b.receive(Message{Session: session, Node: node, Data: []byte(rest[k : k+int(size)])})
+		rest = rest[k+int(size):]
+	}
+}
+
+func (b *Bus) malformed(channel string) {
+	if logDue(&b.lastInboxLog, busLogEvery) {
+		b.log.Warn("cluster bus: dropping a malformed message", "channel", channel)
+	}
+}
+
+// receive puts msg on the inbox, or drops it when the inbox is full.
+func (b *Bus) receive(msg Message) {
 	select {
 	case b.inbox <- msg:
 		b.received.Add(1)
@@ -374,30 +402,54 @@ func (b *Bus) flush(down bool, batch []busOut) {
 }
 
 // send publishes batch in one pipeline and returns how many Redis took.
+// The messages of one session in a batch go out as one packed PUBLISH
+// (busPacked), in the order they were queued; a session with one message
+// gets a plain one.
 func (b *Bus) send(ctx context.Context, batch []busOut) (int, error) {
 	size := 0
 	for _, m := range batch {
-		size += len(b.header) + len(m.data)
+		size += len(b.header) + binary.MaxVarintLen32 + len(m.data)
 	}
 	if cap(b.arena) < size || cap(b.arena) > 1<<20 && size <= 1<<20 {
 		b.arena = make([]byte, 0, size)
 	}
 	arena := b.arena[:0]
+	// Group by session, keeping the order within each.
+	order := make([]string, 0, len(batch))
+	groups := make(map[string][]int, len(batch))
+	for i, m := range batch {
+		if _, ok := groups[m.session]; !ok {
+			order = append(order, m.session)
+		}
+		groups[m.session] = append(groups[m.session], i)
+	}
 	pipe := b.rdb.Pipeline()
-	for _, m := range batch {
+	counts := make([]int, 0, len(order))
+	for _, session := range order {
+		idx := groups[session]
 		start := len(arena)
-		arena = append(arena, b.header...)
-		arena = append(arena, m.data...)
-		pipe.Publish(ctx, b.prefix+m.session, arena[start:len(arena):len(arena)])
+		if len(idx) == 1 {
+			arena = append(arena, b.header...)
+			arena = append(arena, batch[idx[0]].data...)
+		} else {
+			arena = append(arena, busPacked)
+			arena = append(arena, b.header[1:]...)
+			for _, i := range idx {
+				arena = binary.AppendUvarint(arena, uint64(len(batch[i].data)))
+				arena = append(arena, batch[i].data...)
+			}
+		}
+		pipe.Publish(ctx, b.prefix+session, arena[start:len(arena):len(arena)])
+		counts = append(counts, len(idx))
 	}
 	cmds, err := pipe.Exec(ctx)
 	if err == nil {
 		return len(batch), nil
 	}
 	sent := 0
-	for _, c := range cmds {
+	for i, c := range cmds {
 		if c.Err() == nil {
-			sent++
+			sent += counts[i]
 		}
 	}
 	return sent, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -292,5 +293,56 @@ func TestBusCloseFlushesQueue(t *testing.T) {
 		if m := receive(t, b, 5*time.Second); !bytes.Equal(m.Data, payload(i)) {
 			t.Fatalf("message %d = %q", i, m.Data)
 		}
+	}
+}
+
+// What is queued for a session when the publisher sends goes out packed:
+// fewer PUBLISH than messages, each session's in order, and a malformed
+// packed message is dropped whole.
+func TestBusPacksQueuedMessages(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newBus(t, srv, "A", cluster.BusOptions{})
+	b := newBus(t, srv, "B", cluster.BusOptions{})
+	for _, s := range []string{"s1", "s2"} {
+		b.Subscribe(s)
+		waitSubscribers(t, srv, "sessionhub:s:"+s, 1)
+	}
+	rdb := client(t, srv)
+	ctx := context.Background()
+	rdb.ConfigResetStat(ctx)
+
+	const n = 2000
+	for i := range n {
+		a.Publish([]string{"s1", "s2"}[i%2], payload(i))
+	}
+	next := map[string]int{"s1": 0, "s2": 1}
+	for range n {
+		m := receive(t, b, 5*time.Second)
+		if i := next[m.Session]; !bytes.Equal(m.Data, payload(i)) || m.Node != "A" {
+			t.Fatalf("%s: got %q from %q, want %q", m.Session, m.Data, m.Node, payload(i))
+		}
+		next[m.Session] += 2
+	}
+	stats, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls int
+	for _, line := range strings.Split(stats, "\n") {
+		if strings.HasPrefix(line, "cmdstat_publish:") {
+			fmt.Sscanf(strings.TrimPrefix(line, "cmdstat_publish:"), "calls=%d", &calls)
+		}
+	}
+	if calls == 0 || calls >= n {
+		t.Errorf("%d PUBLISH for %d messages: not packed", calls, n)
+	}
+	t.Logf("%d messages in %d PUBLISH", n, calls)
+
+	// A packed message whose lengths run past its end: dropped, and the
+	// bus goes on.
+	rdb.Publish(ctx, "sessionhub:s:s1", []byte{2, 1, 'X', 5, 'a', 'b'})
+	a.Publish("s1", []byte("after"))
+	if m := receive(t, b, 5*time.Second); string(m.Data) != "after" {
+		t.Fatalf("got %q after a malformed packed message", m.Data)
 	}
 }
