@@ -122,6 +122,9 @@ type roomCluster struct {
 	seen map[string]time.Time
 	// dirty marks local users whose cursor or activity Redis has not got.
 	dirty map[string]bool
+	// cursors holds the latest cursor-moved of other nodes' users, not
+	// decoded until a participant list needs it (freshen).
+	cursors map[string][]byte
 	// filling is set while a gap in the offsets is being filled; held
 	// keeps the broadcasts that arrived meanwhile.
 	filling bool
@@ -137,7 +140,7 @@ type heldBroadcast struct {
 
 func newRoomCluster() *roomCluster {
 	return &roomCluster{pending: map[string]int{}, pendingMember: map[string][]byte{},
-		seen: map[string]time.Time{}, dirty: map[string]bool{}}
+		seen: map[string]time.Time{}, dirty: map[string]bool{}, cursors: map[string][]byte{}}
 }
 
 // clusterJoin is join's second half in a cluster: the room exists (r),
@@ -439,10 +442,10 @@ func (h *Hub) fromBus(m cluster.Message) {
 	now := time.Now()
 	switch kind {
 	case kindCursor:
-		var ev struct{ Data protocol.CursorMoved }
-		if json.Unmarshal(body, &ev) != nil || !r.s.SetRemote(uid, &ev.Data.Cursor, nil, now) {
+		if !r.s.SetRemote(uid, nil, nil, now) {
 			return
 		}
+		r.cl.cursors[uid] = body // decoded when a list needs it
 		h.fanoutBytes(r, protocol.TypeCursorMoved, body, uid)
 	case kindActivity:
 		var ev struct{ Data protocol.UserActivityChanged }
@@ -467,6 +470,23 @@ func (h *Hub) fromBus(m cluster.Message) {
 	case kindRemoved:
 		h.removeLocal(r, uid, now)
 	}
+}
+
+// freshen decodes the cursors other nodes sent since the last time a
+// participant list of r was needed.
+func (h *Hub) freshen(r *room) {
+	if r.cl == nil || len(r.cl.cursors) == 0 {
+		return
+	}
+	for uid, b := range r.cl.cursors {
+		var ev struct{ Data protocol.CursorMoved }
+		if json.Unmarshal(b, &ev) == nil {
+			if p := r.s.Get(uid); p != nil {
+				p.Cursor = &ev.Data.Cursor
+			}
+		}
+	}
+	clear(r.cl.cursors)
 }
 
 // fanoutBytes delivers an event encoded elsewhere to every connection of r

@@ -250,6 +250,9 @@ func (h *Hub) handle(in inbound) {
 		cur := m.Payload.(*protocol.Cursor)
 		_, woke := c.room.s.SetCursor(c.userID, cur, now)
 		r := c.room
+		if r.cl != nil {
+			delete(r.cl.cursors, c.userID) // this one is newer
+		}
 		b := h.fanout(r, protocol.TypeCursorMoved, protocol.CursorMoved{UserID: c.userID, Cursor: *cur}, c.userID, r.cl != nil)
 		if r.cl != nil && b != nil {
 			h.clPublishEvent(r, kindCursor, c.userID, b)
@@ -384,6 +387,7 @@ func (h *Hub) attachConn(c *conn, ref string, j *protocol.JoinSession, info prot
 // announceJoined tells r's connections but p's that p joined, and, when
 // publish is set in a cluster, the other nodes.
 func (h *Hub) announceJoined(r *room, p *session.Participant, publish bool) {
+	h.freshen(r)
 	u := p.Wire()
 	h.fanoutPresence(r, protocol.TypeUserJoined, p.UserID,
 		func() any { return protocol.UserJoined{User: u, Participants: r.s.Wire()} },
@@ -409,6 +413,7 @@ func (h *Hub) touch(r *room, userID string, now time.Time) {
 // replay. In a cluster, cr holds what the session's log in Redis had after
 // rec.Offset, for when the node's own history does not reach back.
 func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover, cr *clusterReplay) {
+	h.freshen(r)
 	var replay []session.Event
 	recovered := false
 	if rec != nil && rec.Epoch == r.s.Epoch && rec.Offset <= r.s.Offset {
@@ -468,6 +473,7 @@ func (h *Hub) detach(c *conn, grace time.Duration, now time.Time) {
 // announceLeft tells r's connections that p left, and, when publish is
 // set in a cluster, the other nodes.
 func (h *Hub) announceLeft(r *room, p *session.Participant, publish bool) {
+	h.freshen(r)
 	u := p.Wire()
 	h.fanoutPresence(r, protocol.TypeUserLeft, "",
 		func() any {
