@@ -62,7 +62,6 @@ func TestPutRemote(t *testing.T) {
 	}
 }
 
-
 func TestHistoryForget(t *testing.T) {
 	var h session.History
 	h.Size, h.TTL = 10, time.Hour
