@@ -75,13 +75,13 @@ func benchRoom(b *testing.B, opts *Options, n int, msg func(i int) protocol.Mess
 
 	conns := make([]*conn, n)
 	for i := range conns {
-		conns[i] = &conn{
+		conns[i] = playedWriter(&conn{
 			id:      h.nextID.Add(1),
 			hub:     h,
 			start:   time.Now(),
 			send:    make(chan []byte, benchQueue),
 			closing: make(chan struct{}),
-		}
+		})
 	}
 	benchJoin(b, h, conns)
 	sender, recipients := conns[0], conns[1:]

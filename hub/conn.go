@@ -63,6 +63,11 @@ type conn struct {
 	// send is the head of the send queue: run puts encoded messages on it
 	// without blocking, writePump drains it.
 	send chan []byte
+	// writer is the writer's state (writerIdle, …); wrote is closed when the
+	// last writer ended with the connection.
+	writer    atomic.Int32
+	wrote     chan struct{}
+	pingTimer *time.Timer
 	// backlogged is set by run while it holds a backlog for the connection;
 	// the writer then tells run (Hub.drained) when it has emptied send.
 	backlogged atomic.Bool
@@ -102,6 +107,7 @@ func (c *conn) kill(why closeReason) {
 	c.closeOnce.Do(func() {
 		c.closeWhy = why
 		close(c.closing)
+		c.startWriter() // the writer writes the close frame
 		c.hub.metrics.closes.WithLabelValues(why.label).Inc()
 		if why.code == 0 {
 			c.drop() // unblocks a writer stuck on the dead peer
@@ -132,25 +138,44 @@ func (c *conn) killed() (protocol.StatusCode, string, bool) {
 	}
 }
 
-// writePump writes what the hub queues, pings the peer, and closes the
-// connection when asked to. It returns when the connection is closed or ctx
-// is done.
+// The writer's states (conn.writer).
+const (
+	writerIdle    = iota // no writer goroutine: nothing to write
+	writerRunning        // a writePump is running
+	writerDone           // the connection is closed (or written by a test)
+)
+
+// startWriter makes sure a writePump runs for what was just queued on send
+// or for the close that was just asked: an idle connection holds no writer
+// goroutine. Any goroutine may call it.
+func (c *conn) startWriter() {
+	if c.writer.CompareAndSwap(writerIdle, writerRunning) {
+		go c.writePump()
+	}
+}
+
+// writePump writes what the hub queued and returns when send is empty; it
+// closes the connection when asked to. At most one runs at a time
+// (startWriter), so that messages go out in order.
 //
 // Writes use a context that is never done, so that the WebSocket library
 // sets up no cancellation per write; a write stuck on a peer that does not
 // read is ended by dropping the TCP connection (ping timeout, or the timer
 // of kill).
-func (c *conn) writePump(ctx context.Context, done chan<- struct{}) {
-	defer close(done)
-	opts := &c.hub.opts
-	ping := time.NewTicker(opts.PingInterval)
-	defer ping.Stop()
-	pingCtx, cancelPing := context.WithCancel(ctx)
-	defer cancelPing()
-	pong := make(chan error, 1)
-	pinging := false
+func (c *conn) writePump() {
 	write := context.Background()
 	for {
+		select {
+		case <-c.closing:
+			if c.closeWhy.code == 0 {
+				c.drop()
+			} else {
+				c.ws.Close(websocket.StatusCode(c.closeWhy.code), c.closeWhy.text)
+			}
+			c.writerEnded()
+			return
+		default:
+		}
 		select {
 		case b := <-c.send:
 			var err error
@@ -161,37 +186,56 @@ func (c *conn) writePump(ctx context.Context, done chan<- struct{}) {
 			}
 			if err != nil {
 				c.drop()
+				c.writerEnded()
 				return
 			}
 			if len(c.send) == 0 && c.backlogged.Load() {
 				c.hub.wake(c)
 			}
-		case <-ping.C:
-			if pinging {
+		default:
+			// Nothing queued: park by ending. Whatever was queued or asked
+			// after the check above starts a writer again; if that raced
+			// with this one, this one goes on.
+			c.writer.Store(writerIdle)
+			if (len(c.send) > 0 || c.isClosing()) && c.writer.CompareAndSwap(writerIdle, writerRunning) {
 				continue
 			}
-			pinging = true
-			go func() {
-				pctx, cancel := context.WithTimeout(pingCtx, opts.PingTimeout)
-				defer cancel()
-				pong <- c.ws.Ping(pctx)
-			}()
-		case err := <-pong:
-			pinging = false
-			if err != nil && ctx.Err() == nil {
-				c.kill(closePingTimeout)
-			}
-		case <-c.closing:
-			if c.closeWhy.code == 0 {
-				c.drop()
-			} else {
-				c.ws.Close(websocket.StatusCode(c.closeWhy.code), c.closeWhy.text)
-			}
-			return
-		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// writerEnded records that no writer will run again, and tells serve.
+func (c *conn) writerEnded() {
+	c.writer.Store(writerDone)
+	close(c.wrote)
+}
+
+func (c *conn) isClosing() bool {
+	select {
+	case <-c.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// ping pings the peer every Options.PingInterval on a timer, without a
+// goroutine of its own between pings, and closes a connection whose pong
+// does not come within Options.PingTimeout.
+func (c *conn) ping() {
+	opts := &c.hub.opts
+	ctx, cancel := context.WithTimeout(context.Background(), opts.PingTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if c.isClosing() {
+		return
+	}
+	if err != nil {
+		c.kill(closePingTimeout)
+		return
+	}
+	c.pingTimer.Reset(opts.PingInterval)
 }
 
 // writeBatch writes first and what else is queued as one frame, the

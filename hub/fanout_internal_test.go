@@ -14,7 +14,7 @@ import (
 // socketless returns a connection the run loop can serve without a
 // WebSocket: the test reads its send queue directly.
 func socketless(h *Hub) *conn {
-	return &conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, 64), closing: make(chan struct{})}
+	return playedWriter(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, 64), closing: make(chan struct{}), wrote: make(chan struct{})})
 }
 
 func startSocketless(t *testing.T) *Hub {
@@ -95,4 +95,11 @@ func TestFanoutEncodesOncePerMode(t *testing.T) {
 			t.Errorf("conn %d got a separately encoded cursor-moved", c.id)
 		}
 	}
+}
+
+// playedWriter marks c's writer as the test's own: the test reads c.send,
+// and no writePump starts (c has no WebSocket).
+func playedWriter(c *conn) *conn {
+	c.writer.Store(writerDone)
+	return c
 }

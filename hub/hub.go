@@ -644,6 +644,7 @@ func (h *Hub) deliver(c *conn, b []byte) {
 	if len(c.backlog) == 0 {
 		select {
 		case c.send <- b:
+			c.startWriter()
 			return
 		default:
 		}
@@ -653,9 +654,11 @@ func (h *Hub) deliver(c *conn, b []byte) {
 		select {
 		case c.send <- b:
 			c.backlogged.Store(false)
+			c.startWriter()
 			return
 		default:
 		}
+		c.startWriter() // a full channel has a writer, or gets one
 	}
 	if cap(c.send)+len(c.backlog) >= h.opts.SendQueue+c.replayRoom {
 		h.metrics.droppedQueued.Inc()
@@ -686,6 +689,7 @@ move:
 			break move
 		}
 	}
+	c.startWriter()
 	if n == len(c.backlog) {
 		c.backlog = nil
 		c.replayRoom = 0

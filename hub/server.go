@@ -138,6 +138,7 @@ func (h *Hub) newConn(ws *websocket.Conn, addr string) *conn {
 		addr:       addr,
 		send:       make(chan []byte, min(sendChanSize, h.opts.SendQueue)),
 		closing:    make(chan struct{}),
+		wrote:      make(chan struct{}),
 		msgLimiter: rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst),
 	}
 	c.cursor = cursorGate{
@@ -149,13 +150,14 @@ func (h *Hub) newConn(ws *websocket.Conn, addr string) *conn {
 	return c
 }
 
-// serve runs a connection: its writer on a new goroutine, its reader here.
+// serve runs a connection: its reader here, its writer on a goroutine of
+// its own while there is something to write (startWriter), its pings on a
+// timer.
 func (h *Hub) serve(c *conn) {
 	h.log.Info("connect", "conn", c.id, "remote", c.addr, "batch", c.batch)
 	h.metrics.connections.Inc()
 	ctx, cancel := context.WithCancel(context.Background())
-	wrote := make(chan struct{})
-	go c.writePump(ctx, wrote)
+	c.pingTimer = time.AfterFunc(h.opts.PingInterval, c.ping)
 	handshake := time.AfterFunc(h.opts.HandshakeTimeout, func() {
 		if !c.joined.Load() {
 			c.kill(closeHandshake)
@@ -172,8 +174,10 @@ func (h *Hub) serve(c *conn) {
 	clean, why := c.readPump(ctx)
 
 	c.cursor.stop()
+	c.pingTimer.Stop()
 	c.closeOnce.Do(func() { close(c.closing) }) // the writer stops if nobody asked
-	<-wrote
+	c.startWriter()
+	<-c.wrote
 	cancel()
 	if c.closeTimer != nil {
 		c.closeTimer.Stop()
