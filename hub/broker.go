@@ -184,6 +184,8 @@ func (b *broker) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), b.timeout())
 }
 
+// failed counts and logs a failed Redis operation and, when Redis did not
+// answer, pauses the broker until the next heartbeat. Only serve calls it.
 func (b *broker) failed(op string, err error) {
 	if errors.Is(err, errRedisDown) {
 		return
@@ -226,7 +228,7 @@ func (b *broker) publish(session string, kind byte, userID string, body []byte) 
 // publishNow sends a bus message at once, for a join or leave Redis
 // decided: it reaches Redis before anything the broker sends next (a
 // broadcast of the user who joined, say), so every node sees the two in
-// that order.
+// that order. Only serve calls it.
 func (b *broker) publishNow(ctx context.Context, session string, kind byte, userID string, body []byte) {
 	if err := b.bus.PublishNow(ctx, session, busFrame(kind, userID, body)); err != nil {
 		b.failed("publish", err)
@@ -379,7 +381,11 @@ func (b *broker) remove(ctx context.Context, id, userID string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	b.publishNow(ctx, id, kindRemoved, userID, nil)
+	// Not publishNow: that keeps serve's state, and this runs on the API's
+	// goroutine.
+	if err := b.bus.PublishNow(ctx, id, busFrame(kindRemoved, userID, nil)); err != nil {
+		return found, err
+	}
 	return found, nil
 }
 
