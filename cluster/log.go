@@ -109,20 +109,6 @@ func checkKeyTTL(keyTTL time.Duration) error {
 	return nil
 }
 
-// epochScript returns the session's epoch, starting the session afresh
-// (ARGV[1] as its epoch, no offset, no events) when it has none, and
-// refreshes the keys' TTL (ARGV[2] ms).
-var epochScript = redis.NewScript(`
-local e = redis.call('HGET', KEYS[1], 'epoch')
-if not e then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[1])
-  e = ARGV[1]
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return e
-`)
 
 // Epoch returns the session's epoch. When the session has none (it never
 // had one, its keys expired, or Redis lost them) it creates a fresh one, a
@@ -131,40 +117,10 @@ return e
 // alive: they expire after keyTTL (the session TTL plus the history TTL) in
 // which neither Epoch nor Append was called for the session.
 func (l *Log) Epoch(ctx context.Context, session string, keyTTL time.Duration) (string, error) {
-	if err := checkKeyTTL(keyTTL); err != nil {
-		return "", err
-	}
-	e, err := epochScript.Run(ctx, l.rdb, l.keys(session), uuid.NewString(), millis(keyTTL)).Text()
-	if err != nil {
-		return "", fmt.Errorf("cluster: epoch of session %q: %w", session, err)
-	}
-	return e, nil
+	epoch, _, err := l.Sync(ctx, session, 0, keyTTL)
+	return epoch, err
 }
 
-// appendScript appends ARGV[3] (the data) to ARGV[2] (the audience) when the
-// session's epoch is ARGV[1]: it takes the next offset, adds the event with
-// ID "<ms>-<offset>" (ms: the Redis time, never below the previous event's,
-// so IDs keep increasing), trims the stream to ARGV[4] events and to those
-// younger than ARGV[5] ms, and refreshes the keys' TTL (ARGV[6] ms). It
-// returns {offset, epoch}, or {0, stored epoch or ""} when the epoch is not
-// ARGV[1].
-var appendScript = redis.NewScript(`
-local m = redis.call('HMGET', KEYS[1], 'epoch', 'ms')
-if m[1] ~= ARGV[1] then
-  return {0, m[1] or ''}
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ms = math.max(now, tonumber(m[2] or '0'))
-local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-local msid = string.format('%.0f', ms)
-redis.call('HSET', KEYS[1], 'ms', msid)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], msid .. '-' .. string.format('%.0f', off), 't', ARGV[2], 'd', ARGV[3])
-redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', now - tonumber(ARGV[5]) + 1))
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-return {off, ARGV[1]}
-`)
 
 // Append stores data, one encoded event, with its audience to, as the
 // session's next event: atomically, it checks that the session's epoch is
@@ -184,7 +140,7 @@ func (l *Log) Append(ctx context.Context, session, epoch string, to string, data
 		return 0, err
 	}
 	res, err := appendScript.Run(ctx, l.rdb, l.keys(session),
-		epoch, to, data, l.size, millis(l.ttl), millis(keyTTL)).Slice()
+		epoch, to, data, l.size, millis(l.ttl), millis(keyTTL), "", "", "", "", "0").Slice()
 	if err != nil {
 		return 0, fmt.Errorf("cluster: append to session %q: %w", session, err)
 	}
@@ -318,9 +274,10 @@ func (l *Log) Offset(ctx context.Context, session string) (int64, error) {
 	return off, nil
 }
 
-// syncScript is epochScript that also raises the session's offset to at
-// least ARGV[3] (the floor) and returns {epoch, offset}. A fresh epoch
-// starts at the floor, with no history.
+// syncScript returns the session's epoch and offset, {epoch, offset},
+// starting the session afresh (ARGV[1] as its epoch, no events) when it has
+// none, raises its offset to at least ARGV[3] (the floor; a fresh epoch
+// starts there), and refreshes the keys' TTL (ARGV[2] ms).
 var syncScript = redis.NewScript(`
 local e = redis.call('HGET', KEYS[1], 'epoch')
 if not e then
@@ -362,11 +319,16 @@ func (l *Log) Sync(ctx context.Context, session string, floor int64, keyTTL time
 	return epoch, offset, nil
 }
 
-// appendPublishScript is appendScript for an event whose bytes are
-// ARGV[3] .. offset .. ARGV[7], which it also publishes on channel ARGV[8]
-// as ARGV[9] .. offset .. ARGV[10] .. event, in the same script. It returns
-// {offset, epoch} like appendScript.
-var appendPublishScript = redis.NewScript(`
+// appendScript appends an event with audience ARGV[2] when the session's
+// epoch is ARGV[1]: it takes the next offset, adds the event with ID
+// "<ms>-<offset>" (ms: the Redis time, never below the previous event's,
+// so IDs keep increasing), trims the stream to ARGV[4] events and to those
+// younger than ARGV[5] ms, and refreshes the keys' TTL (ARGV[6] ms). The
+// event is ARGV[3], or with ARGV[11] = "1" ARGV[3] .. offset .. ARGV[7];
+// with a channel ARGV[8] it is also published there as ARGV[9] .. offset
+// .. ARGV[10] .. event. It returns {offset, epoch}, or {0, stored epoch or
+// ""} when the epoch is not ARGV[1].
+var appendScript = redis.NewScript(`
 local m = redis.call('HMGET', KEYS[1], 'epoch', 'ms')
 if m[1] ~= ARGV[1] then
   return {0, m[1] or ''}
@@ -377,13 +339,18 @@ local ms = math.max(now, tonumber(m[2] or '0'))
 local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 local msid = string.format('%.0f', ms)
 local offs = string.format('%.0f', off)
-local data = ARGV[3] .. offs .. ARGV[7]
+local data = ARGV[3]
+if ARGV[11] == '1' then
+  data = ARGV[3] .. offs .. ARGV[7]
+end
 redis.call('HSET', KEYS[1], 'ms', msid)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], msid .. '-' .. offs, 't', ARGV[2], 'd', data)
 redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', now - tonumber(ARGV[5]) + 1))
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-redis.call('PUBLISH', ARGV[8], ARGV[9] .. offs .. ARGV[10] .. data)
+if ARGV[8] ~= '' then
+  redis.call('PUBLISH', ARGV[8], ARGV[9] .. offs .. ARGV[10] .. data)
+end
 return {off, ARGV[1]}
 `)
 
@@ -405,8 +372,8 @@ func (l *Log) AppendPublish(ctx context.Context, session, epoch, to string, e Pu
 	if err := checkKeyTTL(keyTTL); err != nil {
 		return 0, nil, err
 	}
-	res, err := appendPublishScript.Run(ctx, l.rdb, l.keys(session),
-		epoch, to, e.Head, l.size, millis(l.ttl), millis(keyTTL), e.Tail, e.Channel, e.PubHead, e.PubMid).Slice()
+	res, err := appendScript.Run(ctx, l.rdb, l.keys(session),
+		epoch, to, e.Head, l.size, millis(l.ttl), millis(keyTTL), e.Tail, e.Channel, e.PubHead, e.PubMid, "1").Slice()
 	if err != nil {
 		return 0, nil, fmt.Errorf("cluster: append to session %q: %w", session, err)
 	}

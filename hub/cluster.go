@@ -716,16 +716,7 @@ func (h *Hub) filled(r *room, events []cluster.Event, latest int64) {
 // removeLocal closes the connections of userID in r with 4003 and takes
 // the user out of this node's list (the server API's removal).
 func (h *Hub) removeLocal(r *room, userID string, now time.Time) bool {
-	found := false
-	for i := len(r.conns) - 1; i >= 0; i-- {
-		if c := r.conns[i]; c.userID == userID {
-			c.kill(closeRemoved)
-			c.gone = true
-			r.remove(c)
-			c.room = nil
-			found = true
-		}
-	}
+	found := closeUser(r, userID)
 	r.cl.seen[userID] = now
 	if p, ok := r.s.Remove(userID, now); ok {
 		h.announceLeft(r, p, false)

@@ -162,27 +162,6 @@ func TestClusterOneSessionOverTwoNodes(t *testing.T) {
 	}
 }
 
-// skipUntilAny returns the first message of one of types, dropping others.
-func (p *peer) skipUntilAny(types ...string) protocol.Envelope {
-	p.t.Helper()
-	deadline := time.After(wait)
-	for {
-		select {
-		case m, ok := <-p.msgs:
-			if !ok {
-				p.t.Fatalf("connection ended while waiting for %v: %v", types, <-p.end)
-			}
-			for _, typ := range types {
-				if m.Type == typ {
-					return m
-				}
-			}
-		case <-deadline:
-			p.t.Fatalf("none of %v within the deadline", types)
-		}
-	}
-}
-
 // waitFor polls cond (a state with no event to wait on) until it holds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -162,24 +162,32 @@ func (p *peer) expect(typ string, data any) protocol.Envelope {
 // skipUntil returns the first message of type typ, dropping others.
 func (p *peer) skipUntil(typ string, data any) protocol.Envelope {
 	p.t.Helper()
+	m := p.skipUntilAny(typ)
+	if data != nil {
+		if err := json.Unmarshal(m.Data, data); err != nil {
+			p.t.Fatalf("decode %s: %v", typ, err)
+		}
+	}
+	return m
+}
+
+// skipUntilAny returns the first message of one of types, dropping others.
+func (p *peer) skipUntilAny(types ...string) protocol.Envelope {
+	p.t.Helper()
 	deadline := time.After(wait)
 	for {
 		select {
 		case m, ok := <-p.msgs:
 			if !ok {
-				p.t.Fatalf("connection ended while waiting for %s: %v", typ, <-p.end)
+				p.t.Fatalf("connection ended while waiting for %v: %v", types, <-p.end)
 			}
-			if m.Type != typ {
-				continue
-			}
-			if data != nil {
-				if err := json.Unmarshal(m.Data, data); err != nil {
-					p.t.Fatalf("decode %s: %v", typ, err)
+			for _, typ := range types {
+				if m.Type == typ {
+					return m
 				}
 			}
-			return m
 		case <-deadline:
-			p.t.Fatalf("no %s within the deadline", typ)
+			p.t.Fatalf("none of %v within the deadline", types)
 		}
 	}
 }

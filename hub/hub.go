@@ -560,18 +560,27 @@ func (h *Hub) remove(id, userID string, now time.Time) bool {
 	if r == nil || r.s.Get(userID) == nil {
 		return false
 	}
+	closeUser(r, userID)
+	if p, ok := r.s.Remove(userID, now); ok {
+		h.announceLeft(r, p, false)
+	}
+	return true
+}
+
+// closeUser closes the connections of userID in r with 4003 and takes
+// them out of r; it reports whether there were any.
+func closeUser(r *room, userID string) bool {
+	found := false
 	for i := len(r.conns) - 1; i >= 0; i-- {
 		if c := r.conns[i]; c.userID == userID {
 			c.kill(closeRemoved)
 			c.gone = true
 			r.remove(c)
 			c.room = nil
+			found = true
 		}
 	}
-	if p, ok := r.s.Remove(userID, now); ok {
-		h.announceLeft(r, p, false)
-	}
-	return true
+	return found
 }
 
 // depart handles the end of a connection.
