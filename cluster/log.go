@@ -109,7 +109,6 @@ func checkKeyTTL(keyTTL time.Duration) error {
 	return nil
 }
 
-
 // Epoch returns the session's epoch. When the session has none (it never
 // had one, its keys expired, or Redis lost them) it creates a fresh one, a
 // UUID, and the session starts again at offset 0 with no history; nodes
@@ -120,7 +119,6 @@ func (l *Log) Epoch(ctx context.Context, session string, keyTTL time.Duration) (
 	epoch, _, err := l.Sync(ctx, session, 0, keyTTL)
 	return epoch, err
 }
-
 
 // Append stores data, one encoded event, with its audience to, as the
 // session's next event: atomically, it checks that the session's epoch is
