@@ -149,7 +149,9 @@ const (
 // or for the close that was just asked: an idle connection holds no writer
 // goroutine. Any goroutine may call it.
 func (c *conn) startWriter() {
-	if c.writer.CompareAndSwap(writerIdle, writerRunning) {
+	// Load first: on the hot path a writer usually runs already, and a
+	// failed CompareAndSwap still takes the cache line.
+	if c.writer.Load() == writerIdle && c.writer.CompareAndSwap(writerIdle, writerRunning) {
 		go c.writePump()
 	}
 }

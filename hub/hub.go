@@ -2,11 +2,14 @@
 // contract of docs/protocol.md, and serves the HTTP routes.
 //
 // One goroutine, the run loop in this file, owns every session and every
-// connection's membership. Each connection has a reader and a writer
-// goroutine (conn.go) that talk to it over channels. The run loop does bookkeeping only: it encodes each event once
-// (once per presence mode for membership events) and puts the same bytes on
-// every recipient's bounded send queue without blocking; it does no network
-// I/O and takes no locks.
+// connection's membership. Each connection has a reader goroutine and,
+// while it has something to write, a writer goroutine (conn.go); they talk
+// to the loop over channels. The run loop does bookkeeping only: it encodes
+// each event once (once per presence mode for membership events) and puts
+// the same bytes on every recipient's bounded send queue without blocking;
+// it does no network I/O and takes no locks. In a cluster (Options.Redis), cluster.go is the
+// loop's side of sharing sessions with the other nodes and broker.go the
+// goroutine that talks to Redis for it.
 package hub
 
 import (
@@ -43,8 +46,9 @@ type Hub struct {
 	rooms map[string]*room
 	gone  []*conn // dropped during a step, detached at its end
 	clUp  bool    // the broker reaches Redis (cluster only)
-	// clSettle: until then (3 heartbeats after Redis came back) a snapshot
-	// adds the participants Redis has but removes none.
+	// clSettle: until then (3 heartbeats, at least a second, after Redis
+	// came back) a snapshot adds the participants Redis has but removes
+	// none.
 	clSettle time.Time
 
 	// Cluster only (Options.Redis set; nil on a single node): the broker
