@@ -23,6 +23,20 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodePlainCursor decodes the plain cursor update (line and
+// column only) that takes Decode's fast way.
+func BenchmarkDecodePlainCursor(b *testing.B) {
+	frame := []byte(`{"type":"cursor-update","data":{"line":120,"column":17}}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		m, err := protocol.Decode(frame)
+		if err != nil || m.Type != protocol.TypeCursorUpdate {
+			b.Fatalf("Decode = %+v, %v", m, err)
+		}
+	}
+}
+
 // BenchmarkEncodeCursorMoved encodes one cursor-moved event: what the run
 // loop does once per cursor update, whatever the room's size.
 func BenchmarkEncodeCursorMoved(b *testing.B) {

@@ -23,12 +23,71 @@ type Message struct {
 // Decode validates shape and ranges only; rules that depend on the server's
 // mode (a name being required in open mode) are the hub's.
 func Decode(b []byte) (Message, error) {
+	b = bytes.TrimSpace(b)
+	if m, ok := decodeCursorFast(b); ok {
+		return m, nil
+	}
+	return decode(b)
+}
+
+// cursorHead and cursorMid frame the most frequent message, the plain
+// cursor update as the platform's clients and hubload send it:
+// cursorHead L cursorMid C "}}".
+const (
+	cursorHead = `{"type":"cursor-update","data":{"line":`
+	cursorMid  = `,"column":`
+)
+
+// decodeCursorFast decodes a cursor update of exactly the shape
+// cursorHead L cursorMid C "}}", with L and C plain JSON integers in range,
+// without encoding/json. Anything else (a ref, a file, spaces, another
+// order, an error) reports false and takes the general way, which gives
+// the same result for this shape (FuzzDecodeCursorFast checks that).
+func decodeCursorFast(b []byte) (Message, bool) {
+	rest, ok := bytes.CutPrefix(b, []byte(cursorHead))
+	if !ok {
+		return Message{}, false
+	}
+	line, rest, ok := coordinatePrefix(rest)
+	if !ok {
+		return Message{}, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(cursorMid)); !ok {
+		return Message{}, false
+	}
+	column, rest, ok := coordinatePrefix(rest)
+	if !ok || string(rest) != "}}" {
+		return Message{}, false
+	}
+	return Message{Type: TypeCursorUpdate, Payload: &Cursor{Line: line, Column: column}}, true
+}
+
+// coordinatePrefix reads a JSON integer from 0 to MaxCoordinate (no sign,
+// no leading zero, no fraction or exponent) at the start of b.
+func coordinatePrefix(b []byte) (int, []byte, bool) {
+	n, i := 0, 0
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		if i == 8 { // more digits than MaxCoordinate has
+			return 0, nil, false
+		}
+		n = n*10 + int(b[i]-'0')
+	}
+	if i == 0 || i > 1 && b[0] == '0' || n > MaxCoordinate {
+		return 0, nil, false
+	}
+	if i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E') {
+		return 0, nil, false
+	}
+	return n, b[i:], true
+}
+
+// decode is Decode's general way, for any frame (b is trimmed).
+func decode(b []byte) (Message, error) {
 	var env struct {
 		Type json.RawMessage `json:"type"`
 		Data json.RawMessage `json:"data"`
 		Ref  json.RawMessage `json:"ref"`
 	}
-	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] != '{' {
 		return Message{}, Errorf(CodeBadRequest, "message must be a JSON object")
 	}
