@@ -65,9 +65,12 @@ type conn struct {
 	send chan []byte
 	// writer is the writer's state (writerIdle, …); wrote is closed when the
 	// last writer ended with the connection.
-	writer    atomic.Int32
-	wrote     chan struct{}
+	writer atomic.Int32
+	wrote  chan struct{}
+	// pingTimer runs ping; pingOff, once set, keeps it from being re-armed.
+	pingMu    sync.Mutex
 	pingTimer *time.Timer
+	pingOff   bool
 	// backlogged is set by run while it holds a backlog for the connection;
 	// the writer then tells run (Hub.drained) when it has emptied send.
 	backlogged atomic.Bool
@@ -237,7 +240,19 @@ func (c *conn) ping() {
 		c.kill(closePingTimeout)
 		return
 	}
-	c.pingTimer.Reset(opts.PingInterval)
+	c.pingMu.Lock()
+	if !c.pingOff {
+		c.pingTimer.Reset(opts.PingInterval)
+	}
+	c.pingMu.Unlock()
+}
+
+// stopPings stops the pings for good, even one that is in flight.
+func (c *conn) stopPings() {
+	c.pingMu.Lock()
+	c.pingOff = true
+	c.pingTimer.Stop()
+	c.pingMu.Unlock()
 }
 
 // writeBatch writes first and what else is queued as one frame, the

@@ -174,7 +174,7 @@ func (h *Hub) serve(c *conn) {
 	clean, why := c.readPump(ctx)
 
 	c.cursor.stop()
-	c.pingTimer.Stop()
+	c.stopPings()
 	c.closeOnce.Do(func() { close(c.closing) }) // the writer stops if nobody asked
 	c.startWriter()
 	<-c.wrote
