@@ -30,19 +30,21 @@ func Decode(b []byte) (Message, error) {
 	return decode(b)
 }
 
-// cursorHead and cursorMid frame the most frequent message, the plain
-// cursor update as the platform's clients and hubload send it:
-// cursorHead L cursorMid C "}}".
+// cursorHead, cursorMid and cursorFile frame the most frequent message,
+// the cursor update as the platform's clients and hubload send it:
+// cursorHead L cursorMid C [cursorFile F '"'] "}}".
 const (
 	cursorHead = `{"type":"cursor-update","data":{"line":`
 	cursorMid  = `,"column":`
+	cursorFile = `,"file":"`
 )
 
 // decodeCursorFast decodes a cursor update of exactly the shape
-// cursorHead L cursorMid C "}}", with L and C plain JSON integers in range,
-// without encoding/json. Anything else (a ref, a file, spaces, another
-// order, an error) reports false and takes the general way, which gives
-// the same result for this shape (FuzzDecodeCursorFast checks that).
+// cursorHead L cursorMid C [cursorFile F '"'] "}}", with L and C plain JSON
+// integers in range and F a string with no escape, without encoding/json.
+// Anything else (a ref, a selection, spaces, another order, an escape, an
+// error) reports false and takes the general way, which gives the same
+// result for this shape (FuzzDecodeCursorFast checks that).
 func decodeCursorFast(b []byte) (Message, bool) {
 	rest, ok := bytes.CutPrefix(b, []byte(cursorHead))
 	if !ok {
@@ -56,10 +58,30 @@ func decodeCursorFast(b []byte) (Message, bool) {
 		return Message{}, false
 	}
 	column, rest, ok := coordinatePrefix(rest)
-	if !ok || string(rest) != "}}" {
+	if !ok {
 		return Message{}, false
 	}
-	return Message{Type: TypeCursorUpdate, Payload: &Cursor{Line: line, Column: column}}, true
+	c := &Cursor{Line: line, Column: column}
+	if rest, ok = bytes.CutPrefix(rest, []byte(cursorFile)); ok {
+		end := bytes.IndexByte(rest, '"')
+		if end < 0 || end > MaxFileBytes {
+			return Message{}, false
+		}
+		file := rest[:end]
+		for _, ch := range file {
+			if ch < 0x20 || ch == '\\' {
+				return Message{}, false // an escape or a control character
+			}
+		}
+		if !utf8.Valid(file) {
+			return Message{}, false // encoding/json would replace the bad bytes
+		}
+		c.File, rest = string(file), rest[end+1:]
+	}
+	if string(rest) != "}}" {
+		return Message{}, false
+	}
+	return Message{Type: TypeCursorUpdate, Payload: c}, true
 }
 
 // coordinatePrefix reads a JSON integer from 0 to MaxCoordinate (no sign,

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -20,6 +21,14 @@ func FuzzDecodeCursorFast(f *testing.F) {
 		`{"type":"cursor-update","data":{"line":1,"column":2}}x`,
 		`{"type":"cursor-update","data":{"line":1,"column":2,"file":"a.go"}}`,
 		`{"type":"cursor-update","data":{"line":1,"column":2},"ref":"7"}`,
+		`{"type":"cursor-update","data":{"line":1,"column":2,"file":"t/1795655661225"}}`,
+		`{"type":"cursor-update","data":{"line":1,"column":2,"file":"a\"b"}}`,
+		`{"type":"cursor-update","data":{"line":1,"column":2,"file":"\u00e9"}}`,
+		`{"type":"cursor-update","data":{"line":1,"column":2,"file":"é"}}`,
+		"{\"type\":\"cursor-update\",\"data\":{\"line\":1,\"column\":2,\"file\":\"\xff\"}}",
+		"{\"type\":\"cursor-update\",\"data\":{\"line\":1,\"column\":2,\"file\":\"a\tb\"}}",
+		`{"type":"cursor-update","data":{"line":1,"column":2,"file":""}}`,
+		`{"type":"cursor-update","data":{"line":1,"column":2,"file":"x","file":"y"}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -49,7 +58,15 @@ func TestDecodeCursorFast(t *testing.T) {
 		{`{"type":"cursor-update","data":{"line":1E2,"column":1}}`, nil},
 		{`{"type":"cursor-update","data":{"line":,"column":1}}`, nil},
 		{`{"type":"cursor-update","data":{"line":1,"column":2}}}`, nil},
-		{`{"type":"cursor-update","data":{"line":1,"column":2,"file":"a"}}`, nil},
+		{`{"type":"cursor-update","data":{"line":1,"column":2,"file":"a"}}`, &Cursor{Line: 1, Column: 2, File: "a"}},
+		{`{"type":"cursor-update","data":{"line":1,"column":2,"file":"src/é.go"}}`, &Cursor{Line: 1, Column: 2, File: "src/é.go"}},
+		{`{"type":"cursor-update","data":{"line":1,"column":2,"file":""}}`, &Cursor{Line: 1, Column: 2}},
+		{`{"type":"cursor-update","data":{"line":1,"column":2,"file":"a\"b"}}`, nil},
+		{`{"type":"cursor-update","data":{"line":1,"column":2,"file":"a\\b"}}`, nil},
+		{"{\"type\":\"cursor-update\",\"data\":{\"line\":1,\"column\":2,\"file\":\"\xff\"}}", nil},
+		{`{"type":"cursor-update","data":{"line":1,"column":2,"file":"x","file":"y"}}`, nil},
+		{`{"type":"cursor-update","data":{"line":1,"column":2,"file":"` + strings.Repeat("a", MaxFileBytes+1) + `"}}`, nil},
+		{`{"type":"cursor-update","data":{"line":1,"column":2,"file":"a"},"ref":"1"}`, nil},
 		{`{"type":"cursor-update","data":{"column":2,"line":1}}`, nil},
 	}
 	for _, tt := range tests {
