@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -45,9 +46,12 @@ var framePool = sync.Pool{New: func() any { return new([]byte) }}
 // readPool holds the buffers into which readers read a frame.
 var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// conn is one WebSocket connection. Its reader (serve and readPump) and its
-// writer (writePump) each run on a goroutine of their own, started once the
-// upgrade is done; both talk to the hub's run loop over channels.
+// conn is one WebSocket connection. Its reader (serve and readPump, which
+// reads on a short-lived goroutine while bytes come in) runs from the
+// upgrade on; its writer (writePump) runs on a goroutine of its own while
+// there is something to write; both talk to the hub's run loop over
+// channels. Data frames are the hub's own (wire.go); the WebSocket library
+// does the rest.
 type conn struct {
 	id       uint64
 	hub      *Hub
@@ -67,10 +71,15 @@ type conn struct {
 	// last writer ended with the connection.
 	writer atomic.Int32
 	wrote  chan struct{}
-	// pingTimer runs ping; pingOff, once set, keeps it from being re-armed.
+	// pingTimer runs ping: it sends the next ping or, while a ping is out
+	// (pingOut), ends the wait for its pong. pingOff, once set, keeps it
+	// from being re-armed. pingDue asks the writer to send a ping.
 	pingMu    sync.Mutex
 	pingTimer *time.Timer
+	pingOut   bool
 	pingOff   bool
+	pingDue   atomic.Bool
+	pongs     atomic.Uint32 // pongs received, for tests
 	// backlogged is set by run while it holds a backlog for the connection;
 	// the writer then tells run (Hub.drained) when it has emptied send.
 	backlogged atomic.Bool
@@ -95,6 +104,16 @@ type conn struct {
 	gone        bool     // run will deliver nothing more to it
 	backlog     [][]byte // the send queue past send, allocated while needed
 	replayRoom  int      // extra queue room for a recovery replay, until the backlog drains
+
+	// The reader's. bufMu guards br, the library's read buffer, which the
+	// reader peeks at between messages and the writer's close handshake
+	// reads. awaitReadable waits shallowly for the next bytes (nil: the
+	// reader waits in its read); bursts carries the end of a readFrames.
+	bufMu         sync.Mutex
+	br            *bufio.Reader
+	early         bool // bytes came behind the upgrade request (hijacker.early)
+	awaitReadable func()
+	bursts        chan readEnd
 
 	// Owned by the reader.
 	msgLimiter  *rate.Limiter
@@ -163,33 +182,35 @@ func (c *conn) startWriter() {
 // closes the connection when asked to. At most one runs at a time
 // (startWriter), so that messages go out in order.
 //
-// Writes use a context that is never done, so that the WebSocket library
-// sets up no cancellation per write; a write stuck on a peer that does not
-// read is ended by dropping the TCP connection (ping timeout, or the timer
-// of kill).
+// It writes data frames to the TCP connection itself (wire.go), with no
+// deadline: a write stuck on a peer that does not read is ended by dropping
+// the TCP connection (ping timeout, or the timer of kill).
 func (c *conn) writePump() {
-	write := context.Background()
 	for {
 		select {
 		case <-c.closing:
 			if c.closeWhy.code == 0 {
 				c.drop()
 			} else {
+				// The close handshake reads the peer's reply from br.
+				c.bufMu.Lock()
 				c.ws.Close(websocket.StatusCode(c.closeWhy.code), c.closeWhy.text)
+				c.bufMu.Unlock()
 			}
 			c.writerEnded()
 			return
 		default:
 		}
+		if c.pingDue.Swap(false) {
+			if _, err := c.netConn.Write(pingFrame); err != nil {
+				c.drop()
+				c.writerEnded()
+				return
+			}
+		}
 		select {
 		case b := <-c.send:
-			var err error
-			if c.batch && len(c.send) > 0 {
-				err = c.writeBatch(write, b)
-			} else {
-				err = c.ws.Write(write, websocket.MessageText, b)
-			}
-			if err != nil {
+			if err := c.write(b); err != nil {
 				c.drop()
 				c.writerEnded()
 				return
@@ -202,7 +223,7 @@ func (c *conn) writePump() {
 			// after the check above starts a writer again; if that raced
 			// with this one, this one goes on.
 			c.writer.Store(writerIdle)
-			if (len(c.send) > 0 || c.isClosing()) && c.writer.CompareAndSwap(writerIdle, writerRunning) {
+			if (len(c.send) > 0 || c.isClosing() || c.pingDue.Load()) && c.writer.CompareAndSwap(writerIdle, writerRunning) {
 				continue
 			}
 			return
@@ -225,24 +246,37 @@ func (c *conn) isClosing() bool {
 	}
 }
 
-// ping pings the peer every Options.PingInterval on a timer, without a
-// goroutine of its own between pings, and closes a connection whose pong
-// does not come within Options.PingTimeout.
+// ping runs on pingTimer: it has the writer send a ping every
+// Options.PingInterval, and closes a connection whose pong does not come
+// within Options.PingTimeout. No goroutine waits for the pong: pong re-arms
+// the timer.
 func (c *conn) ping() {
 	opts := &c.hub.opts
-	ctx, cancel := context.WithTimeout(context.Background(), opts.PingTimeout)
-	err := c.ws.Ping(ctx)
-	cancel()
-	if c.isClosing() {
+	c.pingMu.Lock()
+	if c.pingOff {
+		c.pingMu.Unlock()
 		return
 	}
-	if err != nil {
+	if c.pingOut {
+		c.pingMu.Unlock()
 		c.kill(closePingTimeout)
 		return
 	}
+	c.pingOut = true
+	c.pingTimer.Reset(opts.PingTimeout)
+	c.pingMu.Unlock()
+	c.pingDue.Store(true)
+	c.startWriter()
+}
+
+// pong records the peer's pong: the next ping goes Options.PingInterval
+// after it.
+func (c *conn) pong() {
+	c.pongs.Add(1)
 	c.pingMu.Lock()
-	if !c.pingOff {
-		c.pingTimer.Reset(opts.PingInterval)
+	if c.pingOut && !c.pingOff {
+		c.pingOut = false
+		c.pingTimer.Reset(c.hub.opts.PingInterval)
 	}
 	c.pingMu.Unlock()
 }
@@ -255,17 +289,20 @@ func (c *conn) stopPings() {
 	c.pingMu.Unlock()
 }
 
-// writeBatch writes first and what else is queued as one frame, the
-// messages separated by '\n' (protocol.BatchSubprotocol).
-func (c *conn) writeBatch(ctx context.Context, first []byte) error {
+// write writes first as one text frame, with what else is queued when the
+// peer takes batches (protocol.BatchSubprotocol: the messages separated by
+// '\n'). The frame is built in a pooled buffer and leaves in one Write.
+func (c *conn) write(first []byte) error {
 	bp := framePool.Get().(*[]byte)
-	frame := append((*bp)[:0], first...)
-	for n := len(c.send); n > 0; n-- {
-		frame = append(frame, '\n')
-		frame = append(frame, <-c.send...)
+	frame := append(reserveHeader(*bp), first...)
+	if c.batch && len(c.send) > 0 {
+		for n := len(c.send); n > 0; n-- {
+			frame = append(frame, '\n')
+			frame = append(frame, <-c.send...)
+		}
+		c.hub.metrics.batchedFrames.Inc()
 	}
-	c.hub.metrics.batchedFrames.Inc()
-	err := c.ws.Write(ctx, websocket.MessageText, frame)
+	_, err := c.netConn.Write(finishFrame(frame))
 	if cap(frame) <= maxPooledFrame {
 		*bp = frame
 		framePool.Put(bp)
@@ -273,15 +310,89 @@ func (c *conn) writeBatch(ctx context.Context, first []byte) error {
 	return err
 }
 
+// readEnd is how a readFrames ended: end tells that reading is over, and
+// then whether the peer closed cleanly and why it ended.
+type readEnd struct {
+	end   bool
+	clean bool
+	why   string
+}
+
 // readPump reads and decodes the client's frames and hands them to the hub
 // until the connection ends. It reports whether the peer closed cleanly
 // (close 1000 or 1001), in which case the user leaves at once.
+//
+// Between messages it waits for the next bytes on a shallow stack
+// (awaitReadable), and reads what came on a goroutine of its own
+// (readFrames), whose stack, grown by decoding, goes when it ends: an idle
+// connection holds one small goroutine.
 func (c *conn) readPump(ctx context.Context) (clean bool, why string) {
 	for {
+		if c.awaitReadable == nil {
+			if r := c.readFrames(ctx); r.end {
+				return r.clean, r.why
+			}
+			continue
+		}
+		if c.early {
+			c.early = false
+		} else if !c.buffered() {
+			c.awaitReadable()
+		}
+		go c.readBurst(ctx)
+		if r := <-c.bursts; r.end {
+			return r.clean, r.why
+		}
+	}
+}
+
+// readBurst is readFrames on a goroutine of its own.
+func (c *conn) readBurst(ctx context.Context) { c.bursts <- c.readFrames(ctx) }
+
+// buffered reports whether br holds bytes not read yet.
+func (c *conn) buffered() bool {
+	c.bufMu.Lock()
+	defer c.bufMu.Unlock()
+	return c.br != nil && c.br.Buffered() > 0
+}
+
+// takePong consumes a pong at the head of what came in, if a whole one is
+// there, and records it: the library would read it too (OnPongReceived), but
+// then go on to wait for the next message, deep in its read.
+func (c *conn) takePong() bool {
+	if c.awaitReadable == nil {
+		return false
+	}
+	c.bufMu.Lock()
+	defer c.bufMu.Unlock()
+	if c.br.Buffered() == 0 {
+		// Something is readable (readPump waited for it): take it in.
+		c.br.Peek(1)
+	}
+	head, _ := c.br.Peek(min(c.br.Buffered(), 2))
+	n := pongLen(head)
+	if n == 0 || c.br.Buffered() < n {
+		return false
+	}
+	c.br.Discard(n)
+	c.pong()
+	return true
+}
+
+// readFrames reads and handles messages until nothing more is buffered, or
+// until reading is over.
+func (c *conn) readFrames(ctx context.Context) readEnd {
+	for {
+		if c.takePong() {
+			if !c.buffered() {
+				return readEnd{}
+			}
+			continue
+		}
 		typ, r, err := c.ws.Reader(ctx)
 		if err == nil && typ == websocket.MessageBinary {
 			c.kill(closeBinary)
-			return false, "binary frame"
+			return readEnd{end: true, why: "binary frame"}
 		}
 		// The frame's buffer comes from a pool and goes back once handled
 		// (Decode copies what it keeps), so an idle connection holds none.
@@ -292,28 +403,36 @@ func (c *conn) readPump(ctx context.Context) (clean bool, why string) {
 		}
 		if err != nil {
 			readPool.Put(buf)
-			if _, _, ok := c.killed(); ok {
-				return false, c.serverClosed()
-			}
-			switch status := websocket.CloseStatus(err); {
-			case status == websocket.StatusNormalClosure || status == websocket.StatusGoingAway:
-				return true, "client closed (" + status.String() + ")"
-			case errors.Is(err, websocket.ErrMessageTooBig):
-				c.hub.metrics.closes.WithLabelValues("too_big").Inc()
-				return false, "frame too large"
-			case status != -1:
-				return false, "client closed (" + status.String() + ")"
-			}
-			return false, "connection lost"
+			return c.readFailed(err)
 		}
 		ok := c.handle(buf.Bytes())
 		if buf.Cap() <= maxPooledFrame {
 			readPool.Put(buf)
 		}
 		if !ok {
-			return false, c.serverClosed()
+			return readEnd{end: true, why: c.serverClosed()}
+		}
+		if c.awaitReadable != nil && !c.buffered() {
+			return readEnd{}
 		}
 	}
+}
+
+// readFailed says how reading ended on err.
+func (c *conn) readFailed(err error) readEnd {
+	if _, _, ok := c.killed(); ok {
+		return readEnd{end: true, why: c.serverClosed()}
+	}
+	switch status := websocket.CloseStatus(err); {
+	case status == websocket.StatusNormalClosure || status == websocket.StatusGoingAway:
+		return readEnd{end: true, clean: true, why: "client closed (" + status.String() + ")"}
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		c.hub.metrics.closes.WithLabelValues("too_big").Inc()
+		return readEnd{end: true, why: "frame too large"}
+	case status != -1:
+		return readEnd{end: true, why: "client closed (" + status.String() + ")"}
+	}
+	return readEnd{end: true, why: "connection lost"}
 }
 
 // serverClosed says why the server closed c, for the disconnect log line.

@@ -13,6 +13,7 @@
 package hub
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -131,6 +132,13 @@ func New(opts *Options) *Hub {
 	h.accept = websocket.AcceptOptions{
 		OriginPatterns: o.AllowedOrigins,
 		Subprotocols:   []string{protocol.BatchSubprotocol},
+		// A pong the library reads (rather than the reader's takePong)
+		// counts too; the reader's context names the connection.
+		OnPongReceived: func(ctx context.Context, _ []byte) {
+			if c, ok := ctx.Value(connKey{}).(*conn); ok {
+				c.pong()
+			}
+		},
 	}
 	h.metrics.queueDepth(h)
 	if o.Redis != nil {

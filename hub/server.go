@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -84,7 +83,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	hw := &hijackRecorder{ResponseWriter: w}
+	hw := &hijacker{ResponseWriter: w}
 	ws, err := websocket.Accept(hw, r, &h.accept)
 	if err != nil {
 		h.release(ip)
@@ -94,14 +93,20 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(h.opts.MaxMessageBytes)
 	c := h.newConn(ws, r.RemoteAddr)
-	c.netConn, c.ip, c.identity = hw.conn, ip, id
+	c.netConn, c.ip, c.identity, c.br, c.early = hw.conn, ip, id, hw.br, hw.early
+	if c.awaitReadable = readableWaiter(hw.conn); c.awaitReadable != nil {
+		c.bursts = make(chan readEnd, 1)
+	}
 	if !h.track(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		h.release(ip)
 		return
 	}
-	// Serve on a goroutine of its own and return, so that net/http lets go
-	// of the request and of this goroutine's deeper stack.
+	h.log.Info("connect", "conn", c.id, "remote", c.addr, "batch", c.batch)
+	h.metrics.connections.Inc()
+	// Serve on a goroutine of its own, with a small stack, and return, so
+	// that net/http lets go of the request and of this goroutine's deeper
+	// stack.
 	go func() {
 		defer h.untrack(c)
 		h.serve(c)
@@ -150,14 +155,21 @@ func (h *Hub) newConn(ws *websocket.Conn, addr string) *conn {
 	return c
 }
 
+// connKey is the context key under which the reader's context holds its
+// conn, for the library's OnPongReceived.
+type connKey struct{}
+
 // serve runs a connection: its reader here, its writer on a goroutine of
 // its own while there is something to write (startWriter), its pings on a
 // timer.
 func (h *Hub) serve(c *conn) {
-	h.log.Info("connect", "conn", c.id, "remote", c.addr, "batch", c.batch)
-	h.metrics.connections.Inc()
-	ctx, cancel := context.WithCancel(context.Background())
+	// The reader's context is never done (the reader ends when the
+	// connection does), so that the library registers no cancellation per
+	// read; it names the connection for OnPongReceived.
+	ctx := context.WithValue(context.Background(), connKey{}, c)
+	c.pingMu.Lock()
 	c.pingTimer = time.AfterFunc(h.opts.PingInterval, c.ping)
+	c.pingMu.Unlock()
 	handshake := time.AfterFunc(h.opts.HandshakeTimeout, func() {
 		if !c.joined.Load() {
 			c.kill(closeHandshake)
@@ -178,7 +190,6 @@ func (h *Hub) serve(c *conn) {
 	c.closeOnce.Do(func() { close(c.closing) }) // the writer stops if nobody asked
 	c.startWriter()
 	<-c.wrote
-	cancel()
 	if c.closeTimer != nil {
 		c.closeTimer.Stop()
 	}
@@ -288,20 +299,6 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	close(h.quit)
 	<-h.done
 	return err
-}
-
-// hijackRecorder keeps the net.Conn that websocket.Accept hijacks, so that
-// the hub can drop it even while a close handshake is in flight (the
-// library's CloseNow then only waits for that handshake to time out).
-type hijackRecorder struct {
-	http.ResponseWriter
-	conn net.Conn
-}
-
-func (w *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	w.conn = c
-	return c, rw, err
 }
 
 // NodeID is the hub's name in its cluster, empty on a single node.

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -56,8 +57,18 @@ type config struct {
 	shutdownTimeout time.Duration
 	logLevel        string
 	logFormat       string
+	gcPercent       int
+	gcPercentSet    bool // given as a flag or HUB_GC_PERCENT: wins over GOGC
 	hub             hub.Options
 }
+
+// defaultGCPercent is hubd's garbage-collection target (GOGC). Most of a
+// hub's heap is what its connections hold for as long as they live, and an
+// idle hub allocates little: collecting at 50 % growth instead of Go's 100 %
+// keeps the resident memory per connection close to what connections hold,
+// for a collector that costs under 1 % of the CPU under load (BENCHMARKS.md,
+// issue 8).
+const defaultGCPercent = 50
 
 // parse reads args, then the HUB_* environment (and PORT) for every flag
 // not given on the command line.
@@ -92,6 +103,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.IntVar(&c.gcPercent, "gc-percent", defaultGCPercent, "garbage collection target, as GOGC (-1: off, for use with GOMEMLIMIT); GOGC wins over the default")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -100,6 +112,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	c.gcPercentSet = given["gc-percent"] || getenv("HUB_GC_PERCENT") != ""
 	// A secret given on the command line, in either form, wins over both
 	// environment forms.
 	switch {
@@ -153,6 +166,8 @@ func (c *config) validate() error {
 		return errors.New("--leave-grace must not be negative")
 	case c.logFormat != "text" && c.logFormat != "json":
 		return fmt.Errorf("--log-format must be text or json, not %q", c.logFormat)
+	case c.gcPercent < -1 || c.gcPercent == 0:
+		return errors.New("--gc-percent must be positive, or -1 (off)")
 	}
 	if o.LeaveGrace == 0 {
 		o.LeaveGrace = -1 // hub.Options: negative means none
@@ -215,6 +230,17 @@ func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 // run serves until ctx is done or a SIGINT or SIGTERM arrives, then shuts
 // down within --shutdown-timeout. If ready is not nil it receives the
 // listening address.
+// gcTarget is the GOGC that run sets, and whether it sets one: that of
+// --gc-percent or HUB_GC_PERCENT when given, else none when GOGC is set (the
+// runtime has read it), else defaultGCPercent. GOMEMLIMIT works as in any Go
+// program, alongside.
+func gcTarget(c *config, getenv func(string) string) (int, bool) {
+	if !c.gcPercentSet && getenv("GOGC") != "" {
+		return 0, false
+	}
+	return c.gcPercent, true
+}
+
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- net.Addr) error {
 	c, err := parse(args, getenv, stderr)
 	if err != nil {
@@ -228,6 +254,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	c.hub.Logger = log
+	if pct, ok := gcTarget(c, getenv); ok {
+		debug.SetGCPercent(pct)
+	}
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		return err

@@ -45,6 +45,7 @@ func TestParseDefaults(t *testing.T) {
 		shutdownTimeout: 10 * time.Second,
 		logLevel:        "info",
 		logFormat:       "text",
+		gcPercent:       50,
 		hub: hub.Options{
 			MaxMessageBytes:  16384,
 			CursorRate:       20,
@@ -118,6 +119,10 @@ func TestParse(t *testing.T) {
 			func(c *config) bool { return c.logFormat == "json" && c.logLevel == "debug" }},
 		{"shutdown timeout", nil, []string{"HUB_SHUTDOWN_TIMEOUT", "3s"},
 			func(c *config) bool { return c.shutdownTimeout == 3*time.Second }},
+		{"gc percent", []string{"--gc-percent", "80"}, nil,
+			func(c *config) bool { return c.gcPercent == 80 && c.gcPercentSet }},
+		{"gc percent off from env", nil, []string{"HUB_GC_PERCENT", "-1"},
+			func(c *config) bool { return c.gcPercent == -1 && c.gcPercentSet }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,6 +132,35 @@ func TestParse(t *testing.T) {
 			}
 			if !tt.check(c) {
 				t.Errorf("parse(%q, %q) = %+v", tt.args, tt.env, *c)
+			}
+		})
+	}
+}
+
+// The GC target: the flag or its env twin when given, else GOGC when set
+// (nothing to set: the runtime read it), else hubd's default.
+func TestGCTarget(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		env    []string
+		want   int
+		wantOK bool
+	}{
+		{"default", nil, nil, defaultGCPercent, true},
+		{"GOGC wins over the default", nil, []string{"GOGC", "200"}, 0, false},
+		{"flag wins over GOGC", []string{"--gc-percent", "30"}, []string{"GOGC", "200"}, 30, true},
+		{"env twin wins over GOGC", nil, []string{"HUB_GC_PERCENT", "70", "GOGC", "off"}, 70, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := env(tt.env...)
+			c, err := parse(tt.args, getenv, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := gcTarget(c, getenv); got != tt.want || ok != tt.wantOK {
+				t.Errorf("gcTarget = %d, %t; want %d, %t", got, ok, tt.want, tt.wantOK)
 			}
 		})
 	}
@@ -157,6 +191,8 @@ func TestParseErrors(t *testing.T) {
 		{"zero burst", []string{"--message-burst", "0"}, nil},
 		{"tiny max message", []string{"--max-message-bytes", "10"}, nil},
 		{"bad origin pattern", []string{"--allowed-origins", "[a"}, nil},
+		{"gc percent 0", []string{"--gc-percent", "0"}, nil},
+		{"gc percent below -1", nil, []string{"HUB_GC_PERCENT", "-5"}},
 		{"unknown flag", []string{"--nope"}, nil},
 		{"stray argument", []string{"serve"}, nil},
 		{"jwt secret too short", []string{"--jwt-secret", "s3cret"}, nil},

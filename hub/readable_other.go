@@ -1,0 +1,9 @@
+//go:build !unix
+
+package hub
+
+import "net"
+
+// readableWaiter returns nil: without a socket to peek at, a connection's
+// reader waits in its read (see the unix version).
+func readableWaiter(net.Conn) func() { return nil }

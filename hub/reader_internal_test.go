@@ -1,0 +1,133 @@
+package hub
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/sessionhub/sessionhub/protocol"
+)
+
+// An idle connection that answers pings keeps one goroutine, waiting on a
+// shallow stack: its pongs are taken between messages, and no goroutine is
+// left reading deep in the WebSocket library. Messages still get through
+// after the pongs, and the connection is never closed for a ping timeout.
+func TestIdleReaderWaitsShallow(t *testing.T) {
+	h := New(&Options{
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		PingInterval: 20 * time.Millisecond,
+		PingTimeout:  5 * time.Second,
+	})
+	ts := httptest.NewServer(h.Handler())
+	t.Cleanup(func() {
+		h.Shutdown(context.Background())
+		ts.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const n = 3
+	clients := make([]*websocket.Conn, n)
+	for i := range clients {
+		ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.CloseNow() })
+		b, _ := protocol.Encode(protocol.TypeJoinSession, "j", protocol.JoinSession{SessionID: "idle", UserInfo: protocol.UserInfo{Name: "U"}})
+		if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := ws.Read(ctx); err != nil { // session-joined
+			t.Fatal(err)
+		}
+		clients[i] = ws
+	}
+	// The clients answer pings only while they read: read until the test
+	// ends, keeping what comes.
+	frames := make(chan []byte, 64)
+	for _, ws := range clients[:1] {
+		go func() {
+			for {
+				_, b, err := ws.Read(ctx)
+				if err != nil {
+					return
+				}
+				frames <- b
+			}
+		}()
+	}
+	for _, ws := range clients[1:] {
+		go func() {
+			for {
+				if _, _, err := ws.Read(ctx); err != nil {
+					return
+				}
+			}
+		}()
+	}
+
+	conns := func() []*conn {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		var cs []*conn
+		for c := range h.conns {
+			cs = append(cs, c)
+		}
+		return cs
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		enough := 0
+		for _, c := range conns() {
+			if c.pongs.Load() >= 3 {
+				enough++
+			}
+		}
+		if enough == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d connections had 3 pongs", enough, n)
+		}
+		time.Sleep(time.Millisecond) // polling a counter with no event
+	}
+
+	// Between pings every reader waits in readPump; none reads deep.
+	deep := func() (readers, deep int) {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		return strings.Count(stacks, "hub.(*conn).readPump("), strings.Count(stacks, "hub.(*conn).readFrames(")
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		readers, inFrames := deep()
+		if readers == n && inFrames == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d readers, %d of them reading deep in the library, want %d and 0", readers, inFrames, n)
+		}
+		time.Sleep(time.Millisecond) // a reader may be between a pong and its wait
+	}
+
+	// The idle connections still read: a ping gets its pong.
+	b, _ := protocol.Encode(protocol.TypePing, "p", map[string]int{"x": 1})
+	if err := clients[0].Write(ctx, websocket.MessageText, b); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case f := <-frames:
+			if strings.Contains(string(f), `"type":"pong"`) {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("no pong to a ping after the idle pings")
+		}
+	}
+}

@@ -1,0 +1,161 @@
+package hub
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// The hub's own frames, each header form of RFC 6455 §5.2 (7-bit, 16-bit
+// and 64-bit length), are read back whole by the WebSocket library, in
+// order with a control frame the library writes on the same connection.
+func TestFinishFrameIsReadByTheLibrary(t *testing.T) {
+	sizes := []int{0, 1, 125, 126, 127, 65535, 65536, 70000}
+	wrote := make(chan error, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hw := &hijacker{ResponseWriter: w}
+		ws, err := websocket.Accept(hw, r, nil)
+		if err != nil {
+			wrote <- err
+			return
+		}
+		defer ws.CloseNow()
+		for i, n := range sizes {
+			frame := append(reserveHeader(nil), bytes.Repeat([]byte{'a' + byte(i)}, n)...)
+			if _, err := hw.conn.Write(finishFrame(frame)); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		// The largest control frame, through the library's small buffer.
+		wrote <- ws.Close(websocket.StatusNormalClosure, strings.Repeat("r", 123))
+	}))
+	t.Cleanup(ts.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(1 << 20)
+	for i, n := range sizes {
+		typ, got, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatalf("frame %d (%d bytes): %v", i, n, err)
+		}
+		if want := bytes.Repeat([]byte{'a' + byte(i)}, n); typ != websocket.MessageText || !bytes.Equal(got, want) {
+			t.Fatalf("frame %d: got %v of %d bytes, want text of %d", i, typ, len(got), n)
+		}
+	}
+	_, _, err = ws.Read(ctx)
+	if got := websocket.CloseStatus(err); got != websocket.StatusNormalClosure {
+		t.Fatalf("after the frames: %v, want a close 1000", err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFinishFrameHeader(t *testing.T) {
+	tests := []struct {
+		n    int
+		want []byte
+	}{
+		{0, []byte{0x81, 0}},
+		{125, []byte{0x81, 125}},
+		{126, []byte{0x81, 126, 0, 126}},
+		{65535, []byte{0x81, 126, 0xff, 0xff}},
+		{65536, []byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
+	}
+	for _, tt := range tests {
+		frame := finishFrame(append(reserveHeader(nil), make([]byte, tt.n)...))
+		if got := frame[:len(frame)-tt.n]; !bytes.Equal(got, tt.want) {
+			t.Errorf("header for %d bytes = % x, want % x", tt.n, got, tt.want)
+		}
+	}
+}
+
+// A client may send its first frame in the same packet as its upgrade
+// request: the bytes net/http read ahead are carried over to the small
+// buffer the connection keeps.
+func TestFirstFrameBehindTheUpgradeRequest(t *testing.T) {
+	h := New(&Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ts := httptest.NewServer(h.Handler())
+	t.Cleanup(func() {
+		h.Shutdown(context.Background())
+		ts.Close()
+	})
+	tcp, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	tcp.SetDeadline(time.Now().Add(5 * time.Second))
+	// A payload longer than wireReadBuf, so that the carried-over bytes do
+	// not fit the usual buffer.
+	ping := fmt.Sprintf(`{"type":"ping","ref":"early","data":{"pad":%q}}`, strings.Repeat("p", 700))
+	req := "GET /ws HTTP/1.1\r\nHost: " + ts.Listener.Addr().String() + "\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	if _, err := tcp.Write(append([]byte(req), maskedText([]byte(ping))...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(tcp)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %s", resp.Status)
+	}
+	var hdr [2]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	n := int(hdr[1] & 0x7f)
+	if n == 126 {
+		var ext [2]byte
+		if _, err := io.ReadFull(br, ext[:]); err != nil {
+			t.Fatal(err)
+		}
+		n = int(binary.BigEndian.Uint16(ext[:]))
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		t.Fatal(err)
+	}
+	if hdr[0] != 0x81 || !strings.Contains(string(payload), `"type":"pong"`) || !strings.Contains(string(payload), `"ref":"early"`) {
+		t.Fatalf("reply: % x %s", hdr, payload)
+	}
+}
+
+// maskedText is p as a client's final text frame, masked (RFC 6455 §5.3).
+func maskedText(p []byte) []byte {
+	key := [4]byte{1, 2, 3, 4}
+	f := []byte{0x81}
+	switch {
+	case len(p) < 126:
+		f = append(f, 0x80|byte(len(p)))
+	default:
+		f = append(f, 0x80|126)
+		f = binary.BigEndian.AppendUint16(f, uint16(len(p)))
+	}
+	f = append(f, key[:]...)
+	for i, b := range p {
+		f = append(f, b^key[i%4])
+	}
+	return f
+}
