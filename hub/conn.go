@@ -33,7 +33,7 @@ const (
 	// the send queue (Options.SendQueue) is a backlog the hub allocates only
 	// while a connection falls behind, so that an idle connection holds
 	// sendChanSize slots, not SendQueue.
-	sendChanSize = 16
+	sendChanSize = 8
 
 	// maxPooledFrame is the largest batch buffer returned to the pool.
 	maxPooledFrame = 16 << 10
