@@ -131,3 +131,62 @@ func TestIdleReaderWaitsShallow(t *testing.T) {
 		}
 	}
 }
+
+// Over TLS the reader has no socket to wait on: it waits in the library's
+// read, which takes the pongs (OnPongReceived), and they keep the
+// connection alive as they do over plain TCP.
+func TestPongsOverTLS(t *testing.T) {
+	h := New(&Options{
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		PingInterval: 10 * time.Millisecond,
+		PingTimeout:  100 * time.Millisecond,
+	})
+	ts := httptest.NewTLSServer(h.Handler())
+	t.Cleanup(func() {
+		h.Shutdown(context.Background())
+		ts.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(ts.URL, "https")+"/ws", &websocket.DialOptions{HTTPClient: ts.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	b, _ := protocol.Encode(protocol.TypeJoinSession, "j", protocol.JoinSession{SessionID: "tls", UserInfo: protocol.UserInfo{Name: "U"}})
+	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+		t.Fatal(err)
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := ws.Read(ctx); err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	var c *conn
+	for deadline := time.Now().Add(5 * time.Second); c == nil || c.pongs.Load() < 20; {
+		h.mu.Lock()
+		for cc := range h.conns {
+			c = cc
+		}
+		h.mu.Unlock()
+		if c != nil && c.awaitReadable != nil {
+			t.Fatal("a TLS connection has a socket to wait on")
+		}
+		select {
+		case err := <-readErr:
+			t.Fatalf("connection ended after %d pongs: %v", c.pongs.Load(), err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("fewer than 20 pongs in 5 s")
+		}
+		time.Sleep(time.Millisecond) // polling a counter with no event
+	}
+	if _, _, killed := c.killed(); killed {
+		t.Fatalf("connection closed (%s) though it answered every ping", c.closeWhy.label)
+	}
+}
