@@ -98,19 +98,51 @@ func TestFirstFrameBehindTheUpgradeRequest(t *testing.T) {
 		h.Shutdown(context.Background())
 		ts.Close()
 	})
+	// A payload longer than wireReadBuf, so that the carried-over bytes do
+	// not fit the usual buffer.
+	ping := fmt.Sprintf(`{"type":"ping","ref":"early","data":{"pad":%q}}`, strings.Repeat("p", 700))
+	_, br := rawUpgrade(t, ts, maskedText([]byte(ping)))
+	op, payload := readServerFrame(t, br)
+	if op != 0x81 || !strings.Contains(string(payload), `"type":"pong"`) || !strings.Contains(string(payload), `"ref":"early"`) {
+		t.Fatalf("reply: %x %s", op, payload)
+	}
+}
+
+// maskedText is p as a client's final text frame, masked (RFC 6455 §5.3).
+func maskedText(p []byte) []byte { return maskedFrame(0x81, p) }
+
+// maskedFrame is p as a client's frame with first byte b0, masked.
+func maskedFrame(b0 byte, p []byte) []byte {
+	key := [4]byte{1, 2, 3, 4}
+	f := []byte{b0}
+	switch {
+	case len(p) < 126:
+		f = append(f, 0x80|byte(len(p)))
+	default:
+		f = append(f, 0x80|126)
+		f = binary.BigEndian.AppendUint16(f, uint16(len(p)))
+	}
+	f = append(f, key[:]...)
+	for i, b := range p {
+		f = append(f, b^key[i%4])
+	}
+	return f
+}
+
+// rawUpgrade opens a WebSocket to ts by hand, sending extra right behind the
+// upgrade request, and returns the connection and a reader past the 101.
+func rawUpgrade(t *testing.T, ts *httptest.Server, extra []byte) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	tcp, err := net.Dial("tcp", ts.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tcp.Close()
+	t.Cleanup(func() { tcp.Close() })
 	tcp.SetDeadline(time.Now().Add(5 * time.Second))
-	// A payload longer than wireReadBuf, so that the carried-over bytes do
-	// not fit the usual buffer.
-	ping := fmt.Sprintf(`{"type":"ping","ref":"early","data":{"pad":%q}}`, strings.Repeat("p", 700))
 	req := "GET /ws HTTP/1.1\r\nHost: " + ts.Listener.Addr().String() + "\r\n" +
 		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-	if _, err := tcp.Write(append([]byte(req), maskedText([]byte(ping))...)); err != nil {
+	if _, err := tcp.Write(append([]byte(req), extra...)); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(tcp)
@@ -121,6 +153,13 @@ func TestFirstFrameBehindTheUpgradeRequest(t *testing.T) {
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %s", resp.Status)
 	}
+	return tcp, br
+}
+
+// readServerFrame reads one unmasked frame from the server: its first byte
+// and payload.
+func readServerFrame(t *testing.T, br *bufio.Reader) (byte, []byte) {
+	t.Helper()
 	var hdr [2]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		t.Fatal(err)
@@ -137,25 +176,77 @@ func TestFirstFrameBehindTheUpgradeRequest(t *testing.T) {
 	if _, err := io.ReadFull(br, payload); err != nil {
 		t.Fatal(err)
 	}
-	if hdr[0] != 0x81 || !strings.Contains(string(payload), `"type":"pong"`) || !strings.Contains(string(payload), `"ref":"early"`) {
-		t.Fatalf("reply: % x %s", hdr, payload)
-	}
+	return hdr[0], payload
 }
 
-// maskedText is p as a client's final text frame, masked (RFC 6455 §5.3).
-func maskedText(p []byte) []byte {
-	key := [4]byte{1, 2, 3, 4}
-	f := []byte{0x81}
-	switch {
-	case len(p) < 126:
-		f = append(f, 0x80|byte(len(p)))
-	default:
-		f = append(f, 0x80|126)
-		f = binary.BigEndian.AppendUint16(f, uint16(len(p)))
+// Pongs in any shape a client may send them (whole, split across writes,
+// with the largest payload, right before a message in the same write)
+// leave the stream intact: the next ping message gets its pong. A pong
+// that breaks the protocol (unmasked, or longer than a control frame may
+// be) is the library's to refuse: the connection ends (close 1002, or
+// dropped), and the message behind it gets no answer.
+func TestPongShapes(t *testing.T) {
+	h := New(&Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ts := httptest.NewServer(h.Handler())
+	t.Cleanup(func() {
+		h.Shutdown(context.Background())
+		ts.Close()
+	})
+	const pongOp = 0x80 | opPong
+	ping := maskedText([]byte(`{"type":"ping","ref":"after"}`))
+	big := maskedFrame(pongOp, bytes.Repeat([]byte{'x'}, maxControlPayload))
+	tests := []struct {
+		name   string
+		writes [][]byte
+	}{
+		{"whole", [][]byte{maskedFrame(pongOp, nil), ping}},
+		{"split after one byte", [][]byte{big[:1], big[1:], ping}},
+		{"split in the mask", [][]byte{big[:4], big[4:], ping}},
+		{"split in the payload", [][]byte{big[:60], big[60:], ping}},
+		{"largest, with a message behind", [][]byte{append(append([]byte{}, big...), ping...)}},
+		{"three in a row", [][]byte{bytes.Repeat(maskedFrame(pongOp, []byte("p")), 3), ping}},
 	}
-	f = append(f, key[:]...)
-	for i, b := range p {
-		f = append(f, b^key[i%4])
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tcp, br := rawUpgrade(t, ts, nil)
+			for _, w := range tt.writes {
+				if _, err := tcp.Write(w); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(5 * time.Millisecond) // let each write arrive on its own
+			}
+			op, payload := readServerFrame(t, br)
+			if op != 0x81 || !strings.Contains(string(payload), `"type":"pong"`) || !strings.Contains(string(payload), `"ref":"after"`) {
+				t.Fatalf("reply: %x %s", op, payload)
+			}
+		})
 	}
-	return f
+	bad := []struct {
+		name  string
+		frame []byte
+	}{
+		{"unmasked", []byte{pongOp, 1, 'p'}},
+		{"too long for a control frame", append([]byte{pongOp, 0x80 | 126, 0, 126, 1, 2, 3, 4}, make([]byte, 126)...)},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			tcp, br := rawUpgrade(t, ts, nil)
+			if _, err := tcp.Write(append(append([]byte{}, tt.frame...), ping...)); err != nil {
+				t.Fatal(err)
+			}
+			var hdr [2]byte
+			if _, err := io.ReadFull(br, hdr[:]); err == io.EOF {
+				return // dropped
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if hdr[0] != 0x88 {
+				t.Fatalf("reply %x, want a close or the end of the connection", hdr[0])
+			}
+			code := make([]byte, hdr[1]&0x7f)
+			if _, err := io.ReadFull(br, code); err != nil || len(code) < 2 || binary.BigEndian.Uint16(code) != 1002 {
+				t.Fatalf("close % x (%v), want 1002", code, err)
+			}
+		})
+	}
 }
