@@ -2,9 +2,6 @@ package hub
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -20,34 +17,13 @@ import (
 // left reading deep in the WebSocket library. Messages still get through
 // after the pongs, and the connection is never closed for a ping timeout.
 func TestIdleReaderWaitsShallow(t *testing.T) {
-	h := New(&Options{
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		PingInterval: 20 * time.Millisecond,
-		PingTimeout:  5 * time.Second,
-	})
-	ts := httptest.NewServer(h.Handler())
-	t.Cleanup(func() {
-		h.Shutdown(context.Background())
-		ts.Close()
-	})
+	h, _, url := serveInternal(t, &Options{PingInterval: 20 * time.Millisecond, PingTimeout: 5 * time.Second}, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	const n = 3
 	clients := make([]*websocket.Conn, n)
 	for i := range clients {
-		ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ws.CloseNow() })
-		b, _ := protocol.Encode(protocol.TypeJoinSession, "j", protocol.JoinSession{SessionID: "idle", UserInfo: protocol.UserInfo{Name: "U"}})
-		if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := ws.Read(ctx); err != nil { // session-joined
-			t.Fatal(err)
-		}
-		clients[i] = ws
+		clients[i] = dialJoined(ctx, t, url, nil, "idle")
 	}
 	// The clients answer pings only while they read: read until the test
 	// ends, keeping what comes.
@@ -136,27 +112,10 @@ func TestIdleReaderWaitsShallow(t *testing.T) {
 // read, which takes the pongs (OnPongReceived), and they keep the
 // connection alive as they do over plain TCP.
 func TestPongsOverTLS(t *testing.T) {
-	h := New(&Options{
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		PingInterval: 10 * time.Millisecond,
-		PingTimeout:  100 * time.Millisecond,
-	})
-	ts := httptest.NewTLSServer(h.Handler())
-	t.Cleanup(func() {
-		h.Shutdown(context.Background())
-		ts.Close()
-	})
+	h, ts, url := serveInternal(t, &Options{PingInterval: 10 * time.Millisecond, PingTimeout: 100 * time.Millisecond}, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(ts.URL, "https")+"/ws", &websocket.DialOptions{HTTPClient: ts.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ws.CloseNow() })
-	b, _ := protocol.Encode(protocol.TypeJoinSession, "j", protocol.JoinSession{SessionID: "tls", UserInfo: protocol.UserInfo{Name: "U"}})
-	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
-		t.Fatal(err)
-	}
+	ws := dialJoined(ctx, t, url, &websocket.DialOptions{HTTPClient: ts.Client()}, "tls")
 	readErr := make(chan error, 1)
 	go func() {
 		for {

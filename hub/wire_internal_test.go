@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -92,12 +91,7 @@ func TestFinishFrameHeader(t *testing.T) {
 // request: the bytes net/http read ahead are carried over to the small
 // buffer the connection keeps.
 func TestFirstFrameBehindTheUpgradeRequest(t *testing.T) {
-	h := New(&Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	ts := httptest.NewServer(h.Handler())
-	t.Cleanup(func() {
-		h.Shutdown(context.Background())
-		ts.Close()
-	})
+	_, ts, _ := serveInternal(t, nil, false)
 	// A payload longer than wireReadBuf, so that the carried-over bytes do
 	// not fit the usual buffer.
 	ping := fmt.Sprintf(`{"type":"ping","ref":"early","data":{"pad":%q}}`, strings.Repeat("p", 700))
@@ -186,12 +180,7 @@ func readServerFrame(t *testing.T, br *bufio.Reader) (byte, []byte) {
 // be) is the library's to refuse: the connection ends (close 1002, or
 // dropped), and the message behind it gets no answer.
 func TestPongShapes(t *testing.T) {
-	h := New(&Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	ts := httptest.NewServer(h.Handler())
-	t.Cleanup(func() {
-		h.Shutdown(context.Background())
-		ts.Close()
-	})
+	_, ts, _ := serveInternal(t, nil, false)
 	const pongOp = 0x80 | opPong
 	ping := maskedText([]byte(`{"type":"ping","ref":"after"}`))
 	big := maskedFrame(pongOp, bytes.Repeat([]byte{'x'}, maxControlPayload))

@@ -2,10 +2,6 @@ package hub
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,15 +14,10 @@ import (
 // hub queues something, ends when the queue is empty, and the next message
 // starts one again.
 func TestWriterRunsOnlyWhileThereIsSomethingToWrite(t *testing.T) {
-	h := New(&Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	ts := httptest.NewServer(h.Handler())
-	t.Cleanup(func() {
-		h.Shutdown(context.Background())
-		ts.Close()
-	})
+	h, _, url := serveInternal(t, nil, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", nil)
+	ws, _, err := websocket.Dial(ctx, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
