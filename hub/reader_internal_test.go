@@ -112,7 +112,7 @@ func TestIdleReaderWaitsShallow(t *testing.T) {
 // read, which takes the pongs (OnPongReceived), and they keep the
 // connection alive as they do over plain TCP.
 func TestPongsOverTLS(t *testing.T) {
-	h, ts, url := serveInternal(t, &Options{PingInterval: 10 * time.Millisecond, PingTimeout: 100 * time.Millisecond}, true)
+	h, ts, url := serveInternal(t, &Options{PingInterval: 10 * time.Millisecond, PingTimeout: time.Second}, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ws := dialJoined(ctx, t, url, &websocket.DialOptions{HTTPClient: ts.Client()}, "tls")
