@@ -68,6 +68,9 @@ type Hub struct {
 	lastRefusalLog atomic.Int64   // unix ns of the last logged limit refusal
 	nextID         atomic.Uint64
 	ready          atomic.Bool
+	// secret is token mode's HS256 secret (nil in open mode), swapped by
+	// SetJWTSecret.
+	secret atomic.Pointer[[]byte]
 }
 
 // inbound is a decoded message from a connection's reader, or (msg.Type
@@ -139,6 +142,10 @@ func New(opts *Options) *Hub {
 				c.pong()
 			}
 		},
+	}
+	if o.JWTSecret != nil {
+		secret := o.JWTSecret
+		h.secret.Store(&secret)
 	}
 	h.metrics.queueDepth(h)
 	if o.Redis != nil {

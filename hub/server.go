@@ -73,9 +73,9 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var id *identity
-	if h.opts.JWTSecret != nil {
+	if secret := h.secret.Load(); secret != nil {
 		var err error
-		if id, err = authenticate(r, h.opts.JWTSecret, time.Now()); err != nil {
+		if id, err = authenticate(r, *secret, time.Now()); err != nil {
 			h.release(ip)
 			h.metrics.refused.Inc()
 			h.log.Info("upgrade refused", "remote", r.RemoteAddr, "status", http.StatusUnauthorized, "reason", err)
@@ -299,6 +299,27 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	close(h.quit)
 	<-h.done
 	return err
+}
+
+// ErrOpenMode is returned by SetJWTSecret on a hub started in open mode:
+// the mode is fixed when the hub starts.
+var ErrOpenMode = errors.New("hub: open mode (no JWT secret at start)")
+
+// SetJWTSecret replaces the HS256 secret of token mode (a rotation, as
+// hubd's SIGHUP does): upgrades from now on are verified with secret;
+// connections that are open keep the identity they were accepted with. It
+// returns ErrOpenMode if the hub was started without a secret, and an
+// error for an empty secret; the secret in force then stays.
+func (h *Hub) SetJWTSecret(secret []byte) error {
+	if h.secret.Load() == nil {
+		return ErrOpenMode
+	}
+	if len(secret) == 0 {
+		return errors.New("hub: empty JWT secret")
+	}
+	secret = append([]byte(nil), secret...)
+	h.secret.Store(&secret)
+	return nil
 }
 
 // NodeID is the hub's name in its cluster, empty on a single node.

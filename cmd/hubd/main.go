@@ -185,19 +185,11 @@ func (c *config) validate() error {
 	case c.jwtSecret != "" && c.jwtSecretFile != "":
 		return errors.New("give --jwt-secret or --jwt-secret-file, not both")
 	}
-	if c.jwtSecretFile != "" {
-		b, err := os.ReadFile(c.jwtSecretFile)
-		if err != nil {
-			return fmt.Errorf("--jwt-secret-file: %w", err)
-		}
-		c.jwtSecret = strings.TrimRight(string(b), "\r\n")
+	secret, err := c.loadSecret()
+	if err != nil {
+		return err
 	}
-	if c.jwtSecret != "" {
-		if len(c.jwtSecret) < 16 {
-			return errors.New("the JWT secret must be at least 16 bytes")
-		}
-		o.JWTSecret = []byte(c.jwtSecret)
-	}
+	o.JWTSecret = secret
 	o.APIKey = c.apiKey
 	if c.redisURL != "" {
 		ro, err := redis.ParseURL(c.redisURL)
@@ -213,6 +205,49 @@ func (c *config) validate() error {
 		return errors.New("--node-id must be at most 128 bytes, with no NUL")
 	}
 	return nil
+}
+
+// loadSecret returns the JWT secret: that of --jwt-secret, or what
+// --jwt-secret-file holds now (read again on every call, for reload), or
+// nil in open mode.
+func (c *config) loadSecret() ([]byte, error) {
+	secret := c.jwtSecret
+	if c.jwtSecretFile != "" {
+		b, err := os.ReadFile(c.jwtSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-secret-file: %w", err)
+		}
+		secret = strings.TrimRight(string(b), "\r\n")
+	}
+	if secret == "" {
+		if c.jwtSecretFile != "" {
+			return nil, errors.New("--jwt-secret-file: the file is empty")
+		}
+		return nil, nil
+	}
+	if len(secret) < 16 {
+		return nil, errors.New("the JWT secret must be at least 16 bytes")
+	}
+	return []byte(secret), nil
+}
+
+// reload re-reads what may change without a restart, on SIGHUP: the JWT
+// secret file (the key files of token mode belong here too). It logs what
+// it loaded, or why it kept what was in force; it never stops the process.
+func reload(c *config, h *hub.Hub, log *slog.Logger) {
+	if c.jwtSecretFile == "" {
+		log.Info("reload: nothing to reload (no --jwt-secret-file)")
+		return
+	}
+	secret, err := c.loadSecret()
+	if err == nil {
+		err = h.SetJWTSecret(secret)
+	}
+	if err != nil {
+		log.Error("reload failed: the JWT secret in force stays", "file", c.jwtSecretFile, "err", err)
+		return
+	}
+	log.Info("reload: JWT secret loaded", "file", c.jwtSecretFile)
 }
 
 func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
@@ -292,19 +327,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	select {
-	case err = <-served:
-		h.Shutdown(context.Background())
-		return err
-	case <-ctx.Done():
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case err = <-served:
+			h.Shutdown(context.Background())
+			return err
+		case <-hup:
+			reload(c, h, log)
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	return shutdown(h, srv, served, c.shutdownTimeout, log)
+}
+
+// shutdown stops h and srv within timeout: WebSockets get 1001 and
+// /readyz 503, then the listener closes and plain HTTP requests finish.
+// What has not ended at timeout is dropped. A shutdown that ran its
+// course, dropping included, returns nil (exit status 0): only a server
+// that failed otherwise returns an error.
+func shutdown(h *hub.Hub, srv *http.Server, served <-chan error, timeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	herr := h.Shutdown(sctx)   // 503 on /readyz, 1001 to every WebSocket
-	serr := srv.Shutdown(sctx) // then the listener and plain HTTP
-	<-served
-	if err := errors.Join(herr, serr); err != nil {
+	if err := h.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown timeout: dropped the WebSockets that had not closed", "timeout", timeout)
+	}
+	if err := srv.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown timeout: closed the HTTP requests still running", "timeout", timeout)
+		srv.Close()
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("stopped")
