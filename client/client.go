@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -563,16 +562,8 @@ func (c *Client) read(cn *conn) {
 		if typ != websocket.MessageText {
 			continue
 		}
-		for len(b) > 0 {
-			line := b
-			if i := bytes.IndexByte(b, '\n'); i >= 0 {
-				line, b = b[:i], b[i+1:]
-			} else {
-				b = nil
-			}
-			if len(bytes.TrimSpace(line)) > 0 {
-				c.dispatch(cn, line)
-			}
+		for line := range protocol.SplitBatch(b) {
+			c.dispatch(cn, line)
 		}
 	}
 }
@@ -693,11 +684,6 @@ func (c *Client) dispatch(cn *conn, line []byte) {
 	}
 }
 
-// seen records offset as the latest broadcast offset seen in the session,
-// for the recover of a rejoin. It reports whether the offset is new: a
-// broadcast is delivered only if it is, so that an event the client already
-// had (or its own acked broadcast, in a replay) is not delivered twice.
-
 // plainEvents makes the events of the server messages that answer no
 // request and change no client state.
 var plainEvents = map[string]func() Event{
@@ -707,6 +693,10 @@ var plainEvents = map[string]func() Event{
 	protocol.TypeUserActivityChanged: func() Event { return new(UserActivityChanged) },
 }
 
+// seen records offset as the latest broadcast offset seen in the session,
+// for the recover of a rejoin. It reports whether the offset is new: a
+// broadcast is delivered only if it is, so that an event the client already
+// had (or its own acked broadcast, in a replay) is not delivered twice.
 // Outside a session (no membership) every broadcast is new.
 func (c *Client) seen(offset int64) bool {
 	c.mu.Lock()

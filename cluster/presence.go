@@ -508,36 +508,6 @@ func (p *Presence) Republish(ctx context.Context, node string, conns map[string]
 	return triples(res[0]), triples(res[1]), nil
 }
 
-// refreshScript: KEYS the node's index; ARGV prefix, ttl ms.
-var refreshScript = redis.NewScript(presenceLua + `
-local seen = {}
-for _, e in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local i = string.find(e, '\0', 1, true)
-  if i then
-    local s = string.sub(e, 1, i - 1)
-    if not seen[s] then
-      seen[s] = true
-      touch(skeys(ARGV[1], s), ARGV[2])
-    end
-  end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 0
-`)
-
-// Refresh keeps alive, for another KeyTTL, node's index and the keys of
-// every session where node holds a connection. A node calls it (or
-// Republish) periodically, say every heartbeat.
-func (p *Presence) Refresh(ctx context.Context, node string) error {
-	if err := checkIDs(node); err != nil {
-		return err
-	}
-	if err := refreshScript.Run(ctx, p.rdb, []string{p.nodeKey(node)}, p.prefix, millis(p.ttl)).Err(); err != nil {
-		return fmt.Errorf("cluster: refresh node %q: %w", node, err)
-	}
-	return nil
-}
-
 // Members lists the session's participants, present or in their leave
 // grace, ordered by JoinedAt then UserID (bytewise), each with its
 // connection counts and LeaveAt. It reads one consistent snapshot.

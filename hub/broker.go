@@ -5,8 +5,8 @@ package hub
 // never blocking); serve runs them in order, does the Redis I/O, and hands
 // the results back to the loop (toLoop). Besides, serve republishes the
 // node's presence every heartbeat (repair), ends leave graces (expire) and
-// drops the connections of dead nodes (dropNode). How the pieces fit is
-// told in cluster.go.
+// drops the connections of dead nodes (dropNode). The loop's side of the
+// cluster is in cluster.go.
 
 import (
 	"context"
@@ -72,7 +72,7 @@ func newBroker(h *Hub) *broker {
 		node:     o.NodeID,
 		beat:     o.NodeHeartbeat,
 		keyTTL:   o.SessionTTL + o.HistoryTTL,
-		grace:    max(o.LeaveGrace, 0),
+		grace:    o.LeaveGrace, // options clamp it at 0
 		log:      h.log.With("node", o.NodeID),
 		ops:      make(chan func(), brokerQueue),
 		quit:     make(chan struct{}),
@@ -165,8 +165,6 @@ func (b *broker) health(up bool) {
 	b.toLoop(func() { b.h.clUp = up })
 	if up {
 		b.settle()
-	}
-	if up {
 		b.repairRequest()
 	}
 }

@@ -673,10 +673,10 @@ func (h *Hub) fillGap(r *room) {
 	ok := br.enqueue(func() {
 		var events []cluster.Event
 		var latest int64
-		err := errRedisDown
 		if br.reachable() {
 			ctx, cancel := br.ctx()
 			defer cancel()
+			var err error
 			events, latest, _, err = br.clog.Tail(ctx, id, epoch, from, most)
 			if err != nil {
 				br.failed("fill", err)

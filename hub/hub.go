@@ -7,7 +7,8 @@
 // to the loop over channels. The run loop does bookkeeping only: it encodes
 // each event once (once per presence mode for membership events) and puts
 // the same bytes on every recipient's bounded send queue without blocking;
-// it does no network I/O and takes no locks. In a cluster (Options.Redis), cluster.go is the
+// it does no network I/O and never blocks (the only locks it takes are
+// short ones: the subscriber mutex and Prometheus's label lock). In a cluster (Options.Redis), cluster.go is the
 // loop's side of sharing sessions with the other nodes and broker.go the
 // goroutine that talks to Redis for it.
 package hub

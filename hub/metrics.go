@@ -122,8 +122,6 @@ func (m *metrics) out(typ string, n int) {
 	}
 }
 
-// queueDepth registers the send-queue gauges, read at scrape time from the
-// connections that h tracks.
 // cluster registers the metrics of a cluster node.
 func (m *metrics) cluster(b *broker) {
 	bus := func(f func(s cluster.BusStats) uint64) func() float64 {
@@ -153,6 +151,8 @@ func (m *metrics) cluster(b *broker) {
 	}
 }
 
+// queueDepth registers the send-queue gauges, read at scrape time from the
+// connections that h tracks.
 func (m *metrics) queueDepth(h *Hub) {
 	depths := func() (sum, most int) {
 		h.mu.Lock()

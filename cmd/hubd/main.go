@@ -262,9 +262,6 @@ func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-// run serves until ctx is done or a SIGINT or SIGTERM arrives, then shuts
-// down within --shutdown-timeout. If ready is not nil it receives the
-// listening address.
 // gcTarget is the GOGC that run sets, and whether it sets one: that of
 // --gc-percent or HUB_GC_PERCENT when given, else none when GOGC is set (the
 // runtime has read it), else defaultGCPercent. GOMEMLIMIT works as in any Go
@@ -276,6 +273,9 @@ func gcTarget(c *config, getenv func(string) string) (int, bool) {
 	return c.gcPercent, true
 }
 
+// run serves until ctx is done or a SIGINT or SIGTERM arrives, then shuts
+// down within --shutdown-timeout. If ready is not nil it receives the
+// listening address.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- net.Addr) error {
 	c, err := parse(args, getenv, stderr)
 	if err != nil {

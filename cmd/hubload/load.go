@@ -542,17 +542,7 @@ func (u *user) read(ctx context.Context, ws *websocket.Conn, done chan<- struct{
 		}
 		now := time.Now().UnixNano()
 		l.n.frames.Add(1)
-		msgs := buf
-		for len(msgs) > 0 {
-			m := msgs
-			if i := bytes.IndexByte(msgs, '\n'); i >= 0 {
-				m, msgs = msgs[:i], msgs[i+1:]
-			} else {
-				msgs = nil
-			}
-			if len(m) == 0 {
-				continue
-			}
+		for m := range protocol.SplitBatch(buf) {
 			l.n.received.Add(1)
 			kind, v := scan(m)
 			switch kind {
