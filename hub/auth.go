@@ -36,7 +36,8 @@ func NewToken(secret []byte, c Claims) (string, error) {
 }
 
 // identity is who a verified token says a connection is. It is set before
-// the connection is served and never changes.
+// the connection is served; refresh-token replaces it (run does) with the
+// identity of a newer token of the same sub.
 type identity struct {
 	userID   string
 	name     string
@@ -103,6 +104,21 @@ func parseToken(raw string, secret []byte, now time.Time) (*identity, error) {
 	}
 	if c.ExpiresAt != nil {
 		id.expires = c.ExpiresAt.Time
+	}
+	return id, nil
+}
+
+// verifyRefresh verifies the token of a refresh-token as an upgrade's is
+// verified; a token that does not verify is invalid_token, with a reason
+// that never quotes it. In open mode there is no token to refresh:
+// bad_request.
+func (h *Hub) verifyRefresh(raw string, now time.Time) (*identity, *protocol.Error) {
+	if h.opts.JWTSecret == nil {
+		return nil, protocol.Errorf(protocol.CodeBadRequest, "refresh-token needs token mode (the hub has no keys)")
+	}
+	id, err := parseToken(raw, h.opts.JWTSecret, now)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeInvalidToken, "%v", err)
 	}
 	return id, nil
 }

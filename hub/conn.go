@@ -61,8 +61,13 @@ type conn struct {
 	addr     string
 	netConn  net.Conn    // the hijacked TCP connection
 	ip       string      // the remote address without its port, for the per-IP limit
-	identity *identity   // from the token in token mode; nil in open mode
+	// identity is from the token in token mode, nil in open mode. Set
+	// before serve, then owned by run (refresh-token replaces it).
+	identity *identity
 	joined   atomic.Bool // it has been in a session (the handshake timeout)
+	// expiry closes the connection with 4001 at its token's exp; serve sets
+	// it before reading, run re-arms it when the token is refreshed.
+	expiry *time.Timer
 
 	// send is the head of the send queue: run puts encoded messages on it
 	// without blocking, writePump drains it.
@@ -120,6 +125,20 @@ type conn struct {
 	abuseStart  time.Time
 	lastRefusal time.Time
 	cursor      cursorGate
+}
+
+// rearmExpiry makes the connection expire at exp (never for a zero exp),
+// unless its old expiry has closed it already: a token refreshed too late
+// does not undo a 4001.
+func (c *conn) rearmExpiry(exp time.Time) {
+	if c.expiry == nil {
+		return
+	}
+	if exp.IsZero() {
+		c.expiry.Stop()
+		return
+	}
+	c.expiry.Reset(time.Until(exp))
 }
 
 // kill asks the connection to close for why. It never blocks, and only the
@@ -483,6 +502,16 @@ func (c *conn) handle(b []byte) bool {
 		c.cursor.flushNow(now)
 	}
 	in := inbound{c: c, msg: m, at: now}
+	if m.Type == protocol.TypeRefreshToken {
+		// The signature is checked here, on the reader, not on run:
+		// run does bookkeeping only.
+		id, perr := h.verifyRefresh(m.Payload.(*protocol.RefreshToken).Token, now)
+		if perr != nil {
+			h.metrics.out(protocol.TypeError, 1)
+			return h.submit(inbound{c: c, at: now, reply: protocol.EncodeError(m.Ref, perr)})
+		}
+		in.refreshed = id
+	}
 	if m.Type == protocol.TypePing {
 		b, err := protocol.Encode(protocol.TypePong, m.Ref, m.Payload)
 		if err != nil {

@@ -87,6 +87,10 @@ type inbound struct {
 	// backlog: the rate_limited errors of a flood, so that a flooding
 	// client ends with 1008 for its abuse, not 1013 for its own replies.
 	optional bool
+	// refreshed is the identity of a refresh-token's token, verified by
+	// the reader (signature, exp, claims); run checks that it fits the
+	// connection.
+	refreshed *identity
 }
 
 // departure tells run that a connection has ended; clean is true when the
@@ -299,7 +303,32 @@ func (h *Hub) handle(in inbound) {
 		}
 		h.deliver(c, in.reply)
 		h.metrics.out(protocol.TypePong, 1)
+	case protocol.TypeRefreshToken:
+		h.refreshToken(c, m.Ref, in.refreshed)
 	}
+}
+
+// refreshToken gives c the identity of a refresh-token's verified token
+// when it is the same user's and allows c's current session: c then
+// expires at the new token's exp, and the new name and role apply from
+// its next join. Otherwise the answer is forbidden and c keeps its token.
+func (h *Hub) refreshToken(c *conn, ref string, id *identity) {
+	old := c.identity
+	switch {
+	case old == nil || id == nil:
+		// The reader answers refresh-token in open mode itself.
+		h.replyError(c, ref, protocol.Errorf(protocol.CodeInternal, "no token to refresh"))
+		return
+	case id.userID != old.userID:
+		h.replyError(c, ref, protocol.Errorf(protocol.CodeForbidden, "the token is for another user"))
+		return
+	case c.room != nil && !id.mayJoin(c.room.s.ID):
+		h.replyError(c, ref, protocol.Errorf(protocol.CodeForbidden, "the token does not allow session %s", c.room.s.ID))
+		return
+	}
+	c.identity = id
+	c.rearmExpiry(id.expires)
+	h.reply(c, protocol.TypeTokenRefreshed, ref, protocol.TokenRefreshed{ExpiresAt: id.expires})
 }
 
 func (h *Hub) notInSession(c *conn, m protocol.Message) bool {
@@ -442,6 +471,10 @@ func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover, c
 			replay, recovered = cr.merge(rec.Offset, &r.s.History, r.s.Offset)
 		}
 	}
+	var expiresAt *time.Time
+	if id := c.identity; id != nil && !id.expires.IsZero() {
+		expiresAt = &id.expires
+	}
 	h.reply(c, protocol.TypeSessionJoined, ref, protocol.SessionJoined{
 		SessionID:    r.s.ID,
 		SelfID:       c.userID,
@@ -449,6 +482,7 @@ func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover, c
 		Epoch:        r.s.Epoch,
 		Offset:       r.s.Offset,
 		Recovered:    recovered,
+		ExpiresAt:    expiresAt,
 	})
 	if len(replay) == 0 {
 		return

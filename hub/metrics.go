@@ -47,11 +47,11 @@ type metrics struct {
 }
 
 var inTypes = []string{protocol.TypeJoinSession, protocol.TypeLeaveSession, protocol.TypeCursorUpdate,
-	protocol.TypeActivityStatus, protocol.TypeBroadcast, protocol.TypePing, "invalid"}
+	protocol.TypeActivityStatus, protocol.TypeBroadcast, protocol.TypePing, protocol.TypeRefreshToken, "invalid"}
 
 var outTypes = []string{protocol.TypeSessionJoined, protocol.TypeSessionLeft, protocol.TypeUserJoined,
 	protocol.TypeUserLeft, protocol.TypeCursorMoved, protocol.TypeUserActivityChanged, protocol.TypeBroadcast,
-	protocol.TypeAck, protocol.TypePong, protocol.TypeError}
+	protocol.TypeAck, protocol.TypePong, protocol.TypeError, protocol.TypeTokenRefreshed}
 
 func newMetrics() *metrics {
 	m := &metrics{

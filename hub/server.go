@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"time"
@@ -176,11 +177,18 @@ func (h *Hub) serve(c *conn) {
 		}
 	})
 	defer handshake.Stop()
-	if c.identity != nil && !c.identity.expires.IsZero() {
-		expiry := time.AfterFunc(time.Until(c.identity.expires), func() {
-			c.kill(closeTokenExpired)
-		})
-		defer expiry.Stop()
+	if c.identity != nil {
+		// Armed for every token connection: refresh-token may give a token
+		// with an exp to a connection whose first token had none.
+		d := time.Duration(math.MaxInt64) // stopped below: no exp
+		if !c.identity.expires.IsZero() {
+			d = time.Until(c.identity.expires)
+		}
+		c.expiry = time.AfterFunc(d, func() { c.kill(closeTokenExpired) })
+		if c.identity.expires.IsZero() {
+			c.expiry.Stop()
+		}
+		defer c.expiry.Stop()
 	}
 
 	clean, why := c.readPump(ctx)

@@ -12,7 +12,7 @@ type Message struct {
 	Type string
 	Ref  string
 	// Payload is *JoinSession, *Cursor (cursor-update), *ActivityStatus,
-	// *Broadcast or Ping; nil for leave-session.
+	// *Broadcast, Ping or *RefreshToken; nil for leave-session.
 	Payload any
 }
 
@@ -152,6 +152,8 @@ func decode(b []byte) (Message, error) {
 		m.Payload, err = decodeBroadcast(data)
 	case TypePing:
 		m.Payload = Ping(bytes.Clone(data))
+	case TypeRefreshToken:
+		m.Payload, err = decodeRefresh(data)
 	default:
 		return m, Errorf(CodeUnknownType, "unknown message type %q", truncate(m.Type, 64))
 	}
@@ -383,6 +385,22 @@ func decodeBroadcast(data json.RawMessage) (*Broadcast, *Error) {
 		b.To = *w.To
 	}
 	return b, nil
+}
+
+func decodeRefresh(data json.RawMessage) (*RefreshToken, *Error) {
+	var w struct {
+		Token *string `json:"token"`
+	}
+	if err := unmarshalData(data, &w); err != nil {
+		return nil, err
+	}
+	if w.Token == nil || *w.Token == "" {
+		return nil, Errorf(CodeBadRequest, "data.token is required")
+	}
+	if len(*w.Token) > MaxTokenBytes {
+		return nil, Errorf(CodeBadRequest, "data.token must be at most %d bytes", MaxTokenBytes)
+	}
+	return &RefreshToken{Token: *w.Token}, nil
 }
 
 // ValidSessionID reports whether id is 1 to 64 of A-Za-z0-9._:-.

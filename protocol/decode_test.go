@@ -272,6 +272,15 @@ func TestDecodeValid(t *testing.T) {
 		{name: "ping without data", in: `{"type":"ping"}`, typ: protocol.TypePing, payload: protocol.Ping(nil)},
 		{name: "ping with null data", in: `{"type":"ping","data":null}`, typ: protocol.TypePing, payload: protocol.Ping(nil)},
 
+		// refresh-token
+		{
+			name:    "refresh-token",
+			in:      `{"type":"refresh-token","ref":"r1","data":{"token":"a.b.c"}}`,
+			typ:     protocol.TypeRefreshToken,
+			ref:     "r1",
+			payload: &protocol.RefreshToken{Token: "a.b.c"},
+		},
+
 		// envelope
 		{name: "surrounding whitespace", in: " \n\t{\"type\":\"ping\",\"data\":{}}\r\n ", typ: protocol.TypePing, payload: protocol.Ping(`{}`)},
 		{name: "ref null is no ref", in: `{"type":"leave-session","ref":null}`, typ: protocol.TypeLeaveSession},
@@ -321,6 +330,13 @@ func TestDecodeErrors(t *testing.T) {
 		{name: "trailing garbage", in: `{"type":"ping"} x`, code: bad},
 		{name: "two objects", in: `{"type":"ping"}{"type":"ping"}`, code: bad},
 		{name: "single quotes", in: `{'type':'ping'}`, code: bad},
+
+		// refresh-token
+		{name: "refresh-token without data", in: `{"type":"refresh-token","ref":"r"}`, code: bad, ref: "r", typ: protocol.TypeRefreshToken},
+		{name: "refresh-token without token", in: `{"type":"refresh-token","ref":"r","data":{}}`, code: bad, ref: "r", typ: protocol.TypeRefreshToken},
+		{name: "refresh-token with empty token", in: `{"type":"refresh-token","data":{"token":""}}`, code: bad, typ: protocol.TypeRefreshToken},
+		{name: "refresh-token with a number", in: `{"type":"refresh-token","data":{"token":7}}`, code: bad, typ: protocol.TypeRefreshToken},
+		{name: "refresh-token over 8192 bytes", in: `{"type":"refresh-token","data":{"token":"` + strings.Repeat("a", protocol.MaxTokenBytes+1) + `"}}`, code: bad, typ: protocol.TypeRefreshToken},
 
 		// not an object
 		{name: "array", in: `[{"type":"ping"}]`, code: bad},

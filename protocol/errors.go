@@ -15,6 +15,7 @@ const (
 	CodeSessionFull      Code = "session_full"       // the session has --max-participants participants
 	CodeRateLimited      Code = "rate_limited"       // over the connection's message rate
 	CodeInternal         Code = "internal"           // the server failed; not the client's fault
+	CodeInvalidToken     Code = "invalid_token"      // refresh-token's token is malformed, wrongly signed or expired (v1.1)
 )
 
 // Error is a protocol error: one of the contract's codes and a message for

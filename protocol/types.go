@@ -13,6 +13,7 @@ const (
 	TypeActivityStatus = "activity-status"
 	TypeBroadcast      = "broadcast"
 	TypePing           = "ping"
+	TypeRefreshToken   = "refresh-token" // v1.1: a new token on a live connection
 )
 
 // Message types sent by the server.
@@ -26,6 +27,7 @@ const (
 	TypeAck                 = "ack"
 	TypePong                = "pong"
 	TypeError               = "error"
+	TypeTokenRefreshed      = "token-refreshed" // v1.1: the answer to refresh-token
 )
 
 // BatchSubprotocol is the WebSocket subprotocol with which a client opts in to
@@ -42,6 +44,7 @@ const (
 	MaxFileBytes      = 256
 	MaxEventChars     = 64
 	MaxCoordinate     = 10_000_000
+	MaxTokenBytes     = 8192 // extension: the longest token refresh-token may carry
 )
 
 // Role is a participant's role in a session.
@@ -160,6 +163,21 @@ type SessionJoined struct {
 	Epoch        string        `json:"epoch"`
 	Offset       int64         `json:"offset"`
 	Recovered    bool          `json:"recovered"`
+	// ExpiresAt is when the connection's token expires (token mode, v1.1);
+	// nil (left out) when the connection has no token.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+// RefreshToken is the payload of refresh-token: a new token for the
+// connection, which must have the same sub as the one it has.
+type RefreshToken struct {
+	Token string `json:"token"`
+}
+
+// TokenRefreshed is the payload of token-refreshed: the connection now
+// expires at ExpiresAt (RFC 3339 on the wire).
+type TokenRefreshed struct {
+	ExpiresAt time.Time `json:"expiresAt"`
 }
 
 // SessionLeft is the payload of session-left.
