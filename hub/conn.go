@@ -53,14 +53,14 @@ var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // channels. Data frames are the hub's own (wire.go); the WebSocket library
 // does the rest.
 type conn struct {
-	id       uint64
-	hub      *Hub
-	ws       *websocket.Conn
-	batch    bool // the peer negotiated protocol.BatchSubprotocol
-	start    time.Time
-	addr     string
-	netConn  net.Conn    // the hijacked TCP connection
-	ip       string      // the remote address without its port, for the per-IP limit
+	id      uint64
+	hub     *Hub
+	ws      *websocket.Conn
+	batch   bool // the peer negotiated protocol.BatchSubprotocol
+	start   time.Time
+	addr    string
+	netConn net.Conn // the hijacked TCP connection
+	ip      string   // the remote address without its port, for the per-IP limit
 	// identity is from the token in token mode, nil in open mode. Set
 	// before serve, then owned by run (refresh-token replaces it).
 	identity *identity
