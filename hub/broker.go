@@ -297,7 +297,14 @@ type joinResult struct {
 
 // left announces, from the broker, that Redis took userID out of session
 // id: on the bus for the other nodes, and to the loop for this one.
+// A member given is counted in sessionhub_participant_duration_seconds:
+// Redis hands each leave to one node.
 func (b *broker) left(ctx context.Context, id, userID string, member []byte) {
+	if member != nil {
+		if p, err := decodeMember(member); err == nil {
+			b.h.metrics.participantLeft(p.JoinedAt, time.Now())
+		}
+	}
 	b.publishNow(ctx, id, kindLeft, userID, member)
 	b.toLoop(func() { b.h.remoteLeft(id, userID) })
 }

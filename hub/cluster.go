@@ -297,6 +297,7 @@ func (h *Hub) clRelease(r *room) {
 	}
 	id, b := r.s.ID, h.cl
 	delete(h.rooms, id)
+	h.metrics.sessionDuration.Observe(time.Since(r.created).Seconds())
 	b.bus.Unsubscribe(id)
 	b.enqueue(func() { delete(b.sessions, id) })
 }
@@ -305,6 +306,12 @@ func (h *Hub) clRelease(r *room) {
 // was the user's last anywhere, the user leaves after grace.
 func (h *Hub) clDetach(id, userID string, grace time.Duration) {
 	b, now := h.cl, time.Now()
+	var joined time.Time // for the duration, when this node ends the user
+	if r := h.rooms[id]; r != nil {
+		if p := r.s.Get(userID); p != nil {
+			joined = p.JoinedAt
+		}
+	}
 	b.enqueue(func() {
 		if !b.reachable() {
 			return // the repair after the outage sets the node's counts
@@ -317,6 +324,7 @@ func (h *Hub) clDetach(id, userID string, grace time.Duration) {
 			return
 		}
 		if left {
+			b.h.metrics.participantLeft(joined, time.Now())
 			b.left(ctx, id, userID, nil)
 		} else if grace > 0 {
 			b.hurry[id] = now.Add(grace + b.beat)

@@ -90,6 +90,10 @@ type conn struct {
 	backlogged atomic.Bool
 	// queued mirrors len(backlog) for the send-queue metrics.
 	queued atomic.Int32
+	// mark is when the event of the oldest message queued since the last
+	// frame was written entered the hub (Hub.markOf), 0 for none: run sets
+	// it, the writer takes it (Hub.delivered).
+	mark atomic.Int64
 
 	// closing is closed, once, when the server decides to close the
 	// connection, for closeWhy.
@@ -234,6 +238,7 @@ func (c *conn) writePump() {
 				c.writerEnded()
 				return
 			}
+			c.hub.delivered(c)
 			if len(c.send) == 0 && c.backlogged.Load() {
 				c.hub.wake(c)
 			}

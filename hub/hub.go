@@ -48,6 +48,10 @@ type Hub struct {
 	rooms map[string]*room
 	gone  []*conn // dropped during a step, detached at its end
 	clUp  bool    // the broker reaches Redis (cluster only)
+	// eventMark is when the event the loop is handling entered the hub,
+	// as a mark (markOf): deliver stamps it on the connections it queues
+	// for, for sessionhub_delivery_seconds.
+	eventMark int64
 	// clSettle: until then (3 heartbeats, at least a second, after Redis
 	// came back) a snapshot adds the participants Redis has but removes
 	// none.
@@ -65,6 +69,7 @@ type Hub struct {
 	perIP        map[string]int // admitted connections by remote address
 	shuttingDown bool
 
+	started        time.Time      // the origin of marks (markOf), with its monotonic reading
 	serving        sync.WaitGroup // one per connection being served
 	lastRefusalLog atomic.Int64   // unix ns of the last logged limit refusal
 	nextID         atomic.Uint64
@@ -102,9 +107,10 @@ type departure struct {
 
 // room is a session and its connections on this hub.
 type room struct {
-	s     *session.Session
-	conns []*conn
-	cl    *roomCluster // cluster only
+	s       *session.Session
+	conns   []*conn
+	cl      *roomCluster // cluster only
+	created time.Time    // for sessionhub_session_duration_seconds
 }
 
 func (r *room) add(c *conn) {
@@ -136,6 +142,7 @@ func New(opts *Options) *Hub {
 		rooms:      make(map[string]*room),
 		conns:      make(map[*conn]struct{}),
 		perIP:      make(map[string]int),
+		started:    time.Now(),
 	}
 	h.accept = websocket.AcceptOptions{
 		OriginPatterns: o.AllowedOrigins,
@@ -210,23 +217,44 @@ func (h *Hub) run() {
 		select {
 		case in := <-h.inbox:
 			h.metrics.loopLatency.Observe(time.Since(in.at).Seconds())
+			h.eventMark = h.markOf(in.at)
 			h.handle(in)
 		case d := <-h.departures:
+			h.eventMark = h.markOf(time.Now())
 			h.depart(d.c, d.clean)
 		case c := <-h.drained:
 			h.flushBacklog(c)
 		case f := <-h.calls:
+			h.eventMark = h.markOf(time.Now())
 			f()
 		case f := <-h.clIn:
+			h.eventMark = h.markOf(time.Now())
 			f()
 		case m := <-bus:
+			h.eventMark = h.markOf(time.Now())
 			h.fromBus(m)
 		case now := <-sweep.C:
+			h.eventMark = h.markOf(now)
 			h.sweep(now)
 		case <-h.quit:
 			return
 		}
 		h.reap()
+	}
+}
+
+// markOf is t as a delivery mark: nanoseconds since the hub started, plus
+// one so that a mark is never 0 (no mark). Marks use the monotonic clock.
+func (h *Hub) markOf(t time.Time) int64 { return int64(t.Sub(h.started)) + 1 }
+
+// delivered records, on a writer, that a frame went out: when a mark was
+// waiting (the event of the oldest message queued since the last frame
+// entered the hub at it), the time since then is one sample of
+// sessionhub_delivery_seconds. One sample per frame at most, two atomic
+// operations and no allocation: the fan-out path stays cheap.
+func (h *Hub) delivered(c *conn) {
+	if m := c.mark.Swap(0); m != 0 {
+		h.metrics.delivery.Observe(time.Duration(int64(time.Since(h.started)) + 1 - m).Seconds())
 	}
 }
 
@@ -377,7 +405,7 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 		// The same user joining the same session again: no leave, no join.
 		c.presence = j.Presence
 		h.touch(r, c.userID, now)
-		h.replyJoined(c, ref, r, j.Recover, nil)
+		h.metrics.joined(j.Recover != nil, h.replyJoined(c, ref, r, j.Recover, nil), false)
 		return
 	}
 	r := h.rooms[j.SessionID]
@@ -390,7 +418,7 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 		r = h.rooms[j.SessionID] // a cluster drops a room it no longer serves
 	}
 	if r == nil {
-		r = &room{s: session.New(j.SessionID, "", now)}
+		r = &room{s: session.New(j.SessionID, "", now), created: now}
 		r.s.History.Size, r.s.History.TTL = h.opts.HistorySize, h.opts.HistoryTTL
 		if h.cl != nil {
 			r.cl = newRoomCluster()
@@ -427,7 +455,7 @@ func (h *Hub) attachConn(c *conn, ref string, j *protocol.JoinSession, info prot
 	if !isNew {
 		h.touch(r, c.userID, now) // before the reply, so that it shows the user active
 	}
-	h.replyJoined(c, ref, r, j.Recover, cr)
+	h.metrics.joined(j.Recover != nil, h.replyJoined(c, ref, r, j.Recover, cr), isNew)
 	if isNew {
 		h.announceJoined(r, r.s.Get(info.UserID), publish)
 	}
@@ -460,8 +488,9 @@ func (h *Hub) touch(r *room, userID string, now time.Time) {
 // it (recovered: true). Another epoch, an offset the session never had, or
 // a history that no longer reaches back gives recovered: false and no
 // replay. In a cluster, cr holds what the session's log in Redis had after
-// rec.Offset, for when the node's own history does not reach back.
-func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover, cr *clusterReplay) {
+// rec.Offset, for when the node's own history does not reach back. It
+// reports whether it recovered.
+func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover, cr *clusterReplay) bool {
 	h.freshen(r)
 	var replay []session.Event
 	recovered := false
@@ -485,7 +514,7 @@ func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover, c
 		ExpiresAt:    expiresAt,
 	})
 	if len(replay) == 0 {
-		return
+		return recovered
 	}
 	// The replay may be longer than the send queue: it gets room of its own
 	// on top, kept until the backlog it makes has drained.
@@ -500,6 +529,7 @@ func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover, c
 	}
 	c.replayRoom = len(c.backlog)
 	h.metrics.replayed.Add(float64(n))
+	return recovered
 }
 
 // detach takes c out of its room; when it was its user's last connection
@@ -527,6 +557,11 @@ func (h *Hub) detach(c *conn, grace time.Duration, now time.Time) {
 // announceLeft tells r's connections that p left, and, when publish is
 // set in a cluster, the other nodes.
 func (h *Hub) announceLeft(r *room, p *session.Participant, publish bool) {
+	if r.cl == nil || publish {
+		// This node decided the leave (in a cluster that reaches Redis,
+		// the broker counts it: broker.left).
+		h.metrics.participantLeft(p.JoinedAt, time.Now())
+	}
 	h.freshen(r)
 	u := p.Wire()
 	h.fanoutPresence(r, protocol.TypeUserLeft, "",
@@ -681,6 +716,7 @@ func (h *Hub) sweep(now time.Time) {
 			h.clRelease(r)
 		} else if r.s.Expired(now, h.opts.SessionTTL) {
 			delete(h.rooms, id) // its history goes with it
+			h.metrics.sessionDuration.Observe(now.Sub(r.created).Seconds())
 			continue
 		}
 		r.s.History.Trim(now)
@@ -703,6 +739,14 @@ func (h *Hub) deliver(c *conn, b []byte) {
 	if c.gone {
 		h.metrics.droppedGone.Inc()
 		return
+	}
+	// The first message queued since the writer's last frame marks when
+	// its event entered the hub (run is the only one to set a mark, the
+	// writer the only one to clear it). Set before the message is on
+	// send, so that the frame that carries it, or an earlier one, takes
+	// the mark.
+	if c.mark.Load() == 0 {
+		c.mark.Store(h.eventMark)
 	}
 	if len(c.backlog) == 0 {
 		select {

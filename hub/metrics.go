@@ -2,12 +2,14 @@ package hub
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sessionhub/sessionhub/cluster"
+	"github.com/sessionhub/sessionhub/internal/version"
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
@@ -33,6 +35,13 @@ type metrics struct {
 	historyBytes    prometheus.Gauge
 	replayed        prometheus.Counter
 
+	// The platform's analytics (contract v1.1).
+	upgrades            *prometheus.CounterVec
+	joins               *prometheus.CounterVec
+	delivery            prometheus.Histogram
+	sessionDuration     prometheus.Histogram
+	participantDuration prometheus.Histogram
+
 	// Cluster only (registered by cluster).
 	clusterErrors  *prometheus.CounterVec
 	clusterDropped *prometheus.CounterVec
@@ -44,7 +53,40 @@ type metrics struct {
 	droppedGone     prometheus.Counter
 	droppedQueued   prometheus.Counter
 	droppedOptional prometheus.Counter
+	upgrade_        map[string]prometheus.Counter
+	join_           map[string]prometheus.Counter
 }
+
+// Upgrade results (sessionhub_upgrades_total's label result): accepted, or
+// why the upgrade was refused.
+const (
+	upgradeAccepted     = "accepted"
+	upgradeOrigin       = "origin"        // the Origin is not allowed (403)
+	upgradeUnauthorized = "unauthorized"  // token mode: no valid token (401)
+	upgradeLimit        = "limit"         // --max-connections (503) or --max-connections-per-ip (429)
+	upgradeShutdown     = "shutting_down" // the hub is shutting down (503)
+	upgradeBadRequest   = "bad_request"   // not a valid WebSocket handshake
+)
+
+var upgradeResults = []string{upgradeAccepted, upgradeOrigin, upgradeUnauthorized, upgradeLimit, upgradeShutdown, upgradeBadRequest}
+
+// Join kinds (sessionhub_joins_total's label kind). A join that asked to
+// recover is recovered or not_recovered; one that did not is new (the
+// user's first connection to the session) or rejoin (the user was still a
+// participant: another tab, a reconnect within the leave grace, or the same
+// join again).
+const (
+	joinNew          = "new"
+	joinRejoin       = "rejoin"
+	joinRecovered    = "recovered"
+	joinNotRecovered = "not_recovered"
+)
+
+var joinKinds = []string{joinNew, joinRejoin, joinRecovered, joinNotRecovered}
+
+// durationBuckets are the buckets of the session and participant
+// durations: 1 s to about 9 hours (a class lasts minutes to hours).
+var durationBuckets = prometheus.ExponentialBuckets(1, 2, 16)
 
 var inTypes = []string{protocol.TypeJoinSession, protocol.TypeLeaveSession, protocol.TypeCursorUpdate,
 	protocol.TypeActivityStatus, protocol.TypeBroadcast, protocol.TypePing, protocol.TypeRefreshToken, "invalid"}
@@ -96,8 +138,38 @@ func newMetrics() *metrics {
 			Name: "sessionhub_cluster_dropped_total", Help: "Cluster operations or messages dropped, by reason: broker_queue_full, bus_queue_full, malformed (cluster only)."}, []string{"reason"}),
 		clusterFilled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessionhub_cluster_gap_filled_total", Help: "Broadcasts the bus missed that a node read from the session's log instead (cluster only)."}),
-		in_:  map[string]prometheus.Counter{},
-		out_: map[string]prometheus.Counter{},
+		upgrades: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionhub_upgrades_total", Help: "WebSocket upgrades, by result: accepted, or why refused (origin, unauthorized, limit, shutting_down, bad_request)."}, []string{"result"}),
+		joins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionhub_joins_total", Help: "Successful joins, by kind: new, rejoin (already a participant), recovered, not_recovered (asked to recover)."}, []string{"kind"}),
+		delivery: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sessionhub_delivery_seconds",
+			Help:    "Time from an event entering the hub to the frame that carries it being written, sampled once per frame written.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16)}),
+		sessionDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sessionhub_session_duration_seconds",
+			Help:    "Time from a session's creation on this node to its removal (TTL expiry; in a cluster, the node letting go of it).",
+			Buckets: durationBuckets}),
+		participantDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sessionhub_participant_duration_seconds",
+			Help:    "Time from a user's join to its leave (in a cluster, counted once, by the node that ends it).",
+			Buckets: durationBuckets}),
+		in_:      map[string]prometheus.Counter{},
+		out_:     map[string]prometheus.Counter{},
+		upgrade_: map[string]prometheus.Counter{},
+		join_:    map[string]prometheus.Counter{},
+	}
+	v := version.Get()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sessionhub_build_info", Help: "Always 1; the labels say which build runs.",
+		ConstLabels: prometheus.Labels{"version": v.Version, "revision": v.Revision, "goversion": v.GoVersion}})
+	buildInfo.Set(1)
+	m.reg.MustRegister(buildInfo, m.upgrades, m.joins, m.delivery, m.sessionDuration, m.participantDuration)
+	for _, r := range upgradeResults {
+		m.upgrade_[r] = m.upgrades.WithLabelValues(r)
+	}
+	for _, k := range joinKinds {
+		m.join_[k] = m.joins.WithLabelValues(k)
 	}
 	m.reg.MustRegister(m.connections, m.sessions, m.participants, m.messagesIn, m.messagesOut,
 		m.cursorCoalesced, m.rateLimited, m.slowConsumers, m.dropped, m.closes, m.refused, m.batchedFrames,
@@ -115,6 +187,39 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) in(typ string) { m.in_[typ].Inc() }
+
+// participantLeft counts the leave of a participant that joined at joined
+// (unknown: zero, not counted).
+func (m *metrics) participantLeft(joined, now time.Time) {
+	if !joined.IsZero() {
+		m.participantDuration.Observe(now.Sub(joined).Seconds())
+	}
+}
+
+// upgrade counts an upgrade's result (upgradeAccepted, …); a refusal counts
+// in sessionhub_upgrades_refused_total too.
+func (m *metrics) upgrade(result string) {
+	m.upgrade_[result].Inc()
+	if result != upgradeAccepted {
+		m.refused.Inc()
+	}
+}
+
+// joined counts a successful join: rec tells whether it asked to recover
+// and recovered whether it did; isNew whether the user was new to the
+// session.
+func (m *metrics) joined(rec, recovered, isNew bool) {
+	k := joinRejoin
+	switch {
+	case rec && recovered:
+		k = joinRecovered
+	case rec:
+		k = joinNotRecovered
+	case isNew:
+		k = joinNew
+	}
+	m.join_[k].Inc()
+}
 
 func (m *metrics) out(typ string, n int) {
 	if n > 0 {

@@ -44,20 +44,13 @@ func (h *Hub) Handler() http.Handler {
 	})
 	mux.Handle("GET /metrics", h.metrics.handler())
 	h.apiRoutes(mux)
-	static := http.FileServerFS(web.FS)
+	// The browser files, with ETags and revalidation; pages of the
+	// allowed origins may import /hub.js.
+	static := web.Handler(h.opts.AllowedOrigins)
 	for _, path := range []string{"GET /{$}", "GET /hub.js", "GET /hub.d.ts"} {
-		mux.Handle(path, noCache(static))
+		mux.Handle(path, static)
 	}
 	return mux
-}
-
-// noCache makes browsers revalidate the embedded files, so that a new hubd
-// is never paired with an old hub.js.
-func noCache(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-cache")
-		next.ServeHTTP(w, r)
-	})
 }
 
 // ServeWS upgrades the request to a WebSocket and serves it until it ends.
@@ -68,7 +61,11 @@ func noCache(next http.Handler) http.Handler {
 func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	ip := remoteIP(r.RemoteAddr)
 	if status, why := h.admit(ip); status != 0 {
-		h.metrics.refused.Inc()
+		if why == whyShuttingDown {
+			h.metrics.upgrade(upgradeShutdown)
+		} else {
+			h.metrics.upgrade(upgradeLimit)
+		}
 		h.logRefusal(r.RemoteAddr, status, why)
 		http.Error(w, why, status)
 		return
@@ -78,7 +75,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if id, err = authenticate(r, *secret, time.Now()); err != nil {
 			h.release(ip)
-			h.metrics.refused.Inc()
+			h.metrics.upgrade(upgradeUnauthorized)
 			h.log.Info("upgrade refused", "remote", r.RemoteAddr, "status", http.StatusUnauthorized, "reason", err)
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
@@ -89,7 +86,11 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.release(ip)
 		h.log.Info("upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
-		h.metrics.refused.Inc()
+		if hw.status == http.StatusForbidden {
+			h.metrics.upgrade(upgradeOrigin)
+		} else {
+			h.metrics.upgrade(upgradeBadRequest)
+		}
 		return
 	}
 	ws.SetReadLimit(h.opts.MaxMessageBytes)
@@ -103,6 +104,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		h.release(ip)
 		return
 	}
+	h.metrics.upgrade(upgradeAccepted)
 	h.log.Info("connect", "conn", c.id, "remote", c.addr, "batch", c.batch)
 	h.metrics.connections.Inc()
 	// Serve on a goroutine of its own, with a small stack, and return, so
@@ -211,6 +213,9 @@ func (h *Hub) serve(c *conn) {
 		"duration", time.Since(c.start).Round(time.Millisecond))
 }
 
+// whyShuttingDown is admit's reason while the hub shuts down.
+const whyShuttingDown = "shutting down"
+
 // admit reserves a connection slot for ip, or says why not: 503 while
 // shutting down or at MaxConnections, 429 at MaxConnectionsPerIP. A
 // reserved slot is given back by release (or untrack).
@@ -219,7 +224,7 @@ func (h *Hub) admit(ip string) (status int, why string) {
 	defer h.mu.Unlock()
 	switch {
 	case h.shuttingDown:
-		return http.StatusServiceUnavailable, "shutting down"
+		return http.StatusServiceUnavailable, whyShuttingDown
 	case h.opts.MaxConnections > 0 && h.open >= h.opts.MaxConnections:
 		return http.StatusServiceUnavailable, "too many connections"
 	case h.opts.MaxConnectionsPerIP > 0 && h.perIP[ip] >= h.opts.MaxConnectionsPerIP:

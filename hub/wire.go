@@ -76,6 +76,15 @@ type hijacker struct {
 	// the library takes them from behind br's back (it resets br to read
 	// them first), so they are not seen as buffered.
 	early bool
+	// status is the status of a refused upgrade (403 for the Origin), for
+	// sessionhub_upgrades_total.
+	status int
+}
+
+// WriteHeader records the status the library answers a refused upgrade with.
+func (w *hijacker) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // Hijack hijacks the connection and returns it with a bufio.ReadWriter of

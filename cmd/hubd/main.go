@@ -3,6 +3,8 @@
 //	go run ./cmd/hubd                  # listens on :8080
 //	hubd --addr :9000 --log-format json
 //	hubd token --sub u1 --name Ada --role instructor --ttl 1h   # mint a development token
+//	hubd healthcheck                   # exit 0 if the hubd of HUB_ADDR (or PORT) is alive
+//	hubd --version                     # hubd <version> (<vcs revision>, <go version>)
 //
 // Every flag has an environment twin HUB_<FLAG> (upper case, - as _), and
 // PORT is honoured too; a flag given on the command line wins. See
@@ -29,9 +31,21 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/internal/version"
 )
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "--version" || os.Args[1] == "-version") {
+		fmt.Println(version.Get())
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		if err := healthcheck(os.Args[2:], os.Getenv, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "hubd healthcheck:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "token" {
 		if err := mintToken(os.Args[2:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "hubd token:", err)
@@ -59,6 +73,7 @@ type config struct {
 	logFormat       string
 	gcPercent       int
 	gcPercentSet    bool // given as a flag or HUB_GC_PERCENT: wins over GOGC
+	version         bool // --version: print the version and exit
 	hub             hub.Options
 }
 
@@ -104,6 +119,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.IntVar(&c.gcPercent, "gc-percent", defaultGCPercent, "garbage collection target, as GOGC (-1: off, for use with GOMEMLIMIT); GOGC wins over the default")
+	fs.BoolVar(&c.version, "version", false, "print the version and exit (no environment twin)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -123,7 +139,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	}
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
+		if given[f.Name] || err != nil || f.Name == "version" {
 			return
 		}
 		env := "HUB_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
@@ -284,6 +300,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return err
 	}
+	if c.version {
+		fmt.Println(version.Get())
+		return nil
+	}
 	log, err := newLogger(c.logLevel, c.logFormat, stderr)
 	if err != nil {
 		return err
@@ -320,7 +340,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if c.hub.JWTSecret != nil {
 		mode = "token"
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "mode", mode, "api", c.hub.APIKey != "", "store", store, "node", h.NodeID())
+	v := version.Get()
+	log.Info("listening", "addr", ln.Addr().String(), "version", v.Version, "revision", v.Revision, "mode", mode, "api", c.hub.APIKey != "", "store", store, "node", h.NodeID())
 	if ready != nil {
 		ready <- ln.Addr()
 	}
