@@ -35,6 +35,11 @@ const (
 	// sendChanSize slots, not SendQueue.
 	sendChanSize = 8
 
+	// delayedChanSize is the send channel of a connection under
+	// Options.WriteDelay: what one frame can carry before the writer writes
+	// without waiting for the delay to end.
+	delayedChanSize = 32
+
 	// maxPooledFrame is the largest batch buffer returned to the pool.
 	maxPooledFrame = 16 << 10
 )
@@ -53,10 +58,14 @@ var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // channels. Data frames are the hub's own (wire.go); the WebSocket library
 // does the rest.
 type conn struct {
-	id      uint64
-	hub     *Hub
-	ws      *websocket.Conn
-	batch   bool // the peer negotiated protocol.BatchSubprotocol
+	id    uint64
+	hub   *Hub
+	ws    *websocket.Conn
+	batch bool // the peer negotiated protocol.BatchSubprotocol
+	// delay is set for a batch connection under Options.WriteDelay: its
+	// writer writes when run says the delay is over (flushDue) or when the
+	// send channel is full, not as soon as something is queued.
+	delay   bool
 	start   time.Time
 	addr    string
 	netConn net.Conn // the hijacked TCP connection
@@ -84,7 +93,10 @@ type conn struct {
 	pingOut   bool
 	pingOff   bool
 	pingDue   atomic.Bool
-	pongs     atomic.Uint32 // pongs received, for tests
+	// flushDue asks the writer of a delay connection to write what is
+	// queued (run's flushDelayed, or a full queue).
+	flushDue atomic.Bool
+	pongs    atomic.Uint32 // pongs received, for tests
 	// backlogged is set by run while it holds a backlog for the connection;
 	// the writer then tells run (Hub.drained) when it has emptied send.
 	backlogged atomic.Bool
@@ -113,6 +125,7 @@ type conn struct {
 	gone        bool     // run will deliver nothing more to it
 	backlog     [][]byte // the send queue past send, allocated while needed
 	replayRoom  int      // extra queue room for a recovery replay, until the backlog drains
+	delayed     bool     // a delay connection waiting in run's delay queue
 
 	// The reader's. bufMu guards br, the library's read buffer, which the
 	// reader peeks at between messages and the writer's close handshake
@@ -201,9 +214,11 @@ func (c *conn) startWriter() {
 	}
 }
 
-// writePump writes what the hub queued and returns when send is empty; it
-// closes the connection when asked to. At most one runs at a time
-// (startWriter), so that messages go out in order.
+// writePump writes what the hub queued and returns when send is empty (a
+// delay connection: once it has written what was due); it closes the
+// connection when asked to, after writing what is queued when the server
+// shuts down. At most one runs at a time (startWriter), so that messages go
+// out in order.
 //
 // It writes data frames to the TCP connection itself (wire.go), with no
 // deadline: a write stuck on a peer that does not read is ended by dropping
@@ -215,6 +230,9 @@ func (c *conn) writePump() {
 			if c.closeWhy.code == 0 {
 				c.drop()
 			} else {
+				if c.closeWhy == closeShutdown {
+					c.flushQueued()
+				}
 				// The close handshake reads the peer's reply from br.
 				c.bufMu.Lock()
 				c.ws.Close(websocket.StatusCode(c.closeWhy.code), c.closeWhy.text)
@@ -231,25 +249,52 @@ func (c *conn) writePump() {
 				return
 			}
 		}
+		if !c.delay || c.flushDue.Swap(false) {
+			select {
+			case b := <-c.send:
+				if err := c.write(b); err != nil {
+					c.drop()
+					c.writerEnded()
+					return
+				}
+				c.hub.delivered(c)
+				if len(c.send) == 0 && c.backlogged.Load() {
+					c.hub.wake(c)
+				}
+				continue
+			default:
+			}
+		}
+		// Nothing (due) to write: park by ending. Whatever was queued or
+		// asked after the checks above starts a writer again; if that raced
+		// with this one, this one goes on.
+		c.writer.Store(writerIdle)
+		if (c.hasWork() || c.isClosing() || c.pingDue.Load()) && c.writer.CompareAndSwap(writerIdle, writerRunning) {
+			continue
+		}
+		return
+	}
+}
+
+// hasWork reports whether the writer has messages to write now: any queued
+// ones, or, on a delay connection, those whose delay run ended.
+func (c *conn) hasWork() bool {
+	if c.delay {
+		return c.flushDue.Load()
+	}
+	return len(c.send) > 0
+}
+
+// flushQueued writes what waits on send, before the close of a shutdown.
+// The backlog run may hold is not written.
+func (c *conn) flushQueued() {
+	for {
 		select {
 		case b := <-c.send:
-			if err := c.write(b); err != nil {
-				c.drop()
-				c.writerEnded()
+			if c.write(b) != nil {
 				return
 			}
-			c.hub.delivered(c)
-			if len(c.send) == 0 && c.backlogged.Load() {
-				c.hub.wake(c)
-			}
 		default:
-			// Nothing queued: park by ending. Whatever was queued or asked
-			// after the check above starts a writer again; if that raced
-			// with this one, this one goes on.
-			c.writer.Store(writerIdle)
-			if (len(c.send) > 0 || c.isClosing() || c.pingDue.Load()) && c.writer.CompareAndSwap(writerIdle, writerRunning) {
-				continue
-			}
 			return
 		}
 	}

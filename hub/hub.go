@@ -56,6 +56,14 @@ type Hub struct {
 	// came back) a snapshot adds the participants Redis has but removes
 	// none.
 	clSettle time.Time
+	// The write delay (Options.WriteDelay): the delay connections with
+	// something queued, in the order of their due times, from delayHead
+	// on; delayTimer is armed (delayArmed) for the first while any wait.
+	// It is the only timer of the delay: a connection has none of its own.
+	delayQ     []delayedConn
+	delayHead  int
+	delayTimer *time.Timer
+	delayArmed bool
 
 	// Cluster only (Options.Redis set; nil on a single node): the broker
 	// between run and Redis (cluster.go), and its results for run.
@@ -96,6 +104,12 @@ type inbound struct {
 	// the reader (signature, exp, claims); run checks that it fits the
 	// connection.
 	refreshed *identity
+}
+
+// delayedConn is a delay connection whose queued messages are due at due.
+type delayedConn struct {
+	c   *conn
+	due time.Time
 }
 
 // departure tells run that a connection has ended; clean is true when the
@@ -159,6 +173,10 @@ func New(opts *Options) *Hub {
 		secret := o.JWTSecret
 		h.secret.Store(&secret)
 	}
+	if o.WriteDelay > 0 {
+		h.delayTimer = time.NewTimer(time.Hour)
+		h.delayTimer.Stop()
+	}
 	h.metrics.queueDepth(h)
 	if o.Redis != nil {
 		h.cl = newBroker(h)
@@ -213,6 +231,10 @@ func (h *Hub) run() {
 	if h.cl != nil {
 		bus = h.cl.bus.Messages()
 	}
+	var delayed <-chan time.Time // nil without a write delay
+	if h.delayTimer != nil {
+		delayed = h.delayTimer.C
+	}
 	for {
 		select {
 		case in := <-h.inbox:
@@ -233,6 +255,8 @@ func (h *Hub) run() {
 		case m := <-bus:
 			h.eventMark = h.markOf(time.Now())
 			h.fromBus(m)
+		case now := <-delayed:
+			h.flushDelayed(now)
 		case now := <-sweep.C:
 			h.eventMark = h.markOf(now)
 			h.sweep(now)
@@ -751,7 +775,7 @@ func (h *Hub) deliver(c *conn, b []byte) {
 	if len(c.backlog) == 0 {
 		select {
 		case c.send <- b:
-			c.startWriter()
+			h.queued(c)
 			return
 		default:
 		}
@@ -761,11 +785,13 @@ func (h *Hub) deliver(c *conn, b []byte) {
 		select {
 		case c.send <- b:
 			c.backlogged.Store(false)
-			c.startWriter()
+			h.queued(c)
 			return
 		default:
 		}
-		c.startWriter() // a full channel has a writer, or gets one
+		// A full channel has a writer, or gets one, delay or not.
+		c.flushDue.Store(c.delay)
+		c.startWriter()
 	}
 	if cap(c.send)+len(c.backlog) >= h.opts.SendQueue+c.replayRoom {
 		h.metrics.droppedQueued.Inc()
@@ -779,6 +805,57 @@ func (h *Hub) deliver(c *conn, b []byte) {
 	}
 	c.backlog = append(c.backlog, b)
 	c.queued.Store(int32(len(c.backlog)))
+}
+
+// queued gets c's writer going for what deliver just put on its send
+// channel: at once, or, on a delay connection, when the delay of the first
+// message waiting ends (flushDelayed) or the channel is full.
+func (h *Hub) queued(c *conn) {
+	switch {
+	case !c.delay:
+		c.startWriter()
+	case len(c.send) == cap(c.send):
+		c.flushDue.Store(true)
+		c.startWriter()
+	case !c.delayed:
+		c.delayed = true
+		h.delayQ = append(h.delayQ, delayedConn{c: c, due: time.Now().Add(h.opts.WriteDelay)})
+		if !h.delayArmed {
+			h.delayArmed = true
+			h.delayTimer.Reset(h.opts.WriteDelay)
+		}
+	}
+}
+
+// flushDelayed runs when the delay timer fires at now: the writers of the
+// connections due by then start, and with them those due within a quarter
+// of the delay (early rather than one more wake-up each), so that a message
+// waits between three quarters of the delay and the delay. The timer is
+// re-armed for the next one, if any.
+func (h *Hub) flushDelayed(now time.Time) {
+	horizon := now.Add(h.opts.WriteDelay / 4)
+	q := h.delayQ
+	i := h.delayHead
+	for ; i < len(q) && !q[i].due.After(horizon); i++ {
+		c := q[i].c
+		q[i] = delayedConn{}
+		c.delayed = false
+		if !c.gone {
+			c.flushDue.Store(true)
+			c.startWriter()
+		}
+	}
+	if i == len(q) {
+		h.delayQ, h.delayHead, h.delayArmed = q[:0], 0, false
+		return
+	}
+	if i > len(q)/2 { // keep the queue's array from growing without end
+		n := copy(q, q[i:])
+		clear(q[n:])
+		q, i = q[:n], 0
+	}
+	h.delayQ, h.delayHead = q, i
+	h.delayTimer.Reset(q[i].due.Sub(now))
 }
 
 // flushBacklog moves what fits of c's backlog to its send channel, and
@@ -796,6 +873,7 @@ move:
 			break move
 		}
 	}
+	c.flushDue.Store(c.delay) // what waited in the backlog is due
 	c.startWriter()
 	if n == len(c.backlog) {
 		c.backlog = nil

@@ -40,6 +40,14 @@ type Options struct {
 	// connection whose queue is full is closed with 1013. Defaults to 256.
 	SendQueue int
 
+	// WriteDelay, when positive, lets the writer of a connection that
+	// negotiated protocol.BatchSubprotocol hold what is queued for it for at
+	// most that long after the first message was queued, and then write it
+	// in as few frames as its send channel allows. Connections without
+	// batching are not affected. Defaults to 0: every message is written as
+	// soon as the writer gets to it.
+	WriteDelay time.Duration
+
 	// PingInterval is how often the server pings a connection, and
 	// PingTimeout how long it waits for the pong before it drops the
 	// connection. Default to 25s and 20s.
@@ -139,6 +147,9 @@ func (o *Options) withDefaults() Options {
 	setDefault(&c.PingTimeout, DefaultPingTimeout)
 	setDefault(&c.IdleAfter, DefaultIdleAfter)
 	setDefault(&c.LeaveGrace, DefaultLeaveGrace)
+	if c.WriteDelay < 0 {
+		c.WriteDelay = 0
+	}
 	if c.LeaveGrace < 0 {
 		c.LeaveGrace = 0
 	}

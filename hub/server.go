@@ -137,6 +137,11 @@ func remoteIP(addr string) string {
 }
 
 func (h *Hub) newConn(ws *websocket.Conn, addr string) *conn {
+	delay := ws.Subprotocol() == protocol.BatchSubprotocol && h.opts.WriteDelay > 0
+	chanSize := sendChanSize
+	if delay {
+		chanSize = delayedChanSize
+	}
 	c := &conn{
 		id:         h.nextID.Add(1),
 		hub:        h,
@@ -144,7 +149,8 @@ func (h *Hub) newConn(ws *websocket.Conn, addr string) *conn {
 		batch:      ws.Subprotocol() == protocol.BatchSubprotocol,
 		start:      time.Now(),
 		addr:       addr,
-		send:       make(chan []byte, min(sendChanSize, h.opts.SendQueue)),
+		delay:      delay,
+		send:       make(chan []byte, min(chanSize, h.opts.SendQueue)),
 		closing:    make(chan struct{}),
 		wrote:      make(chan struct{}),
 		msgLimiter: rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst),

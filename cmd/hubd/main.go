@@ -107,6 +107,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	fs.Float64Var(&c.hub.MessageRate, "message-rate", hub.DefaultMessageRate, "other messages per second per connection")
 	fs.IntVar(&c.hub.MessageBurst, "message-burst", hub.DefaultMessageBurst, "burst of other messages per connection")
 	fs.IntVar(&c.hub.SendQueue, "send-queue", hub.DefaultSendQueue, "messages queued per connection before it is closed as a slow consumer")
+	fs.DurationVar(&c.hub.WriteDelay, "write-delay", 0, "how long a sessionhub.batch connection's messages may wait to share a frame (0: written at once)")
 	fs.DurationVar(&c.hub.PingInterval, "ping-interval", hub.DefaultPingInterval, "how often to ping each connection")
 	fs.DurationVar(&c.hub.PingTimeout, "ping-timeout", hub.DefaultPingTimeout, "how long to wait for a pong")
 	fs.DurationVar(&c.hub.IdleAfter, "idle-after", hub.DefaultIdleAfter, "silence after which a participant is marked inactive")
@@ -178,6 +179,8 @@ func (c *config) validate() error {
 		return errors.New("--send-queue, --max-participants and --history-size must be positive")
 	case o.PingInterval <= 0, o.PingTimeout <= 0, o.IdleAfter <= 0, o.SessionTTL <= 0, o.HistoryTTL <= 0, c.shutdownTimeout <= 0:
 		return errors.New("durations must be positive (--leave-grace may be 0)")
+	case o.WriteDelay < 0 || o.WriteDelay > time.Second:
+		return errors.New("--write-delay must be between 0 and 1s")
 	case o.LeaveGrace < 0:
 		return errors.New("--leave-grace must not be negative")
 	case c.logFormat != "text" && c.logFormat != "json":

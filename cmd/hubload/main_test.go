@@ -65,7 +65,14 @@ func startSpinner(t *testing.T) int {
 // startHub serves a real hub in-process and returns its WebSocket URL.
 func startHub(t *testing.T) string {
 	t.Helper()
-	h := hub.New(&hub.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return startHubWith(t, &hub.Options{})
+}
+
+// startHubWith is startHub with o (its logger discards).
+func startHubWith(t *testing.T, o *hub.Options) string {
+	t.Helper()
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := hub.New(o)
 	srv := httptest.NewServer(h.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -123,11 +130,39 @@ func TestRunAgainstHub(t *testing.T) {
 		tot.RSSEndKiB != s.Server.RSSEndKiB || tot.CPUUsPerDelivered != s.Server.CPUUsPerDelivered {
 		t.Errorf("server total %+v, want the one server's %+v", tot, s.Server)
 	}
+	if w.Frames <= 0 || w.MessagesPerFrame != float64(w.Received)/float64(w.Frames) {
+		t.Errorf("messages per frame %.3f, want received %d / frames %d", w.MessagesPerFrame, w.Received, w.Frames)
+	}
 	if s.Hubload.CPUUsPerReceived <= 0 {
 		t.Errorf("hubload CPU per received message %.2f µs, want > 0", s.Hubload.CPUUsPerReceived)
 	}
 	if !strings.Contains(progress, "measure") {
 		t.Errorf("no progress line for the window in stderr:\n%s", progress)
+	}
+}
+
+// TestRunMessagesPerFrame: under a write delay of 100 ms, where each
+// client gets about 100 messages a second, the frames hubload reads carry
+// several messages each, and the text summary says how many. (A busy
+// machine only makes the frames fuller.)
+func TestRunMessagesPerFrame(t *testing.T) {
+	url := startHubWith(t, &hub.Options{WriteDelay: 100 * time.Millisecond})
+	out, progress, err := runLoad(t, "--url", url, "--sessions", "1", "--clients", "6",
+		"--cursor-rate", "20", "--warmup", "300ms", "--duration", "1s", "--json")
+	if err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, progress)
+	}
+	var s summary
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("summary is not JSON: %v\n%s", err, out)
+	}
+	if w := s.Window; w.MessagesPerFrame < 2 || w.DeliveryRatio < 0.99 {
+		t.Errorf("%.2f messages per frame (%d in %d), delivery ratio %.4f; want at least 2 and every cursor",
+			w.MessagesPerFrame, w.Received, w.Frames, w.DeliveryRatio)
+	}
+	var text bytes.Buffer
+	if err := s.writeText(&text); err != nil || !strings.Contains(text.String(), "messages per frame)") {
+		t.Errorf("text summary (%v) lacks the messages per frame:\n%s", err, text.String())
 	}
 }
 

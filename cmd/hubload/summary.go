@@ -49,6 +49,7 @@ type summary struct {
 		Received          int64   `json:"received"`
 		ReceivedPerSec    float64 `json:"receivedPerSec"`
 		Frames            int64   `json:"frames"`
+		MessagesPerFrame  float64 `json:"messagesPerFrame"`
 		CursorSent        int64   `json:"cursorSent"`
 		CursorReceived    int64   `json:"cursorReceived"`
 		DeliveredPerSec   float64 `json:"deliveredPerSec"`
@@ -155,6 +156,9 @@ func (l *load) fill(s *summary, n1, n2 snapshot, win time.Duration, cpu time.Dur
 	w.Sent = n2.sent - n1.sent
 	w.Received = n2.received - n1.received
 	w.Frames = n2.frames - n1.frames
+	if w.Frames > 0 {
+		w.MessagesPerFrame = float64(w.Received) / float64(w.Frames)
+	}
 	w.CursorSent = n2.cursorSent - n1.cursorSent
 	w.CursorReceived = n2.cursorRecv - n1.cursorRecv
 	w.BroadcastsSent = n2.bcastSent - n1.bcastSent
@@ -287,8 +291,8 @@ func (s *summary) writeText(w io.Writer) error {
 	fmt.Fprintf(b, "connect:   %d/%d ok, %d failed in %.2fs; p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 		s.Connect.OK, s.Connect.Attempted, s.Connect.Failed, s.ConnectSeconds, s.Connect.P50Ms, s.Connect.P99Ms, s.Connect.MaxMs)
 	win := &s.Window
-	fmt.Fprintf(b, "window:    %.1fs; sent %d (%.0f/s), received %d (%.0f/s) in %d frames\n",
-		win.Seconds, win.Sent, win.SentPerSec, win.Received, win.ReceivedPerSec, win.Frames)
+	fmt.Fprintf(b, "window:    %.1fs; sent %d (%.0f/s), received %d (%.0f/s) in %d frames (%.2f messages per frame)\n",
+		win.Seconds, win.Sent, win.SentPerSec, win.Received, win.ReceivedPerSec, win.Frames, win.MessagesPerFrame)
 	fmt.Fprintf(b, "cursor:    delivered %.0f/s; ratio %.5f (%d of %d expected)\n",
 		win.DeliveredPerSec, win.DeliveryRatio, win.Delivered, win.Expected)
 	if win.BroadcastsSent > 0 {
