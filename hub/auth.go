@@ -1,8 +1,11 @@
 package hub
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,17 +19,20 @@ import (
 
 // Claims are the JWT claims of token mode: sub is the userId; name, role
 // (instructor or learner, default learner) and sessions (the session ids the
-// token may join: absent means any, an empty list none) complete it; exp
-// and nbf are honoured.
+// token may join: nil, and so absent from the token, means any; an empty,
+// non-nil list means none and is signed as "sessions": []) complete it; exp
+// is required, nbf is honoured.
 type Claims struct {
 	jwt.RegisteredClaims
 	Name     string   `json:"name,omitempty"`
 	Role     string   `json:"role,omitempty"`
-	Sessions []string `json:"sessions,omitempty"`
+	Sessions []string `json:"sessions,omitzero"`
 }
 
 // NewToken signs claims with secret (HS256). It is what hubd's token
 // subcommand and the tests use; production tokens come from the platform.
+// An empty, non-nil c.Sessions stays in the token as "sessions": [] (no
+// session allowed).
 func NewToken(secret []byte, c Claims) (string, error) {
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
 	if err != nil {
@@ -75,37 +81,133 @@ func authenticate(r *http.Request, secret []byte, now time.Time) (*identity, err
 	return parseToken(raw, secret, now)
 }
 
-// parseToken verifies a token string; see authenticate.
+// parseToken verifies a token string; see authenticate. Besides the
+// signature it requires exp, and it reads the claims itself, exactly: a
+// claim name matches only in its own case ("Sessions" is not "sessions"),
+// and a claim given twice makes the token invalid, so that no two readers
+// of one token can disagree on what it allows.
 func parseToken(raw string, secret []byte, now time.Time) (*identity, error) {
-	var c Claims
 	p := jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithTimeFunc(func() time.Time { return now }))
-	if _, err := p.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return secret, nil }); err != nil {
+		jwt.WithExpirationRequired(), jwt.WithTimeFunc(func() time.Time { return now }))
+	mc := jwt.MapClaims{}
+	if _, err := p.ParseWithClaims(raw, mc, func(*jwt.Token) (any, error) { return secret, nil }); err != nil {
 		return nil, tokenReason(err)
 	}
-	id := &identity{userID: c.Subject, name: c.Name, role: protocol.Role(c.Role)}
+	parts := strings.Split(raw, ".")
+	payload, err := p.DecodeSegment(parts[1]) // the parser took three parts
+	if err != nil {
+		return nil, jwt.ErrTokenMalformed
+	}
+	c, err := exactClaims(payload)
+	if err != nil {
+		return nil, err
+	}
+	id := &identity{role: protocol.RoleLearner, sessions: c.sessions}
+	if err := c.str("sub", &id.userID); err != nil {
+		return nil, err
+	}
+	if err := c.str("name", &id.name); err != nil {
+		return nil, err
+	}
+	var role string
+	if err := c.str("role", &role); err != nil {
+		return nil, err
+	}
 	switch {
 	case id.userID == "":
 		return nil, errors.New("token has no sub")
-	case len(id.userID) > protocol.MaxUserIDBytes || !utf8.ValidString(id.userID):
+	case len(id.userID) > protocol.MaxUserIDBytes:
 		return nil, fmt.Errorf("token's sub is over %d bytes", protocol.MaxUserIDBytes)
+	case !protocol.ValidText(id.userID):
+		return nil, errors.New("token's sub is not UTF-8 text without control characters")
 	case utf8.RuneCountInString(id.name) > protocol.MaxNameChars:
 		return nil, fmt.Errorf("token's name is over %d characters", protocol.MaxNameChars)
+	case !protocol.ValidText(id.name):
+		return nil, errors.New("token's name is not UTF-8 text without control characters")
 	}
-	switch id.role {
+	switch r := protocol.Role(role); r {
 	case "":
-		id.role = protocol.RoleLearner
 	case protocol.RoleInstructor, protocol.RoleLearner:
+		id.role = r
 	default:
 		return nil, fmt.Errorf("token's role must be %q or %q", protocol.RoleInstructor, protocol.RoleLearner)
 	}
-	if c.Sessions != nil {
-		id.sessions = c.Sessions
+	exp, err := mc.GetExpirationTime()
+	if err != nil || exp == nil { // the parser required and checked it
+		return nil, jwt.ErrTokenRequiredClaimMissing
 	}
-	if c.ExpiresAt != nil {
-		id.expires = c.ExpiresAt.Time
-	}
+	id.expires = exp.Time
 	return id, nil
+}
+
+// tokenClaims are a token's claims by their exact names, each given once.
+type tokenClaims struct {
+	raw      map[string]json.RawMessage
+	sessions []string // nil: any
+}
+
+// exactClaims reads a token's payload: a JSON object whose member names are
+// compared exactly and must be unique. It decodes sessions (absent: any; a
+// list of strings, maybe empty: those; anything else, null included, is
+// invalid).
+func exactClaims(payload []byte) (*tokenClaims, error) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("token's claims are not a JSON object")
+	}
+	c := &tokenClaims{raw: map[string]json.RawMessage{}}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, errors.New("token's claims are not a JSON object")
+		}
+		name, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, errors.New("token's claims are not a JSON object")
+		}
+		if _, dup := c.raw[name]; dup {
+			return nil, fmt.Errorf("token has the claim %q twice", truncateClaim(name))
+		}
+		c.raw[name] = v
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, errors.New("token's claims are not a JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("token's claims are not one JSON object")
+	}
+	if v, ok := c.raw["sessions"]; ok {
+		if string(v) == "null" || json.Unmarshal(v, &c.sessions) != nil {
+			return nil, errors.New("token's sessions must be a list of session ids")
+		}
+		if c.sessions == nil {
+			c.sessions = []string{}
+		}
+	}
+	return c, nil
+}
+
+// str reads the string claim name into dst; absent leaves dst alone, and
+// anything but a string is invalid.
+func (c *tokenClaims) str(name string, dst *string) error {
+	v, ok := c.raw[name]
+	if !ok {
+		return nil
+	}
+	if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, dst) != nil {
+		return fmt.Errorf("token's %s must be a string", name)
+	}
+	return nil
+}
+
+// truncateClaim shortens a claim name for an error message, as printable
+// text.
+func truncateClaim(name string) string {
+	if len(name) > 32 || !protocol.ValidText(name) {
+		return "…"
+	}
+	return name
 }
 
 // verifyRefresh verifies the token of a refresh-token as an upgrade's is
@@ -125,7 +227,7 @@ func (h *Hub) verifyRefresh(raw string, now time.Time) (*identity, *protocol.Err
 
 // tokenReason turns a parse error into a short reason without the token.
 func tokenReason(err error) error {
-	for _, known := range []error{jwt.ErrTokenExpired, jwt.ErrTokenNotValidYet, jwt.ErrTokenSignatureInvalid,
+	for _, known := range []error{jwt.ErrTokenRequiredClaimMissing, jwt.ErrTokenExpired, jwt.ErrTokenNotValidYet, jwt.ErrTokenSignatureInvalid,
 		jwt.ErrTokenUnverifiable, jwt.ErrTokenMalformed, jwt.ErrTokenUsedBeforeIssued} {
 		if errors.Is(err, known) {
 			if errors.Is(err, jwt.ErrTokenUnverifiable) {

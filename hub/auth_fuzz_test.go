@@ -10,13 +10,16 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sessionhub/sessionhub/protocol"
 )
 
 // FuzzParseToken feeds arbitrary strings to the token parser with a fixed
 // secret and clock: it never panics, its error never quotes the token, and
 // it accepts a token only if it is an HS256 JWT that the secret signed (as
-// checked here independently of the JWT library) with a sub, a valid role
-// and exp/nbf that allow the fixed clock.
+// checked here independently of the JWT library) with a sub without control
+// characters, a valid role, an exp and nbf that allow the fixed clock, and
+// no claim given twice.
 func FuzzParseToken(f *testing.F) {
 	secret := []byte("fuzz-secret-0123456789abcdef")
 	now := time.Unix(1_700_000_000, 0)
@@ -42,6 +45,19 @@ func FuzzParseToken(f *testing.F) {
 	f.Add(sign(secret, jwt.SigningMethodHS256, jwt.MapClaims{"sub": 42}))
 	f.Add(sign(secret, jwt.SigningMethodHS256, jwt.MapClaims{"sub": "u", "exp": "tomorrow"}))
 	enc := base64.RawURLEncoding
+	signRaw := func(payload string) string {
+		signing := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(payload))
+		sig, err := jwt.SigningMethodHS256.Sign(signing, secret)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return signing + "." + enc.EncodeToString(sig)
+	}
+	f.Add(signRaw(`{"sub":"a","exp":1800000000,"sessions":["a"],"sessions":null}`))
+	f.Add(signRaw(`{"sub":"a","exp":1800000000,"Sessions":null}`))
+	f.Add(signRaw(`{"sub":"a\u0000b","exp":1800000000}`))
+	f.Add(signRaw(`{"sub":"a","EXP":1800000000}`))
+	f.Add(signRaw(`{"sub":"a","exp":1800000000,"sessions":[]}`))
 	f.Add(enc.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(`{"sub":"alice"}`)) + ".")
 	f.Add(enc.EncodeToString([]byte(`{"alg":"HS256"}`)) + "." + enc.EncodeToString([]byte(`{"sub":"alice"}`)) + ".AAAA")
 	for _, s := range []string{"", ".", "..", "a.b.c", "a.b.c.d", "Bearer x", "eyJ", "\x00\xff", strings.Repeat("A", 300) + ".."} {
@@ -92,8 +108,28 @@ func FuzzParseToken(f *testing.F) {
 			t.Fatalf("accepted %q without a sub", raw)
 		case id.role != "instructor" && id.role != "learner":
 			t.Fatalf("accepted %q with role %q", raw, id.role)
-		case !id.expires.IsZero() && !now.Before(id.expires):
-			t.Fatalf("accepted %q, expired at %v", raw, id.expires)
+		case id.expires.IsZero() || !now.Before(id.expires):
+			t.Fatalf("accepted %q, with exp %v", raw, id.expires)
+		case !protocol.ValidText(id.userID) || !protocol.ValidText(id.name):
+			t.Fatalf("accepted %q with sub %q, name %q", raw, id.userID, id.name)
+		}
+		// No claim given twice.
+		payload, err := enc.DecodeString(parts[1])
+		if err != nil {
+			t.Fatalf("accepted %q with an undecodable payload: %v", raw, err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(payload)))
+		seen := map[string]bool{}
+		dec.Token()
+		for dec.More() {
+			k, _ := dec.Token()
+			name, _ := k.(string)
+			var v json.RawMessage
+			dec.Decode(&v)
+			if seen[name] {
+				t.Fatalf("accepted %q with %q twice", raw, name)
+			}
+			seen[name] = true
 		}
 	})
 }

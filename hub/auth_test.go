@@ -12,6 +12,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -431,4 +432,80 @@ func TestHandshakeNeedsASuccessfulJoin(t *testing.T) {
 	other.send(protocol.TypeJoinSession, protocol.JoinSession{SessionID: "allowed"}, "j")
 	other.expect(protocol.TypeSessionJoined, nil)
 	q.expect(protocol.TypeUserJoined, nil)
+}
+
+// auRawToken signs payload, a claims object written by hand, with auSecret
+// (HS256), so that a test can give a claim twice or in another case.
+func auRawToken(t testing.TB, payload string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	signing := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(payload))
+	sig, err := jwt.SigningMethodHS256.Sign(signing, auSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing + "." + enc.EncodeToString(sig)
+}
+
+// The token traps of the v1.1 hardening: exp is required, claim names are
+// matched exactly, a claim given twice makes the token invalid, and a sub
+// or name with a control character is refused, all with 401; a token whose
+// sessions claim is an empty list joins no session, whether minted by
+// NewToken or by hand.
+func TestAuthTokenTraps(t *testing.T) {
+	s := startServer(t, &hub.Options{JWTSecret: auSecret})
+	exp := time.Now().Add(time.Hour).Unix()
+	refused := []struct{ name, payload, reason string }{
+		{"no exp", `{"sub":"alice","name":"A"}`, "missing"},
+		{"exp in upper case", fmt.Sprintf(`{"sub":"alice","EXP":%d}`, exp), "missing"},
+		{"sub in another case", fmt.Sprintf(`{"Sub":"alice","exp":%d}`, exp), "sub"},
+		{"sessions twice, null last", fmt.Sprintf(`{"sub":"alice","exp":%d,"sessions":["a"],"sessions":null}`, exp), "twice"},
+		{"sessions twice, list last", fmt.Sprintf(`{"sub":"alice","exp":%d,"sessions":null,"sessions":["a"]}`, exp), "twice"},
+		{"sub twice", fmt.Sprintf(`{"sub":"alice","sub":"bob","exp":%d}`, exp), "twice"},
+		{"exp twice", fmt.Sprintf(`{"sub":"alice","exp":%d,"exp":%d}`, exp, exp+3600), "twice"},
+		{"sub twice, one escaped", fmt.Sprintf(`{"sub":"alice","s\u0075b":"bob","exp":%d}`, exp), "twice"},
+		{"sessions null", fmt.Sprintf(`{"sub":"alice","exp":%d,"sessions":null}`, exp), "sessions"},
+		{"sessions not a list", fmt.Sprintf(`{"sub":"alice","exp":%d,"sessions":"a"}`, exp), "sessions"},
+		{"sub not a string", fmt.Sprintf(`{"sub":42,"exp":%d}`, exp), "sub"},
+		{"sub with NUL", fmt.Sprintf(`{"sub":"x\u0000y","exp":%d}`, exp), "control"},
+		{"sub with a newline", fmt.Sprintf(`{"sub":"x\ny","exp":%d}`, exp), "control"},
+		{"sub with DEL", fmt.Sprintf(`{"sub":"x\u007fy","exp":%d}`, exp), "control"},
+		{"name with ESC", fmt.Sprintf(`{"sub":"x","name":"\u001b[31mA","exp":%d}`, exp), "control"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := auRawToken(t, tc.payload)
+			body := auRefused(t, s.url, auOpts(tok), http.StatusUnauthorized, tok)
+			if !strings.Contains(strings.ToLower(body), tc.reason) {
+				t.Errorf("reason %q does not say %q", body, tc.reason)
+			}
+		})
+	}
+
+	t.Run("NewToken keeps an empty sessions list", func(t *testing.T) {
+		tok := auToken(t, auClaims("nobody", "N", "", []string{}, time.Hour))
+		claims := jwt.MapClaims{}
+		if _, _, err := jwt.NewParser().ParseUnverified(tok, claims); err != nil {
+			t.Fatal(err)
+		}
+		if l, ok := claims["sessions"].([]any); !ok || len(l) != 0 {
+			t.Fatalf("sessions claim = %#v, want []", claims["sessions"])
+		}
+		p := auDial(t, s, tok)
+		p.send(protocol.TypeJoinSession, map[string]any{"sessionId": "any"}, "e")
+		p.expectError(protocol.CodeForbidden, "e")
+	})
+	t.Run("an empty sessions list by hand", func(t *testing.T) {
+		p := auDial(t, s, auRawToken(t, fmt.Sprintf(`{"sub":"none","name":"N","exp":%d,"sessions":[]}`, exp)))
+		p.send(protocol.TypeJoinSession, map[string]any{"sessionId": "any"}, "e")
+		p.expectError(protocol.CodeForbidden, "e")
+	})
+	t.Run("Sessions in another case is not the claim", func(t *testing.T) {
+		// Not the sessions claim, so it limits nothing; and exact names
+		// mean the hub and the platform read the same token the same way.
+		p := auDial(t, s, auRawToken(t, fmt.Sprintf(`{"sub":"cased","name":"C","exp":%d,"Sessions":[]}`, exp)))
+		if sj := p.join("cased-s", "", "", ""); sj.SelfID != "cased" {
+			t.Errorf("selfId %q", sj.SelfID)
+		}
+	})
 }

@@ -372,6 +372,7 @@ func TestMintToken(t *testing.T) {
 		{"defaults", []string{"--secret", tokenSecret, "--sub", "u2"}, nil, "u2", nil, "learner", nil, time.Hour, tokenSecret},
 		{"secret from env", []string{"--sub", "u3"}, []string{"HUB_JWT_SECRET", "env-secret-0123456789"}, "u3", nil, "learner", nil, time.Hour, "env-secret-0123456789"},
 		{"secret file, newline trimmed", []string{"--secret-file", file, "--sub", "u4", "--ttl", "90s"}, nil, "u4", nil, "learner", nil, 90 * time.Second, tokenSecret},
+		{"only commas: no session", []string{"--secret", tokenSecret, "--sub", "u6", "--sessions", ","}, nil, "u6", nil, "learner", []any{}, time.Hour, tokenSecret},
 		{"--secret wins over env", []string{"--secret", tokenSecret, "--sub", "u5"}, []string{"HUB_JWT_SECRET", "env-secret-0123456789"}, "u5", nil, "learner", nil, time.Hour, tokenSecret},
 	}
 	for _, tt := range tests {
@@ -389,7 +390,7 @@ func TestMintToken(t *testing.T) {
 			if c["sub"] != tt.wantSub || c["name"] != tt.wantName || c["role"] != tt.wantRole {
 				t.Errorf("claims %v, want sub %q name %v role %q", c, tt.wantSub, tt.wantName, tt.wantRole)
 			}
-			if got, _ := c["sessions"].([]any); !reflect.DeepEqual(got, tt.wantSess) {
+			if got, _ := c["sessions"].([]any); !reflect.DeepEqual(got, tt.wantSess) || (tt.wantSess == nil) != (c["sessions"] == nil) {
 				t.Errorf("sessions %v, want %v", c["sessions"], tt.wantSess)
 			}
 			exp, err := c.GetExpirationTime()

@@ -24,7 +24,7 @@ func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 	sub := fs.String("sub", "", "userId (required)")
 	name := fs.String("name", "", "display name")
 	role := fs.String("role", "learner", "instructor or learner")
-	sessions := fs.String("sessions", "", "comma-separated session ids the token may join (empty: any)")
+	sessions := fs.String("sessions", "", "comma-separated session ids the token may join (not given or empty: any; only commas, like \",\": none)")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -60,11 +60,15 @@ func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 		Role:             *role,
 	}
 	if *sessions != "" {
+		c.Sessions = []string{} // a list with no id allows no session: kept as "sessions": []
 		for _, s := range strings.Split(*sessions, ",") {
 			if s = strings.TrimSpace(s); s != "" {
 				c.Sessions = append(c.Sessions, s)
 			}
 		}
+	}
+	if c.Sessions != nil && len(c.Sessions) == 0 {
+		fmt.Fprintln(stderr, "hubd token: --sessions lists no session id: the token allows no session")
 	}
 	tok, err := hub.NewToken([]byte(key), c)
 	if err != nil {
