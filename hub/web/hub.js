@@ -774,6 +774,7 @@ export class HubClient extends EventTarget {
         this._offline = false;
         if ((this._state === States.CONNECTING || this._state === States.RECONNECTING) && !this._conn) {
             this._clearTimer('_reconnectTimer');
+            this._attempt += 1;
             this._open();
         }
     }
@@ -977,7 +978,7 @@ export class HubClient extends EventTarget {
                 }
                 this._emit(type, data);
                 this._setParticipants(d.participants); // already in the server's order
-                if (p && p.rejoin)
+                if (p && p.rejoin !== undefined)
                     this._emit('rejoined', { ...data, attempt: p.rejoin });
                 else if (p && this._ready)
                     this._syncActivity();
