@@ -142,6 +142,67 @@ type conn struct {
 	abuseStart  time.Time
 	lastRefusal time.Time
 	cursor      cursorGate
+	// memberSeq counts the join-session and leave-session messages the
+	// reader handed to run (inbound.seq).
+	memberSeq uint64
+
+	// roomSeq is set by run for the reader: the memberSeq of the join that
+	// put the connection in its session, 0 while it is in none. The reader
+	// coalesces cursor updates only while it equals memberSeq (no
+	// membership change in flight): outside a session each one gets its
+	// own not_in_session. runSeq is run's: the seq of the last membership
+	// message it handled.
+	roomSeq atomic.Uint64
+	runSeq  uint64
+	// member is the session and user of the connection's last join, set
+	// by run for the disconnect log line (nil before any, and after a
+	// leave-session).
+	member atomic.Pointer[memberLog]
+	// tokenUser is the sub of the token the connection was accepted with
+	// (a refreshed token has the same), for the log lines; set before it
+	// is served.
+	tokenUser string
+	// refusedAt is when the reader last refused a message over the rate
+	// (unix ns), for run: a queue that overflows while its connection
+	// floods is closed for the abuse (1008), not as a slow consumer.
+	refusedAt atomic.Int64
+}
+
+// memberLog is who a connection is, for its log lines.
+type memberLog struct{ session, user string }
+
+// logAttrs are the session and user of c, as far as they are known: from
+// its last join, else (token mode) from its token.
+func (c *conn) logAttrs() []any {
+	if m := c.member.Load(); m != nil {
+		return []any{"session", m.session, "user", m.user}
+	}
+	if c.tokenUser != "" {
+		return []any{"user", c.tokenUser}
+	}
+	return nil
+}
+
+// inSession reports, on the reader, whether the connection is in a session
+// with no membership change in flight.
+func (c *conn) inSession() bool {
+	return c.memberSeq != 0 && c.roomSeq.Load() == c.memberSeq
+}
+
+// markRoom tells the reader, from run, whether c is in a session now.
+func (c *conn) markRoom() {
+	if c.room != nil {
+		c.roomSeq.Store(c.runSeq)
+	} else {
+		c.roomSeq.Store(0)
+	}
+}
+
+// flooding reports, on run, whether c's reader refused a message over the
+// rate within the last abuseGap.
+func (c *conn) flooding(now time.Time) bool {
+	at := c.refusedAt.Load()
+	return at != 0 && now.UnixNano()-at < int64(abuseGap)
 }
 
 // rearmExpiry makes the connection expire at exp (never for a zero exp),
@@ -380,10 +441,13 @@ func (c *conn) write(first []byte) error {
 }
 
 // readEnd is how a readFrames ended: end tells that reading is over, and
-// then whether the peer closed cleanly and why it ended.
+// then whether the peer closed cleanly, the close code (the one sent by
+// whoever closed; 1006 when no close frame went either way) and why it
+// ended.
 type readEnd struct {
 	end   bool
 	clean bool
+	code  protocol.StatusCode
 	why   string
 }
 
@@ -395,11 +459,11 @@ type readEnd struct {
 // (awaitReadable), and reads what came on a goroutine of its own
 // (readFrames), whose stack, grown by decoding, goes when it ends: an idle
 // connection holds one small goroutine.
-func (c *conn) readPump(ctx context.Context) (clean bool, why string) {
+func (c *conn) readPump(ctx context.Context) readEnd {
 	for {
 		if c.awaitReadable == nil {
 			if r := c.readFrames(ctx); r.end {
-				return r.clean, r.why
+				return r
 			}
 			continue
 		}
@@ -410,7 +474,7 @@ func (c *conn) readPump(ctx context.Context) (clean bool, why string) {
 		}
 		go c.readBurst(ctx)
 		if r := <-c.bursts; r.end {
-			return r.clean, r.why
+			return r
 		}
 	}
 }
@@ -461,7 +525,7 @@ func (c *conn) readFrames(ctx context.Context) readEnd {
 		typ, r, err := c.ws.Reader(ctx)
 		if err == nil && typ == websocket.MessageBinary {
 			c.kill(closeBinary)
-			return readEnd{end: true, why: "binary frame"}
+			return c.serverEnd()
 		}
 		// The frame's buffer comes from a pool and goes back once handled
 		// (Decode copies what it keeps), so an idle connection holds none.
@@ -479,7 +543,7 @@ func (c *conn) readFrames(ctx context.Context) readEnd {
 			readPool.Put(buf)
 		}
 		if !ok {
-			return readEnd{end: true, why: c.serverClosed()}
+			return c.serverEnd()
 		}
 		if c.awaitReadable != nil && !c.buffered() {
 			return readEnd{}
@@ -490,54 +554,61 @@ func (c *conn) readFrames(ctx context.Context) readEnd {
 // readFailed says how reading ended on err.
 func (c *conn) readFailed(err error) readEnd {
 	if _, _, ok := c.killed(); ok {
-		return readEnd{end: true, why: c.serverClosed()}
+		return c.serverEnd()
 	}
 	switch status := websocket.CloseStatus(err); {
 	case status == websocket.StatusNormalClosure || status == websocket.StatusGoingAway:
-		return readEnd{end: true, clean: true, why: "client closed (" + status.String() + ")"}
+		return readEnd{end: true, clean: true, code: protocol.StatusCode(status), why: "client closed"}
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		c.hub.metrics.closes.WithLabelValues("too_big").Inc()
-		return readEnd{end: true, why: "frame too large"}
+		return readEnd{end: true, code: protocol.CloseTooBig, why: "frame too large"}
 	case status != -1:
-		return readEnd{end: true, why: "client closed (" + status.String() + ")"}
+		return readEnd{end: true, code: protocol.StatusCode(status), why: "client closed"}
 	}
-	return readEnd{end: true, why: "connection lost"}
+	return readEnd{end: true, code: protocol.CloseAbnormal, why: "connection lost"}
 }
 
-// serverClosed says why the server closed c, for the disconnect log line.
-func (c *conn) serverClosed() string {
-	if c.closeWhy.code == 0 {
-		return c.closeWhy.text
+// serverEnd is the end of a connection the server closed, for the
+// disconnect log line.
+func (c *conn) serverEnd() readEnd {
+	code := c.closeWhy.code
+	if code == 0 {
+		code = protocol.CloseAbnormal
 	}
-	return c.closeWhy.text + " (" + websocket.StatusCode(c.closeWhy.code).String() + ")"
+	return readEnd{end: true, code: code, why: c.closeWhy.text}
 }
 
 // handle decodes one frame, applies the connection's rate limits and hands
-// the message to the hub. It reports false when the connection must stop
-// reading.
+// the message to the hub. Every message but a cursor update in a session
+// gets exactly one answer (its reply, an error, or rate_limited). It
+// reports false when the connection must stop reading.
 func (c *conn) handle(b []byte) bool {
 	h := c.hub
 	now := time.Now()
 	m, err := protocol.Decode(b)
-	if err == nil && m.Type == protocol.TypeCursorUpdate {
+	if err == nil && m.Type == protocol.TypeCursorUpdate && c.inSession() {
 		h.metrics.in(m.Type)
 		if c.cursor.offer(m, now) {
 			h.metrics.cursorCoalesced.Inc()
 		}
 		return true
 	}
+	// Outside a session (or while a join or leave is in flight) a cursor
+	// update is an ordinary message: run answers not_in_session, or
+	// handles it if the join it follows succeeded.
 	if !c.msgLimiter.AllowN(now, 1) {
 		h.metrics.rateLimited.Inc()
 		if now.Sub(c.lastRefusal) > abuseGap {
 			c.abuseStart = now
 		}
 		c.lastRefusal = now
+		c.refusedAt.Store(now.UnixNano())
 		if now.Sub(c.abuseStart) >= h.opts.AbuseWindow {
 			c.kill(closeRateAbuse)
 			return false
 		}
 		h.metrics.out(protocol.TypeError, 1)
-		return h.submit(inbound{c: c, at: now, optional: true, reply: protocol.EncodeError(m.Ref,
+		return h.submit(inbound{c: c, at: now, refused: true, reply: protocol.EncodeError(m.Ref,
 			protocol.Errorf(protocol.CodeRateLimited, "over %g messages per second", h.opts.MessageRate))})
 	}
 	if err != nil {
@@ -550,8 +621,9 @@ func (c *conn) handle(b []byte) bool {
 		// A waiting cursor update belongs to the session it was sent in:
 		// deliver it there before the membership changes.
 		c.cursor.flushNow(now)
+		c.memberSeq++
 	}
-	in := inbound{c: c, msg: m, at: now}
+	in := inbound{c: c, msg: m, at: now, seq: c.memberSeq}
 	if m.Type == protocol.TypeRefreshToken {
 		// The signature is checked here, on the reader, not on run:
 		// run does bookkeeping only.

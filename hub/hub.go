@@ -96,10 +96,14 @@ type inbound struct {
 	msg   protocol.Message
 	at    time.Time // when the reader read it
 	reply []byte    // pre-encoded direct reply (pong, error), if any
-	// optional marks a reply that is dropped rather than queued behind a
-	// backlog: the rate_limited errors of a flood, so that a flooding
-	// client ends with 1008 for its abuse, not 1013 for its own replies.
-	optional bool
+	// refused marks the rate_limited reply to a message over the rate. It
+	// is queued like any reply (every message gets its answer); a send
+	// queue that overflows with it is closed for rate abuse (1008), not as
+	// a slow consumer.
+	refused bool
+	// seq is the reader's conn.memberSeq for a join-session or
+	// leave-session.
+	seq uint64
 	// refreshed is the identity of a refresh-token's token, verified by
 	// the reader (signature, exp, claims); run checks that it fits the
 	// connection.
@@ -305,19 +309,22 @@ func (h *Hub) handle(in inbound) {
 	now := time.Now()
 	switch m.Type {
 	case "":
-		if in.optional && (len(c.backlog) > 0 || len(c.send) == cap(c.send)) {
-			h.metrics.droppedOptional.Inc()
-			return
-		}
-		h.deliver(c, in.reply)
+		h.queue(c, in.reply, in.refused)
 	case protocol.TypeJoinSession:
+		c.runSeq = in.seq
 		h.join(c, m.Ref, m.Payload.(*protocol.JoinSession), now)
+		if c.joining == nil { // a cluster join marks it when Redis answered
+			c.markRoom()
+		}
 	case protocol.TypeLeaveSession:
+		c.runSeq = in.seq
 		id := ""
 		if c.room != nil {
 			id = c.room.s.ID
 			h.detach(c, 0, now)
+			c.member.Store(nil)
 		}
+		c.markRoom()
 		h.reply(c, protocol.TypeSessionLeft, m.Ref, protocol.SessionLeft{SessionID: id})
 	case protocol.TypeCursorUpdate:
 		if h.notInSession(c, m) {
@@ -476,6 +483,8 @@ func (h *Hub) attachConn(c *conn, ref string, j *protocol.JoinSession, info prot
 	r.add(c)
 	c.joined.Store(true) // the handshake timeout is met
 	c.room, c.userID, c.presence = r, info.UserID, j.Presence
+	c.markRoom()
+	c.member.Store(&memberLog{session: r.s.ID, user: info.UserID})
 	if !isNew {
 		h.touch(r, c.userID, now) // before the reply, so that it shows the user active
 	}
@@ -562,6 +571,7 @@ func (h *Hub) detach(c *conn, grace time.Duration, now time.Time) {
 	r := c.room
 	r.remove(c)
 	c.room = nil
+	c.markRoom()
 	if r.cl != nil && h.clUp {
 		// Redis decides whether it was the user's last connection
 		// anywhere; the leave reaches this node like any other.
@@ -690,6 +700,7 @@ func closeUser(r *room, userID string) bool {
 			c.gone = true
 			r.remove(c)
 			c.room = nil
+			c.markRoom()
 			found = true
 		}
 	}
@@ -759,7 +770,12 @@ func (h *Hub) sweep(now time.Time) {
 // allocates only while c falls behind and hands to the channel when the
 // writer has drained it (wake). A connection whose send queue (channel and
 // backlog) holds Options.SendQueue messages is dropped as a slow consumer.
-func (h *Hub) deliver(c *conn, b []byte) {
+func (h *Hub) deliver(c *conn, b []byte) { h.queue(c, b, false) }
+
+// queue is deliver; refused marks a rate_limited reply, with which (or
+// while its reader refuses a flood) an overflowing queue is closed for
+// rate abuse (1008) rather than as a slow consumer (1013).
+func (h *Hub) queue(c *conn, b []byte, refused bool) {
 	if c.gone {
 		h.metrics.droppedGone.Inc()
 		return
@@ -795,8 +811,12 @@ func (h *Hub) deliver(c *conn, b []byte) {
 	}
 	if cap(c.send)+len(c.backlog) >= h.opts.SendQueue+c.replayRoom {
 		h.metrics.droppedQueued.Inc()
-		h.metrics.slowConsumers.Inc()
-		c.kill(closeSlowConsumer)
+		if refused || c.flooding(time.Now()) {
+			c.kill(closeRateAbuse)
+		} else {
+			h.metrics.slowConsumers.Inc()
+			c.kill(closeSlowConsumer)
+		}
 		c.gone = true
 		c.backlog = nil
 		c.queued.Store(0)

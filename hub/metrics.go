@@ -48,13 +48,12 @@ type metrics struct {
 	clusterFilled  prometheus.Counter
 
 	// Resolved once: the per-message paths do no label lookups.
-	in_             map[string]prometheus.Counter
-	out_            map[string]prometheus.Counter
-	droppedGone     prometheus.Counter
-	droppedQueued   prometheus.Counter
-	droppedOptional prometheus.Counter
-	upgrade_        map[string]prometheus.Counter
-	join_           map[string]prometheus.Counter
+	in_           map[string]prometheus.Counter
+	out_          map[string]prometheus.Counter
+	droppedGone   prometheus.Counter
+	droppedQueued prometheus.Counter
+	upgrade_      map[string]prometheus.Counter
+	join_         map[string]prometheus.Counter
 }
 
 // Upgrade results (sessionhub_upgrades_total's label result): accepted, or
@@ -115,7 +114,7 @@ func newMetrics() *metrics {
 		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessionhub_slow_consumer_closes_total", Help: "Connections closed with 1013 because their send queue was full."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sessionhub_dropped_messages_total", Help: "Messages not queued, by reason (queue_full, conn_gone, rate_limited_reply)."}, []string{"reason"}),
+			Name: "sessionhub_dropped_messages_total", Help: "Messages not queued, by reason (queue_full, conn_gone)."}, []string{"reason"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessionhub_server_closes_total", Help: "Connections the server closed, by reason."}, []string{"reason"}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
@@ -176,7 +175,6 @@ func newMetrics() *metrics {
 		m.loopLatency, m.historyEvents, m.historyBytes, m.replayed, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.droppedGone = m.dropped.WithLabelValues("conn_gone")
 	m.droppedQueued = m.dropped.WithLabelValues("queue_full")
-	m.droppedOptional = m.dropped.WithLabelValues("rate_limited_reply")
 	for _, t := range inTypes {
 		m.in_[t] = m.messagesIn.WithLabelValues(t)
 	}

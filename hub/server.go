@@ -96,6 +96,9 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(h.opts.MaxMessageBytes)
 	c := h.newConn(ws, r.RemoteAddr)
 	c.netConn, c.ip, c.identity, c.br, c.early = hw.conn, ip, id, hw.br, hw.early
+	if id != nil {
+		c.tokenUser = id.userID
+	}
 	if c.awaitReadable = readableWaiter(hw.conn); c.awaitReadable != nil {
 		c.bursts = make(chan readEnd, 1)
 	}
@@ -105,7 +108,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.metrics.upgrade(upgradeAccepted)
-	h.log.Info("connect", "conn", c.id, "remote", c.addr, "batch", c.batch)
+	h.log.Info("connect", append([]any{"conn", c.id, "remote", c.addr, "batch", c.batch}, c.logAttrs()...)...)
 	h.metrics.connections.Inc()
 	// Serve on a goroutine of its own, with a small stack, and return, so
 	// that net/http lets go of the request and of this goroutine's deeper
@@ -199,7 +202,7 @@ func (h *Hub) serve(c *conn) {
 		defer c.expiry.Stop()
 	}
 
-	clean, why := c.readPump(ctx)
+	end := c.readPump(ctx)
 
 	c.cursor.stop()
 	c.stopPings()
@@ -211,12 +214,13 @@ func (h *Hub) serve(c *conn) {
 	}
 	c.ws.CloseNow()
 	select {
-	case h.departures <- departure{c: c, clean: clean}:
+	case h.departures <- departure{c: c, clean: end.clean}:
 	case <-h.done:
 	}
 	h.metrics.connections.Dec()
-	h.log.Info("disconnect", "conn", c.id, "remote", c.addr, "reason", why, "clean", clean,
-		"duration", time.Since(c.start).Round(time.Millisecond))
+	h.log.Info("disconnect", append([]any{"conn", c.id, "remote", c.addr},
+		append(c.logAttrs(), "code", int(end.code), "reason", end.why, "clean", end.clean,
+			"duration", time.Since(c.start).Round(time.Millisecond))...)...)
 }
 
 // whyShuttingDown is admit's reason while the hub shuts down.

@@ -1,0 +1,112 @@
+package hub
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// floodUpgrade opens a TCP connection to ts and upgrades it to a WebSocket
+// by hand, so that a test can write raw frames.
+func floodUpgrade(tb testing.TB, ts *httptest.Server) (net.Conn, *bufio.Reader) {
+	tb.Helper()
+	addr := strings.TrimPrefix(ts.URL, "http://")
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fmt.Fprintf(nc, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		tb.Fatalf("upgrade: %s", resp.Status)
+	}
+	return nc, br
+}
+
+// counterValue is a counter's value.
+func counterValue(c interface{ Write(*dto.Metric) error }) float64 {
+	var m dto.Metric
+	c.Write(&m)
+	return m.GetCounter().GetValue()
+}
+
+// cpuTime is the process's user plus system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkFlood measures what a flood over the message rate costs the
+// hub: one client on loopback writes b.N pings, every one of them over the
+// rate (rate ~0, burst 0 after the first), in writes of 256 frames, and
+// reads whatever comes back without decoding it. The timer stops when the
+// hub loop has handled the last refusal. cpu-ns/msg is the process's CPU
+// time (user + system: the hub's reader, loop and writer, and the client's
+// raw writes and reads, which cost little) per message.
+func BenchmarkFlood(b *testing.B) {
+	h := New(&Options{
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MessageRate:  1e-9,
+		MessageBurst: 1,
+		AbuseWindow:  time.Hour,
+		SendQueue:    1 << 24,
+	})
+	ts := httptest.NewServer(h.Handler())
+	defer func() {
+		h.Shutdown(context.Background())
+		ts.Close()
+	}()
+	nc, br := floodUpgrade(b, ts)
+	defer nc.Close()
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		io.Copy(io.Discard, br)
+	}()
+	// The burst's one message, then the flood.
+	if _, err := nc.Write(maskedFrame(0x81, []byte(`{"type":"ping","ref":"first"}`))); err != nil {
+		b.Fatal(err)
+	}
+	const perWrite = 256
+	var chunk []byte
+	for range perWrite {
+		chunk = append(chunk, maskedFrame(0x81, []byte(`{"type":"ping","ref":"r-12345"}`))...)
+	}
+	frameLen := len(chunk) / perWrite
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for sent := 0; sent < b.N; {
+		n := min(perWrite, b.N-sent)
+		if _, err := nc.Write(chunk[:n*frameLen]); err != nil {
+			b.Fatal(err)
+		}
+		sent += n
+	}
+	for counterValue(h.metrics.rateLimited) < float64(b.N) {
+		time.Sleep(100 * time.Microsecond) // polling the hub's counter
+	}
+	h.call(func() {}) // the loop has handled every refusal before it
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/msg")
+	nc.Close()
+	<-read
+}
