@@ -30,8 +30,8 @@ type lgRecord struct {
 func newLgRecords() *lgRecords { return &lgRecords{added: make(chan struct{}, 1)} }
 
 func (l *lgRecords) Enabled(context.Context, slog.Level) bool { return true }
-func (l *lgRecords) WithAttrs([]slog.Attr) slog.Handler      { return l }
-func (l *lgRecords) WithGroup(string) slog.Handler           { return l }
+func (l *lgRecords) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *lgRecords) WithGroup(string) slog.Handler            { return l }
 
 func (l *lgRecords) Handle(_ context.Context, r slog.Record) error {
 	rec := lgRecord{msg: r.Message, attrs: map[string]any{}}
