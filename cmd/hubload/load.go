@@ -69,6 +69,7 @@ type load struct {
 	shards  [histShards]shard
 	connMu  sync.Mutex
 	connect *hdrhistogram.Histogram // dial + upgrade, µs
+	join    *hdrhistogram.Histogram // join-session sent to session-joined read, µs (under connMu)
 	connOK  atomic.Int64
 	connBad atomic.Int64
 
@@ -83,6 +84,7 @@ func newLoad(c *config, progress io.Writer) *load {
 		progress: progress,
 		joined:   make([]atomic.Int64, c.sessions),
 		connect:  hdrhistogram.New(histMin, histMax, 3),
+		join:     hdrhistogram.New(histMin, histMax, 3),
 		errors:   map[string]int64{},
 		closes:   map[string]int64{},
 	}
@@ -399,8 +401,13 @@ func (u *user) run(ctx context.Context, ready, done *sync.WaitGroup, traffic, st
 		l.countError("write")
 	} else {
 		jt := time.NewTimer(c.connectTimeout)
+		j0 := time.Now()
 		select {
 		case <-u.joined:
+			el := time.Since(j0)
+			l.connMu.Lock()
+			_ = l.join.RecordValue(max(el.Microseconds(), histMin))
+			l.connMu.Unlock()
 		case <-readDone:
 		case <-stop:
 		case <-jt.C:

@@ -107,6 +107,9 @@ func TestRunAgainstHub(t *testing.T) {
 	if s.Connect.OK != 6 || s.Connect.Failed != 0 {
 		t.Errorf("connected %d, failed %d; want 6, 0", s.Connect.OK, s.Connect.Failed)
 	}
+	if c := s.Connect; c.JoinP50Ms <= 0 || c.JoinP99Ms < c.JoinP50Ms || c.JoinMaxMs < c.JoinP99Ms {
+		t.Errorf("join p50 %.3f, p99 %.3f, max %.3f ms; want positive and in order", c.JoinP50Ms, c.JoinP99Ms, c.JoinMaxMs)
+	}
 	w := s.Window
 	if w.Expected < 100 { // 6 clients × 10/s × 1 s × 2 receivers ≈ 120
 		t.Errorf("expected deliveries %d, want about 120", w.Expected)
@@ -120,7 +123,7 @@ func TestRunAgainstHub(t *testing.T) {
 	if len(s.Errors) != 0 || len(s.CloseCodes) != 0 {
 		t.Errorf("errors %v, close codes %v; want none", s.Errors, s.CloseCodes)
 	}
-	if s.Server == nil || s.Server.Error != "" || s.Server.RSSEndKiB <= 0 || s.Server.PID != os.Getpid() {
+	if s.Server == nil || s.Server.Error != "" || s.Server.RSSEndKiB <= 0 || s.Server.PID != os.Getpid() || s.Server.CPUBeforeWindowSeconds < 0 {
 		t.Errorf("server stats %+v, want the test process's", s.Server)
 	}
 	if len(s.Servers) != 1 || !reflect.DeepEqual(s.Servers[0], s.Server) {
@@ -435,7 +438,7 @@ func TestSetServers(t *testing.T) {
 		pids:     []int{7},
 		readings: []reading{{ps("hubd", 1000, time.Second), ps("hubd", 1400, 3*time.Second), ps("hubd", 1800, 5*time.Second)}},
 		want: []*serverStats{{PID: 7, Name: "hubd", RSSBeforeKiB: 1000, RSSStartKiB: 1400, RSSEndKiB: 1800, RSSPerConnBytes: 204800,
-			CPUSeconds: 2, CPUPercent: 50, CPUUsPerDelivered: 2000, CPUSecondsPerMillion: 2000}},
+			CPUSeconds: 2, CPUBeforeWindowSeconds: 2, CPUPercent: 50, CPUUsPerDelivered: 2000, CPUSecondsPerMillion: 2000}},
 		wantTotal: &serverTotal{Processes: 1, RSSBeforeKiB: 1000, RSSStartKiB: 1400, RSSEndKiB: 1800, RSSPerConnBytes: 204800,
 			CPUSeconds: 2, CPUPercent: 50, CPUUsPerDelivered: 2000, CPUSecondsPerMillion: 2000},
 		wantText: []string{"server:    pid 7: RSS 1000 KiB before, 1400 KiB at start, 1800 KiB at end (204800 B per connection); CPU 2.00s, 2000.00 µs per delivered message, 2000.0 s per million\n"},
@@ -450,13 +453,13 @@ func TestSetServers(t *testing.T) {
 		},
 		want: []*serverStats{
 			{PID: 11, Name: "hubd", RSSBeforeKiB: 1000, RSSStartKiB: 1100, RSSEndKiB: 1200, RSSPerConnBytes: 51200,
-				CPUSeconds: 1, CPUPercent: 25, CPUUsPerDelivered: 1000, CPUSecondsPerMillion: 1000},
+				CPUSeconds: 1, CPUBeforeWindowSeconds: 10, CPUPercent: 25, CPUUsPerDelivered: 1000, CPUSecondsPerMillion: 1000},
 			{PID: 12, Name: "hubd", RSSBeforeKiB: 2000, RSSStartKiB: 2100, RSSEndKiB: 2200, RSSPerConnBytes: 51200,
-				CPUSeconds: 0.5, CPUPercent: 12.5, CPUUsPerDelivered: 500, CPUSecondsPerMillion: 500},
+				CPUSeconds: 0.5, CPUBeforeWindowSeconds: 10, CPUPercent: 12.5, CPUUsPerDelivered: 500, CPUSecondsPerMillion: 500},
 			{PID: 13, Name: "hubd", RSSBeforeKiB: 3000, RSSStartKiB: 3100, RSSEndKiB: 3300, RSSPerConnBytes: 76800,
-				CPUSeconds: 0, CPUPercent: 0, CPUUsPerDelivered: 0, CPUSecondsPerMillion: 0},
+				CPUSeconds: 0, CPUBeforeWindowSeconds: 10, CPUPercent: 0, CPUUsPerDelivered: 0, CPUSecondsPerMillion: 0},
 			{PID: 20, Name: "redis-server", RSSBeforeKiB: 4000, RSSStartKiB: 4000, RSSEndKiB: 4004, RSSPerConnBytes: 1024,
-				CPUSeconds: 0.5, CPUPercent: 12.5, CPUUsPerDelivered: 500, CPUSecondsPerMillion: 500},
+				CPUSeconds: 0.5, CPUBeforeWindowSeconds: 2, CPUPercent: 12.5, CPUUsPerDelivered: 500, CPUSecondsPerMillion: 500},
 		},
 		wantTotal: &serverTotal{Processes: 4, RSSBeforeKiB: 10000, RSSStartKiB: 10300, RSSEndKiB: 10704, RSSPerConnBytes: 180224,
 			CPUSeconds: 2, CPUPercent: 50, CPUUsPerDelivered: 2000, CPUSecondsPerMillion: 2000},
@@ -474,7 +477,7 @@ func TestSetServers(t *testing.T) {
 		},
 		want: []*serverStats{
 			{PID: 11, Name: "hubd", RSSBeforeKiB: 1000, RSSStartKiB: 1100, RSSEndKiB: 1200, RSSPerConnBytes: 51200,
-				CPUSeconds: 1, CPUPercent: 25, CPUUsPerDelivered: 1000, CPUSecondsPerMillion: 1000},
+				CPUSeconds: 1, CPUBeforeWindowSeconds: 1, CPUPercent: 25, CPUUsPerDelivered: 1000, CPUSecondsPerMillion: 1000},
 			{PID: 99, Name: "hubd", RSSBeforeKiB: 1000, RSSStartKiB: 1000, Error: gone.err.Error()},
 		},
 		wantTotal: &serverTotal{Processes: 1, RSSBeforeKiB: 1000, RSSStartKiB: 1100, RSSEndKiB: 1200, RSSPerConnBytes: 51200,

@@ -41,6 +41,10 @@ type summary struct {
 		P50Ms     float64 `json:"p50Ms"`
 		P99Ms     float64 `json:"p99Ms"`
 		MaxMs     float64 `json:"maxMs"`
+		// Join: from join-session sent to session-joined read.
+		JoinP50Ms float64 `json:"joinP50Ms"`
+		JoinP99Ms float64 `json:"joinP99Ms"`
+		JoinMaxMs float64 `json:"joinMaxMs"`
 	} `json:"connect"`
 	Window struct {
 		Seconds           float64 `json:"seconds"`
@@ -90,17 +94,21 @@ type summary struct {
 // connection and every message of the load: with several nodes, each
 // node's share of the whole, which add up to the total's.
 type serverStats struct {
-	PID                  int     `json:"pid"`
-	Name                 string  `json:"name,omitempty"` // command name from /proc/PID/stat
-	RSSBeforeKiB         int64   `json:"rssBeforeKiB"`   // before hubload connected
-	RSSStartKiB          int64   `json:"rssStartKiB"`    // at the window's start
-	RSSEndKiB            int64   `json:"rssEndKiB"`      // at its end
-	RSSPerConnBytes      float64 `json:"rssPerConnBytes"`
-	CPUSeconds           float64 `json:"cpuSeconds"` // over the window
-	CPUPercent           float64 `json:"cpuPercent"` // of one core, over the window
-	CPUUsPerDelivered    float64 `json:"cpuUsPerDelivered"`
-	CPUSecondsPerMillion float64 `json:"cpuSecondsPerMillion"`
-	Error                string  `json:"error,omitempty"`
+	PID             int     `json:"pid"`
+	Name            string  `json:"name,omitempty"` // command name from /proc/PID/stat
+	RSSBeforeKiB    int64   `json:"rssBeforeKiB"`   // before hubload connected
+	RSSStartKiB     int64   `json:"rssStartKiB"`    // at the window's start
+	RSSEndKiB       int64   `json:"rssEndKiB"`      // at its end
+	RSSPerConnBytes float64 `json:"rssPerConnBytes"`
+	CPUSeconds      float64 `json:"cpuSeconds"` // over the window
+	// CPUBeforeWindowSeconds is its CPU from before hubload connected to
+	// the window's start: the connect phase (a join storm with --ramp 0)
+	// and the warm-up.
+	CPUBeforeWindowSeconds float64 `json:"cpuBeforeWindowSeconds"`
+	CPUPercent             float64 `json:"cpuPercent"` // of one core, over the window
+	CPUUsPerDelivered      float64 `json:"cpuUsPerDelivered"`
+	CPUSecondsPerMillion   float64 `json:"cpuSecondsPerMillion"`
+	Error                  string  `json:"error,omitempty"`
 }
 
 // serverTotal is the sum over the server processes that could be read
@@ -148,6 +156,9 @@ func (l *load) fill(s *summary, n1, n2 snapshot, win time.Duration, cpu time.Dur
 	s.Connect.P50Ms = ms(l.connect.ValueAtQuantile(50))
 	s.Connect.P99Ms = ms(l.connect.ValueAtQuantile(99))
 	s.Connect.MaxMs = ms(l.connect.Max())
+	s.Connect.JoinP50Ms = ms(l.join.ValueAtQuantile(50))
+	s.Connect.JoinP99Ms = ms(l.join.ValueAtQuantile(99))
+	s.Connect.JoinMaxMs = ms(l.join.Max())
 	l.connMu.Unlock()
 
 	w := &s.Window
@@ -218,6 +229,7 @@ func (s *summary) setServers(pids []int, before, start, end []procStat, conns in
 			continue
 		}
 		d := end[i].cpu - start[i].cpu
+		st.CPUBeforeWindowSeconds = (start[i].cpu - before[i].cpu).Seconds()
 		st.RSSPerConnBytes = perConn(st.RSSEndKiB-st.RSSBeforeKiB, conns)
 		st.CPUSeconds, st.CPUPercent, st.CPUUsPerDelivered = s.cpuFigures(d)
 		st.CPUSecondsPerMillion = st.CPUUsPerDelivered
@@ -288,8 +300,9 @@ func (s *summary) writeText(w io.Writer) error {
 	if s.Interrupted {
 		fmt.Fprintf(b, "  INTERRUPTED before the end: figures cover what ran\n")
 	}
-	fmt.Fprintf(b, "connect:   %d/%d ok, %d failed in %.2fs; p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-		s.Connect.OK, s.Connect.Attempted, s.Connect.Failed, s.ConnectSeconds, s.Connect.P50Ms, s.Connect.P99Ms, s.Connect.MaxMs)
+	fmt.Fprintf(b, "connect:   %d/%d ok, %d failed in %.2fs; p50 %.2f ms, p99 %.2f ms, max %.2f ms; join p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+		s.Connect.OK, s.Connect.Attempted, s.Connect.Failed, s.ConnectSeconds, s.Connect.P50Ms, s.Connect.P99Ms, s.Connect.MaxMs,
+		s.Connect.JoinP50Ms, s.Connect.JoinP99Ms, s.Connect.JoinMaxMs)
 	win := &s.Window
 	fmt.Fprintf(b, "window:    %.1fs; sent %d (%.0f/s), received %d (%.0f/s) in %d frames (%.2f messages per frame)\n",
 		win.Seconds, win.Sent, win.SentPerSec, win.Received, win.ReceivedPerSec, win.Frames, win.MessagesPerFrame)
