@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,8 @@ window.make = (name, url, opts) => {
     const u = opts.tokenURL;
     delete opts.tokenURL;
     opts.token = async () => {
+      // r.breakRefresh: a refresh (asked while connected) gets a token the hub refuses.
+      if (r.breakRefresh && clients[name].state === 'connected') return 'not-a-token';
       const res = await fetch(u);
       const tok = await res.text();
       r.tokenCalls++;
@@ -67,6 +70,8 @@ window.make = (name, url, opts) => {
   c.addEventListener('error', (e) => r.errors.push(e.detail.code));
   c.addEventListener('broadcast', (e) => r.broadcasts.push(e.detail.payload));
   c.addEventListener('rejoined', (e) => r.rejoined.push(e.detail.recovered));
+  r.refreshed = 0;
+  c.addEventListener('token-refreshed', () => r.refreshed++);
   c.connect().then(() => { r.connected = true; }, (err) => { r.connectError = err.code + ': ' + err.message; });
 };
 window.join = async (name, sid, userId) => (await clients[name].join(sid, { userId, name: userId })).selfId;
@@ -106,9 +111,13 @@ func startPageServer(t *testing.T) *pageServer {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		io.WriteString(w, resiliencePage)
 	})
-	mux.HandleFunc("GET /test/token", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /test/token", func(w http.ResponseWriter, r *http.Request) {
+		ttl := time.Hour
+		if d, err := time.ParseDuration(r.URL.Query().Get("ttl")); err == nil {
+			ttl = d
+		}
 		tok, err := hub.NewToken(p.tokenSecret, hub.Claims{
-			RegisteredClaims: jwt.RegisteredClaims{Subject: "tok-user", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))},
+			RegisteredClaims: jwt.RegisteredClaims{Subject: "tok-user", ExpiresAt: jwt.NewNumericDate(time.Now().Add(ttl))},
 			Name:             "Token User",
 		})
 		if err != nil {
@@ -437,6 +446,59 @@ func TestHubJSPoisonedReplay(t *testing.T) {
 	}
 	if n := ps.poisoned.Load(); n != 4 {
 		t.Errorf("%d connections, want 4 (the first and 3 attempts)", n)
+	}
+	p.noUncaught()
+}
+
+// TestHubJSTokenRefresh (issue 17, the client's part): a token of 2 s,
+// refreshed by the client ahead of its expiresAt, keeps one connection up
+// through 8 refreshes (many lifetimes) with no reconnect; when refreshing
+// fails, the hub's 4001 is not final for a client with a token function: it
+// reconnects with a new token and recovers; with a plain token 4001 is final.
+func TestHubJSTokenRefresh(t *testing.T) {
+	ps := startPageServer(t)
+	ps.tokenSecret = []byte("refresh-test-secret-0123456789")
+	h := hubAt(t, "127.0.0.1:0", hub.Options{JWTSecret: ps.tokenSecret, LeaveGrace: time.Minute})
+	p := openResiliencePage(t, ps)
+	short := ps.url + "/test/token?ttl=2s"
+	fast := `reconnect: { initial: 20, max: 100, maxAttempts: 0 }`
+
+	p.make("a", wsURL(h.addr), fmt.Sprintf(`{ tokenURL: %q, %s }`, short, fast))
+	p.waitFor("connect", `window.rec.a.connected`)
+	evalAwait[string](p, `window.join('a', 'refresh', 'x')`)
+	p.waitFor("refresh 8 times", `window.rec.a.refreshed >= 8`)
+	if got := eval[[]string](p, `window.rec.a.states`); fmt.Sprint(got) != "[connecting connected]" {
+		t.Fatalf("states %v: the connection did not stay up", got)
+	}
+	if n := ps.tokens.Load(); n < 9 {
+		t.Errorf("%d tokens served for 8 refreshes and a connect", n)
+	}
+
+	// Refreshes refused: the hub closes with 4001 at the expiry; the client
+	// gets a new token, reconnects and rejoins with recover.
+	p.do("break refreshes", chromedp.Evaluate[chromedp.Void](`window.rec.a.breakRefresh = true`))
+	p.waitFor("rejoin after the expiry", `window.rec.a.rejoined.length === 1`)
+	if code := eval[int](p, `window.lastClose('a').code`); code != 4001 {
+		t.Errorf("last close %d, want 4001", code)
+	}
+	if got := eval[[]bool](p, `window.rec.a.rejoined`); !got[0] {
+		t.Errorf("rejoined recovered %v, want true", got)
+	}
+	if errs := eval[[]string](p, `window.rec.a.errors`); !slices.Contains(errs, "invalid_token") {
+		t.Errorf("errors %v, want the refused refresh's invalid_token", errs)
+	}
+
+	// A plain token: 4001 is final.
+	tok, err := hub.NewToken(ps.tokenSecret, hub.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "plain", ExpiresAt: jwt.NewNumericDate(time.Now().Add(2 * time.Second))}, Name: "Plain"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.make("b", wsURL(h.addr), fmt.Sprintf(`{ token: %q, %s }`, tok, fast))
+	p.waitFor("connect b", `window.rec.b.connected`)
+	evalAwait[string](p, `window.join('b', 'refresh', 'x')`)
+	p.waitFor("end b", `window.state('b') === 'disconnected'`)
+	if code := eval[int](p, `window.rec.b.final.code`); code != 4001 {
+		t.Errorf("b ended with %d, want 4001", code)
 	}
 	p.noUncaught()
 }
