@@ -61,10 +61,11 @@ func (id *identity) mayJoin(session string) bool {
 var errNoToken = errors.New("no token: send Authorization: Bearer <jwt> or ?token=<jwt>")
 
 // authenticate verifies the upgrade request's token: from the Authorization
-// header (Bearer) or the token query parameter, HS256 only (alg none and
-// every other algorithm are refused), signed with secret, within exp and
-// nbf. The error is a one-line reason for a 401 that never quotes the token.
-func authenticate(r *http.Request, secret []byte, now time.Time) (*identity, error) {
+// header (Bearer) or the token query parameter, verified by one of v's keys
+// with that key's algorithm (alg none and every other algorithm are
+// refused), within exp and nbf, with v's iss and aud. The error is a
+// one-line reason for a 401 that never quotes the token.
+func authenticate(r *http.Request, v *verifier, now time.Time) (*identity, error) {
 	raw := ""
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, ok := strings.Cut(h, " ")
@@ -78,19 +79,19 @@ func authenticate(r *http.Request, secret []byte, now time.Time) (*identity, err
 	if raw == "" {
 		return nil, errNoToken
 	}
-	return parseToken(raw, secret, now)
+	return parseToken(raw, v, now)
 }
 
 // parseToken verifies a token string; see authenticate. Besides the
-// signature it requires exp, and it reads the claims itself, exactly: a
-// claim name matches only in its own case ("Sessions" is not "sessions"),
-// and a claim given twice makes the token invalid, so that no two readers
-// of one token can disagree on what it allows.
-func parseToken(raw string, secret []byte, now time.Time) (*identity, error) {
-	p := jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithExpirationRequired(), jwt.WithTimeFunc(func() time.Time { return now }))
+// signature (by one of v's keys, with that key's algorithm) it requires exp,
+// and it reads the claims itself, exactly: a claim name matches only in its
+// own case ("Sessions" is not "sessions"), and a claim given twice makes the
+// token invalid, so that no two readers of one token can disagree on what it
+// allows.
+func parseToken(raw string, v *verifier, now time.Time) (*identity, error) {
+	p := v.parser(jwt.WithExpirationRequired(), jwt.WithTimeFunc(func() time.Time { return now }))
 	mc := jwt.MapClaims{}
-	if _, err := p.ParseWithClaims(raw, mc, func(*jwt.Token) (any, error) { return secret, nil }); err != nil {
+	if _, err := p.ParseWithClaims(raw, mc, v.keyfunc); err != nil {
 		return nil, tokenReason(err)
 	}
 	parts := strings.Split(raw, ".")
@@ -215,23 +216,41 @@ func truncateClaim(name string) string {
 // that never quotes it. In open mode there is no token to refresh:
 // bad_request.
 func (h *Hub) verifyRefresh(raw string, now time.Time) (*identity, *protocol.Error) {
-	if h.opts.JWTSecret == nil {
+	if h.tokens == nil {
 		return nil, protocol.Errorf(protocol.CodeBadRequest, "refresh-token needs token mode (the hub has no keys)")
 	}
-	id, err := parseToken(raw, h.opts.JWTSecret, now)
+	id, err := parseToken(raw, h.tokens, now)
 	if err != nil {
 		return nil, protocol.Errorf(protocol.CodeInvalidToken, "%v", err)
 	}
 	return id, nil
 }
 
+// lastPart is what follows the last ": " of s.
+func lastPart(s string) string {
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		return s[i+2:]
+	}
+	return s
+}
+
 // tokenReason turns a parse error into a short reason without the token.
 func tokenReason(err error) error {
-	for _, known := range []error{jwt.ErrTokenRequiredClaimMissing, jwt.ErrTokenExpired, jwt.ErrTokenNotValidYet, jwt.ErrTokenSignatureInvalid,
-		jwt.ErrTokenUnverifiable, jwt.ErrTokenMalformed, jwt.ErrTokenUsedBeforeIssued} {
+	var nk *noKeyError
+	if errors.As(err, &nk) {
+		// Which key was missing is no secret: "no RS256 key", "unknown key id".
+		return errors.New("token is unverifiable: " + nk.why)
+	}
+	if errors.Is(err, jwt.ErrTokenRequiredClaimMissing) {
+		// jwt's text names the claim ("iss claim is required"), never a value.
+		return errors.New("token is missing a required claim: " + lastPart(err.Error()))
+	}
+	for _, known := range []error{jwt.ErrTokenExpired, jwt.ErrTokenNotValidYet, jwt.ErrTokenSignatureInvalid,
+		jwt.ErrTokenUnverifiable, jwt.ErrTokenMalformed, jwt.ErrTokenUsedBeforeIssued,
+		jwt.ErrTokenInvalidIssuer, jwt.ErrTokenInvalidAudience} {
 		if errors.Is(err, known) {
 			if errors.Is(err, jwt.ErrTokenUnverifiable) {
-				return errors.New("token is unverifiable: only HS256 is accepted")
+				return fmt.Errorf("token is unverifiable: only %s are accepted, each with its own keys", strings.Join(tokenMethods, ", "))
 			}
 			return known
 		}

@@ -1,10 +1,19 @@
 package hub
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -14,17 +23,36 @@ import (
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
-// FuzzParseToken feeds arbitrary strings to the token parser with a fixed
-// secret and clock: it never panics, its error never quotes the token, and
-// it accepts a token only if it is an HS256 JWT that the secret signed (as
-// checked here independently of the JWT library) with a sub without control
-// characters, a valid role, an exp and nbf that allow the fixed clock, and
-// no claim given twice.
+// FuzzParseToken feeds arbitrary strings to the token parser with fixed
+// keys (two HS256 secrets, an RSA, an ECDSA P-256 and an Ed25519 public key)
+// and a fixed clock: it never panics, its error never quotes the token, and
+// it accepts a token only if its alg is HS256, RS256, ES256 or EdDSA and a
+// key of that alg's type signed it (as checked here independently of the
+// JWT library), with a sub without control characters, a valid role, an exp
+// and nbf that allow the fixed clock, and no claim given twice.
 func FuzzParseToken(f *testing.F) {
 	secret := []byte("fuzz-secret-0123456789abcdef")
+	secret2 := []byte("fuzz-secret-2-0123456789abcdef")
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	edPub, edKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	v := &verifier{}
+	v.keys.Store(&Keys{Secrets: [][]byte{secret, secret2},
+		PublicKeys: []crypto.PublicKey{&rsaKey.PublicKey, &ecKey.PublicKey, edPub}})
+	rsaPEM := pemOf(f, &rsaKey.PublicKey)
+
 	now := time.Unix(1_700_000_000, 0)
 	at := func(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(now.Add(d)) }
-	sign := func(key []byte, m jwt.SigningMethod, c jwt.Claims) string {
+	sign := func(key any, m jwt.SigningMethod, c jwt.Claims) string {
 		s, err := jwt.NewWithClaims(m, c).SignedString(key)
 		if err != nil {
 			f.Fatal(err)
@@ -39,6 +67,17 @@ func FuzzParseToken(f *testing.F) {
 	f.Add(sign(secret, jwt.SigningMethodHS256, Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "x", NotBefore: at(time.Minute)}}))
 	f.Add(sign(secret, jwt.SigningMethodHS256, Claims{Name: "no sub"}))
 	f.Add(sign(secret, jwt.SigningMethodHS256, Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "x"}, Role: "root"}))
+	f.Add(sign(secret2, jwt.SigningMethodHS256, good))
+	f.Add(sign(rsaKey, jwt.SigningMethodRS256, good))
+	f.Add(sign(ecKey, jwt.SigningMethodES256, good))
+	f.Add(sign(edKey, jwt.SigningMethodEdDSA, good))
+	f.Add(sign(rsaKey, jwt.SigningMethodRS512, good))
+	f.Add(sign(rsaKey, jwt.SigningMethodPS256, good))
+	f.Add(sign(rsaPEM, jwt.SigningMethodHS256, good))                     // the public key's bytes as a secret
+	f.Add(sign(rsaKey.PublicKey.N.Bytes(), jwt.SigningMethodHS256, good)) // its modulus as a secret
+	f.Add(retag(f, sign(ecKey, jwt.SigningMethodES256, good), "RS256"))
+	f.Add(retag(f, sign(rsaKey, jwt.SigningMethodRS256, good), "ES256"))
+	f.Add(retag(f, sign(edKey, jwt.SigningMethodEdDSA, good), "HS256"))
 	f.Add(sign(secret, jwt.SigningMethodHS512, good))
 	f.Add(sign([]byte("another-secret-0123456789"), jwt.SigningMethodHS256, good))
 	f.Add(sign(secret, jwt.SigningMethodHS256, jwt.MapClaims{"sub": "m", "sessions": "not-a-list", "exp": 1e12}))
@@ -65,7 +104,7 @@ func FuzzParseToken(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, raw string) {
-		id, err := parseToken(raw, secret, now)
+		id, err := parseToken(raw, v, now)
 		if err != nil {
 			if id != nil {
 				t.Fatalf("identity %+v with error %v", id, err)
@@ -78,8 +117,9 @@ func FuzzParseToken(f *testing.F) {
 		if id == nil {
 			t.Fatal("no identity and no error")
 		}
-		// Accepted: it must be three segments, an HS256 header and a
-		// signature of the first two with secret.
+		// Accepted: it must be three segments, a header of one of the four
+		// algorithms, and a signature of the first two by a key of that
+		// algorithm's type.
 		parts := strings.Split(raw, ".")
 		if len(parts) != 3 {
 			t.Fatalf("accepted %q with %d segments", raw, len(parts))
@@ -91,17 +131,35 @@ func FuzzParseToken(f *testing.F) {
 		var h struct {
 			Alg string `json:"alg"`
 		}
-		if err := json.Unmarshal(hdr, &h); err != nil || h.Alg != "HS256" {
+		if err := json.Unmarshal(hdr, &h); err != nil {
 			t.Fatalf("accepted %q with header %s", raw, hdr)
 		}
 		sig, err := enc.DecodeString(parts[2])
 		if err != nil {
 			t.Fatalf("accepted %q with an undecodable signature: %v", raw, err)
 		}
-		mac := hmac.New(sha256.New, secret)
-		mac.Write([]byte(parts[0] + "." + parts[1]))
-		if !hmac.Equal(sig, mac.Sum(nil)) {
-			t.Fatalf("accepted %q, which the secret did not sign", raw)
+		signed := []byte(parts[0] + "." + parts[1])
+		digest := sha256.Sum256(signed)
+		ok := false
+		switch h.Alg {
+		case "HS256":
+			for _, key := range [][]byte{secret, secret2} {
+				mac := hmac.New(sha256.New, key)
+				mac.Write(signed)
+				ok = ok || hmac.Equal(sig, mac.Sum(nil))
+			}
+		case "RS256":
+			ok = rsa.VerifyPKCS1v15(&rsaKey.PublicKey, crypto.SHA256, digest[:], sig) == nil
+		case "ES256":
+			if len(sig) == 64 {
+				r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+				ok = ecdsa.Verify(&ecKey.PublicKey, digest[:], r, s)
+			}
+		case "EdDSA":
+			ok = ed25519.Verify(edPub, signed, sig)
+		}
+		if !ok {
+			t.Fatalf("accepted %q (alg %q), which no key of that alg signed", raw, h.Alg)
 		}
 		switch {
 		case id.userID == "":
@@ -132,4 +190,28 @@ func FuzzParseToken(f *testing.F) {
 			seen[name] = true
 		}
 	})
+}
+
+// pemOf is the PKIX PEM of pk.
+func pemOf(t testing.TB, pk crypto.PublicKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// retag replaces the alg of tok's header with alg, keeping its body and
+// signature: a token that claims another algorithm than the one that
+// signed it.
+func retag(t testing.TB, tok, alg string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	parts := strings.SplitN(tok, ".", 2)
+	hdr, err := json.Marshal(map[string]string{"alg": alg, "typ": "JWT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enc.EncodeToString(hdr) + "." + parts[1]
 }

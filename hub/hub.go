@@ -82,9 +82,9 @@ type Hub struct {
 	lastRefusalLog atomic.Int64   // unix ns of the last logged limit refusal
 	nextID         atomic.Uint64
 	ready          atomic.Bool
-	// secret is token mode's HS256 secret (nil in open mode), swapped by
-	// SetJWTSecret.
-	secret atomic.Pointer[[]byte]
+	// tokens verifies the tokens of token mode; nil in open mode. Its
+	// static keys are swapped by SetKeys and SetJWTSecret.
+	tokens *verifier
 }
 
 // inbound is a decoded message from a connection's reader, or (msg.Type
@@ -144,7 +144,10 @@ func (r *room) remove(c *conn) {
 	r.conns = r.conns[:len(r.conns)-1]
 }
 
-// New starts a hub with opts (nil for the defaults).
+// New starts a hub with opts (nil for the defaults). It panics on a key
+// that Options.JWTSecret or Options.JWTKeys should not hold (a secret under
+// MinSecretBytes, a key type the hub does not take): ParseSecrets and
+// ParsePublicKeys return only keys it takes.
 func New(opts *Options) *Hub {
 	o := opts.withDefaults()
 	h := &Hub{
@@ -173,14 +176,15 @@ func New(opts *Options) *Hub {
 			}
 		},
 	}
-	if o.JWTSecret != nil {
-		secret := o.JWTSecret
-		h.secret.Store(&secret)
+	tokens, err := newVerifier(&o)
+	if err != nil {
+		panic("hub: " + err.Error())
 	}
 	if o.WriteDelay > 0 {
 		h.delayTimer = time.NewTimer(time.Hour)
 		h.delayTimer.Stop()
 	}
+	h.tokens = tokens
 	h.metrics.queueDepth(h)
 	if o.Redis != nil {
 		h.cl = newBroker(h)

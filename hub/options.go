@@ -75,9 +75,21 @@ type Options struct {
 	// past it are refused with session_full. Defaults to 1000.
 	MaxParticipants int
 
-	// JWTSecret turns token mode on: every upgrade needs an HS256 JWT
-	// signed with it (see Claims). Defaults to none: open mode.
+	// JWTSecret, JWTKeys and JWKS turn token mode on: every upgrade needs
+	// a JWT (see Claims) that one of their keys verifies, by the key's own
+	// algorithm. JWTSecret is one HS256 secret (verifying before those of
+	// JWTKeys); JWTKeys holds HS256 secrets and RS256, ES256 and EdDSA
+	// public keys (replaced at run time by Hub.SetKeys); JWKS is an
+	// identity provider's key set, which the caller closes. Default to
+	// none: open mode.
 	JWTSecret []byte
+	JWTKeys   Keys
+	JWKS      *JWKS
+
+	// JWTIssuer and JWTAudience, when set, must match a token's iss and
+	// (one of) its aud. Default to empty: not checked.
+	JWTIssuer   string
+	JWTAudience string
 
 	// APIKey turns the server API (/api/...) on, for callers that send it
 	// as a Bearer token. Defaults to none: the API routes answer 404.

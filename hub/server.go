@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -71,9 +72,9 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var id *identity
-	if secret := h.secret.Load(); secret != nil {
+	if h.tokens != nil {
 		var err error
-		if id, err = authenticate(r, *secret, time.Now()); err != nil {
+		if id, err = authenticate(r, h.tokens, time.Now()); err != nil {
 			h.release(ip)
 			h.metrics.upgrade(upgradeUnauthorized)
 			h.log.Info("upgrade refused", "remote", r.RemoteAddr, "status", http.StatusUnauthorized, "reason", err)
@@ -324,25 +325,42 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// ErrOpenMode is returned by SetJWTSecret on a hub started in open mode:
-// the mode is fixed when the hub starts.
-var ErrOpenMode = errors.New("hub: open mode (no JWT secret at start)")
+// ErrOpenMode is returned by SetKeys and SetJWTSecret on a hub started in
+// open mode: the mode is fixed when the hub starts.
+var ErrOpenMode = errors.New("hub: open mode (no JWT key at start)")
 
-// SetJWTSecret replaces the HS256 secret of token mode (a rotation, as
-// hubd's SIGHUP does): upgrades from now on are verified with secret;
-// connections that are open keep the identity they were accepted with. It
-// returns ErrOpenMode if the hub was started without a secret, and an
-// error for an empty secret; the secret in force then stays.
+// SetKeys replaces the static keys of token mode (a rotation, as hubd's
+// SIGHUP does): upgrades and refresh-token from now on are verified with
+// k (and the JWKS, if the hub has one); open connections keep the identity
+// they have. It returns ErrOpenMode on a hub started in open mode, and an
+// error for keys the hub would not take or for no key at all on a hub
+// without a JWKS; the keys in force then stay.
+func (h *Hub) SetKeys(k Keys) error {
+	if h.tokens == nil {
+		return ErrOpenMode
+	}
+	c := k.clone()
+	if err := c.check(); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	if c.empty() && h.tokens.jwks == nil {
+		return errors.New("hub: no JWT key")
+	}
+	h.tokens.keys.Store(c)
+	return nil
+}
+
+// SetJWTSecret replaces the HS256 secrets of token mode with secret alone,
+// keeping the public keys; see SetKeys.
 func (h *Hub) SetJWTSecret(secret []byte) error {
-	if h.secret.Load() == nil {
+	if h.tokens == nil {
 		return ErrOpenMode
 	}
 	if len(secret) == 0 {
 		return errors.New("hub: empty JWT secret")
 	}
-	secret = append([]byte(nil), secret...)
-	h.secret.Store(&secret)
-	return nil
+	k := h.tokens.keys.Load()
+	return h.SetKeys(Keys{Secrets: [][]byte{secret}, PublicKeys: k.PublicKeys})
 }
 
 // NodeID is the hub's name in its cluster, empty on a single node.
