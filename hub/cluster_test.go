@@ -1,12 +1,16 @@
 package hub_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionhub/sessionhub/hub"
@@ -385,5 +389,96 @@ func TestClusterRedisOutage(t *testing.T) {
 	d := dial(t, n2, nil)
 	if sj := d.join("s", "dan", "Dan", protocol.RoleLearner); !equal(ids(sj.Participants), []string{"alice", "bob", "carol", "dan"}) {
 		t.Fatalf("dan's list after the outage: %v", ids(sj.Participants))
+	}
+}
+
+// The write delay applies to what comes from the other nodes too: a burst
+// of cursor updates from a user on n1 reaches a batch client on n2, whose
+// node holds messages for 200 ms, in fewer frames than messages, in order,
+// ending on the last position.
+func TestClusterWriteDelayOnBusDeliveries(t *testing.T) {
+	rs := redistest.Start(t)
+	n1 := startNode(t, rs, "n1", &hub.Options{LeaveGrace: -1, CursorRate: 1000})
+	n2 := startNode(t, rs, "n2", &hub.Options{LeaveGrace: -1, WriteDelay: 200 * time.Millisecond})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
+	defer cancel()
+	bws, _, err := websocket.Dial(ctx, n2.url, &websocket.DialOptions{Subprotocols: []string{protocol.BatchSubprotocol}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bws.CloseNow()
+	join, _ := protocol.Encode(protocol.TypeJoinSession, "j", protocol.JoinSession{SessionID: "s", UserInfo: protocol.UserInfo{UserID: "bob", Name: "Bob"}})
+	if err := bws.Write(ctx, websocket.MessageText, join); err != nil {
+		t.Fatal(err)
+	}
+	// Read bob's frames as they come: session-joined, alice's user-joined,
+	// then her cursors.
+	var frames, cursors, last int
+	bobIn, joined := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	const n = 5
+	go func() {
+		for {
+			_, b, err := bws.Read(ctx)
+			if err != nil {
+				done <- err
+				return
+			}
+			counted := false
+			for _, line := range bytes.Split(b, []byte("\n")) {
+				var ev struct {
+					Type string
+					Data protocol.CursorMoved
+				}
+				if err := json.Unmarshal(line, &ev); err != nil {
+					done <- fmt.Errorf("%s: %w", line, err)
+					return
+				}
+				switch ev.Type {
+				case protocol.TypeSessionJoined:
+					close(bobIn)
+				case protocol.TypeUserJoined:
+					close(joined)
+				case protocol.TypeCursorMoved:
+					if !counted {
+						frames, counted = frames+1, true
+					}
+					cursors++
+					if ev.Data.Cursor.Column <= last {
+						done <- fmt.Errorf("column %d after %d", ev.Data.Cursor.Column, last)
+						return
+					}
+					last = ev.Data.Cursor.Column
+				}
+			}
+			if last == n {
+				done <- nil
+				return
+			}
+		}
+	}()
+	select {
+	case <-bobIn:
+	case err := <-done:
+		t.Fatalf("bob's join: %v", err)
+	}
+	a := dial(t, n1, nil)
+	a.join("s", "alice", "Alice", protocol.RoleInstructor)
+	select {
+	case <-joined:
+	case err := <-done:
+		t.Fatalf("bob before alice's join: %v", err)
+	case <-ctx.Done():
+		t.Fatal("bob never saw alice join")
+	}
+	for i := 1; i <= n; i++ {
+		a.send(protocol.TypeCursorUpdate, protocol.Cursor{Line: 1, Column: i}, "")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if frames >= cursors {
+		t.Errorf("bob got %d cursor-moved in %d frames; want fewer frames than messages", cursors, frames)
 	}
 }
