@@ -186,6 +186,7 @@ func New(opts *Options) *Hub {
 	}
 	h.tokens = tokens
 	h.metrics.queueDepth(h)
+	h.metrics.readiness(h)
 	if o.Redis != nil {
 		h.cl = newBroker(h)
 		h.clIn = make(chan func(), 256)

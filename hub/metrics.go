@@ -170,6 +170,11 @@ func newMetrics() *metrics {
 	for _, k := range joinKinds {
 		m.join_[k] = m.joins.WithLabelValues(k)
 	}
+	// Present at 0 from the start, for alerts and dashboards.
+	for _, r := range []string{"ping_timeout", "shutdown", "binary_frame", "rate_abuse", "handshake_timeout",
+		"too_big", "slow_consumer", "token_expired", "removed"} {
+		m.closes.WithLabelValues(r)
+	}
 	m.reg.MustRegister(m.connections, m.sessions, m.participants, m.messagesIn, m.messagesOut,
 		m.cursorCoalesced, m.rateLimited, m.slowConsumers, m.dropped, m.closes, m.refused, m.batchedFrames,
 		m.loopLatency, m.historyEvents, m.historyBytes, m.replayed, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -252,10 +257,26 @@ func (m *metrics) cluster(b *broker) {
 	for _, r := range []string{"broker_queue_full", "bus_queue_full", "malformed"} {
 		m.clusterDropped.WithLabelValues(r)
 	}
+	for _, op := range []string{"join", "detach", "broadcast", "republish", "load", "expire", "drop_node", "fill", "state", "publish"} {
+		m.clusterErrors.WithLabelValues(op)
+	}
 }
 
 // queueDepth registers the send-queue gauges, read at scrape time from the
 // connections that h tracks.
+// readiness registers sessionhub_ready: what /readyz says, as a metric for
+// alerts (1 while it would answer 200).
+func (m *metrics) readiness(h *Hub) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sessionhub_ready", Help: "1 while /readyz answers 200 (accepting, and in a cluster reaching Redis), else 0."},
+		func() float64 {
+			if !h.ready.Load() || (h.cl != nil && !h.cl.nodes.Healthy()) {
+				return 0
+			}
+			return 1
+		}))
+}
+
 func (m *metrics) queueDepth(h *Hub) {
 	depths := func() (sum, most int) {
 		h.mu.Lock()
