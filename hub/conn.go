@@ -51,17 +51,20 @@ var framePool = sync.Pool{New: func() any { return new([]byte) }}
 // readPool holds the buffers into which readers read a frame.
 var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// conn is one WebSocket connection. Its reader (serve and readPump, which
-// reads on a short-lived goroutine while bytes come in) runs from the
+// conn is one connection: a WebSocket or an SSE stream (its transport,
+// transport.go). Its reader (serve and its transport's read) runs from the
 // upgrade on; its writer (writePump) runs on a goroutine of its own while
 // there is something to write; both talk to the hub's run loop over
-// channels. Data frames are the hub's own (wire.go); the WebSocket library
-// does the rest.
+// channels. Everything but how bytes come and go (the queue, the writer,
+// pings, closes, rate limits, lifetimes) is the same for both. A
+// WebSocket's data frames are the hub's own (wire.go); the WebSocket
+// library does the rest.
 type conn struct {
 	id    uint64
 	hub   *Hub
-	ws    *websocket.Conn
-	batch bool // the peer negotiated protocol.BatchSubprotocol
+	tr    transport       // a WebSocket (wsTransport) or an SSE stream (*sseTransport)
+	ws    *websocket.Conn // WebSocket only
+	batch bool            // the peer negotiated protocol.BatchSubprotocol
 	// delay is set for a batch connection under Options.WriteDelay: its
 	// writer writes when run says the delay is over (flushDue) or when the
 	// send channel is full, not as soon as something is queued.
@@ -159,8 +162,8 @@ type conn struct {
 	// leave-session).
 	member atomic.Pointer[memberLog]
 	// tokenUser is the sub of the token the connection was accepted with
-	// (a refreshed token has the same), for the log lines; set before it
-	// is served.
+	// (a refreshed token has the same), for the log lines and to check
+	// the token of a stream's sends; set before it is served.
 	tokenUser string
 	// refusedAt is when the reader last refused a message over the rate
 	// (unix ns), for run: a queue that overflows while its connection
@@ -238,13 +241,13 @@ func (c *conn) kill(why closeReason) {
 	})
 }
 
-// drop closes the TCP connection at once, even while a close handshake is
-// in flight (the library's CloseNow would wait for that to time out).
+// drop ends the connection at once, without a close: for a WebSocket it
+// closes the TCP connection even while a close handshake is in flight (the
+// library's CloseNow would wait for that to time out).
 func (c *conn) drop() {
-	if c.netConn != nil {
-		c.netConn.Close()
+	if c.tr != nil {
+		c.tr.drop(c)
 	}
-	c.ws.CloseNow()
 }
 
 // killed reports whether kill was called, and with which code.
@@ -281,9 +284,9 @@ func (c *conn) startWriter() {
 // shuts down. At most one runs at a time (startWriter), so that messages go
 // out in order.
 //
-// It writes data frames to the TCP connection itself (wire.go), with no
-// deadline: a write stuck on a peer that does not read is ended by dropping
-// the TCP connection (ping timeout, or the timer of kill).
+// It writes through the transport with no deadline: a write stuck on a
+// peer that does not read is ended by dropping the connection (ping
+// timeout, or the timer of kill).
 func (c *conn) writePump() {
 	for {
 		select {
@@ -294,17 +297,14 @@ func (c *conn) writePump() {
 				if c.closeWhy == closeShutdown {
 					c.flushQueued()
 				}
-				// The close handshake reads the peer's reply from br.
-				c.bufMu.Lock()
-				c.ws.Close(websocket.StatusCode(c.closeWhy.code), c.closeWhy.text)
-				c.bufMu.Unlock()
+				c.tr.close(c, c.closeWhy)
 			}
 			c.writerEnded()
 			return
 		default:
 		}
 		if c.pingDue.Swap(false) {
-			if _, err := c.netConn.Write(pingFrame); err != nil {
+			if err := c.tr.ping(c); err != nil {
 				c.drop()
 				c.writerEnded()
 				return
@@ -313,7 +313,7 @@ func (c *conn) writePump() {
 		if !c.delay || c.flushDue.Swap(false) {
 			select {
 			case b := <-c.send:
-				if err := c.write(b); err != nil {
+				if err := c.tr.write(c, b); err != nil {
 					c.drop()
 					c.writerEnded()
 					return
@@ -352,7 +352,7 @@ func (c *conn) flushQueued() {
 	for {
 		select {
 		case b := <-c.send:
-			if c.write(b) != nil {
+			if c.tr.write(c, b) != nil {
 				return
 			}
 		default:
@@ -378,8 +378,8 @@ func (c *conn) isClosing() bool {
 
 // ping runs on pingTimer: it has the writer send a ping every
 // Options.PingInterval, and closes a connection whose pong does not come
-// within Options.PingTimeout. No goroutine waits for the pong: pong re-arms
-// the timer.
+// within Options.PingTimeout (an SSE stream's pong is its ping's write
+// going through). No goroutine waits for the pong: pong re-arms the timer.
 func (c *conn) ping() {
 	opts := &c.hub.opts
 	c.pingMu.Lock()
@@ -424,28 +424,15 @@ func (c *conn) stopPings() {
 // '\n'). The frame is built in a pooled buffer and leaves in one Write.
 func (c *conn) write(first []byte) error {
 	bp := framePool.Get().(*[]byte)
-	var frame, out []byte
-	if c.batch {
-		frame = append(reserveHeader(*bp), first...)
-		if len(c.send) > 0 {
-			for n := len(c.send); n > 0; n-- {
-				frame = append(frame, '\n')
-				frame = append(frame, <-c.send...)
-			}
-			c.hub.metrics.batchedFrames.Inc()
+	frame := append(reserveHeader(*bp), first...)
+	if c.batch && len(c.send) > 0 {
+		for n := len(c.send); n > 0; n-- {
+			frame = append(frame, '\n')
+			frame = append(frame, <-c.send...)
 		}
-		out = finishFrame(frame)
-	} else {
-		// One message per frame, but the frames already queued behind
-		// first leave in the same Write: a burst of replies (a flood's
-		// rate_limited answers) costs one system call, not one each.
-		frame = appendFrame((*bp)[:0], first)
-		for n := len(c.send); n > 0 && len(frame) < maxPooledFrame; n-- {
-			frame = appendFrame(frame, <-c.send)
-		}
-		out = frame
+		c.hub.metrics.batchedFrames.Inc()
 	}
-	_, err := c.netConn.Write(out)
+	_, err := c.netConn.Write(finishFrame(frame))
 	if cap(frame) <= maxPooledFrame {
 		*bp = frame
 		framePool.Put(bp)
@@ -621,7 +608,8 @@ func (c *conn) handle(b []byte) bool {
 			return false
 		}
 		h.metrics.out(protocol.TypeError, 1)
-		return h.submit(inbound{c: c, at: now, refused: true, reply: h.rateLimitedReply(m.Ref)})
+		return h.submit(inbound{c: c, at: now, refused: true, reply: protocol.EncodeError(m.Ref,
+			protocol.Errorf(protocol.CodeRateLimited, "over %g messages per second", h.opts.MessageRate))})
 	}
 	if err != nil {
 		h.metrics.in("invalid")

@@ -60,7 +60,7 @@ func (r *frameRecorder) take() []recordedFrame {
 // frameRecorder.
 func delayConn(h *Hub) (*conn, *frameRecorder) {
 	rec := &frameRecorder{}
-	return &conn{id: h.nextID.Add(1), hub: h, batch: true, delay: true, netConn: rec,
+	return &conn{id: h.nextID.Add(1), hub: h, tr: wsTransport{}, batch: true, delay: true, netConn: rec,
 		send: make(chan []byte, delayedChanSize), closing: make(chan struct{}), wrote: make(chan struct{})}, rec
 }
 

@@ -3,22 +3,18 @@ package hub
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-
-	"github.com/sessionhub/sessionhub/protocol"
 )
 
 // floodUpgrade opens a TCP connection to ts and upgrades it to a WebSocket
@@ -113,21 +109,4 @@ func BenchmarkFlood(b *testing.B) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/msg")
 	nc.Close()
 	<-read
-}
-
-// rateLimitedReply splices the ref into the error encoded once: the same
-// JSON as protocol.EncodeError would make, for any ref.
-func TestRateLimitedReply(t *testing.T) {
-	h := &Hub{rateLimited: protocol.EncodeError("", protocol.Errorf(protocol.CodeRateLimited, "over %g messages per second", 50.0))}
-	for _, ref := range []string{"", "r1", `a"b\c`, "<&>", "é\u2028", "\x01"} {
-		want := protocol.EncodeError(ref, protocol.Errorf(protocol.CodeRateLimited, "over %g messages per second", 50.0))
-		var got, exp any
-		if err := json.Unmarshal(h.rateLimitedReply(ref), &got); err != nil {
-			t.Fatalf("ref %q: %s: %v", ref, h.rateLimitedReply(ref), err)
-		}
-		json.Unmarshal(want, &exp)
-		if !reflect.DeepEqual(got, exp) {
-			t.Errorf("ref %q: %s, want %s", ref, h.rateLimitedReply(ref), want)
-		}
-	}
 }

@@ -15,7 +15,6 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -70,18 +69,18 @@ type Hub struct {
 	// between run and Redis (cluster.go), and its results for run.
 	cl   *broker
 	clIn chan func()
+	// relay carries the sends of SSE streams between nodes (sse_cluster.go).
+	relay *cluster.Relay
 
 	// Guarded by mu.
 	mu           sync.Mutex
 	conns        map[*conn]struct{}
-	open         int            // admitted connections
-	perIP        map[string]int // admitted connections by remote address
+	streams      map[string]*conn // the SSE streams among conns, by stream id
+	open         int              // admitted connections
+	perIP        map[string]int   // admitted connections by remote address
 	shuttingDown bool
 
-	started time.Time // the origin of marks (markOf), with its monotonic reading
-	// rateLimited is the rate_limited error without a ref, encoded once
-	// (rateLimitedReply).
-	rateLimited    []byte
+	started        time.Time      // the origin of marks (markOf), with its monotonic reading
 	serving        sync.WaitGroup // one per connection being served
 	lastRefusalLog atomic.Int64   // unix ns of the last logged limit refusal
 	nextID         atomic.Uint64
@@ -166,10 +165,9 @@ func New(opts *Options) *Hub {
 		done:       make(chan struct{}),
 		rooms:      make(map[string]*room),
 		conns:      make(map[*conn]struct{}),
+		streams:    make(map[string]*conn),
 		perIP:      make(map[string]int),
 		started:    time.Now(),
-		rateLimited: protocol.EncodeError("", protocol.Errorf(protocol.CodeRateLimited,
-			"over %g messages per second", o.MessageRate)),
 	}
 	h.accept = websocket.AcceptOptions{
 		OriginPatterns: o.AllowedOrigins,
@@ -198,28 +196,11 @@ func New(opts *Options) *Hub {
 		h.clIn = make(chan func(), 256)
 		h.metrics.cluster(h.cl)
 		go h.cl.serve()
+		h.relay = cluster.NewRelay(o.Redis, &cluster.RelayOptions{NodeID: o.NodeID, Logger: h.log}, h.relayed)
 	}
 	h.ready.Store(true)
 	go h.run()
 	return h
-}
-
-// rateLimitedReply is the rate_limited error echoing ref: the encoding
-// made once with ref spliced in, as protocol.Encode would place it (a
-// flood's refusals cost no formatting and no full encoding each).
-func (h *Hub) rateLimitedReply(ref string) []byte {
-	if ref == "" {
-		return h.rateLimited
-	}
-	q, err := json.Marshal(ref)
-	if err != nil { // cannot happen: a string
-		return h.rateLimited
-	}
-	b := make([]byte, 0, len(h.rateLimited)+len(`,"ref":`)+len(q))
-	b = append(b, h.rateLimited[:len(h.rateLimited)-1]...)
-	b = append(b, `,"ref":`...)
-	b = append(b, q...)
-	return append(b, '}')
 }
 
 // sweepEvery is how often run looks for ended graces, idle participants and

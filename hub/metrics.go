@@ -19,6 +19,8 @@ type metrics struct {
 	reg *prometheus.Registry
 
 	connections     prometheus.Gauge
+	byTransport     *prometheus.GaugeVec
+	sseSends        *prometheus.CounterVec
 	sessions        prometheus.Gauge
 	participants    prometheus.Gauge
 	messagesIn      *prometheus.CounterVec
@@ -98,7 +100,11 @@ func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "sessionhub_connections", Help: "Open WebSocket connections."}),
+			Name: "sessionhub_connections", Help: "Open connections: WebSockets and SSE streams."}),
+		byTransport: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sessionhub_transport_connections", Help: "Open connections by transport (websocket, sse)."}, []string{"transport"}),
+		sseSends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionhub_sse_sends_total", Help: "POST /sse/send requests by answer (the HTTP status) and where the stream was (local, forwarded to another node)."}, []string{"status", "where"}),
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sessionhub_sessions", Help: "Sessions held, empty ones within their TTL included."}),
 		participants: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -175,9 +181,12 @@ func newMetrics() *metrics {
 		"too_big", "slow_consumer", "token_expired", "removed"} {
 		m.closes.WithLabelValues(r)
 	}
-	m.reg.MustRegister(m.connections, m.sessions, m.participants, m.messagesIn, m.messagesOut,
+	m.reg.MustRegister(m.connections, m.byTransport, m.sseSends, m.sessions, m.participants, m.messagesIn, m.messagesOut,
 		m.cursorCoalesced, m.rateLimited, m.slowConsumers, m.dropped, m.closes, m.refused, m.batchedFrames,
 		m.loopLatency, m.historyEvents, m.historyBytes, m.replayed, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, t := range []string{"websocket", "sse"} {
+		m.byTransport.WithLabelValues(t)
+	}
 	m.droppedGone = m.dropped.WithLabelValues("conn_gone")
 	m.droppedQueued = m.dropped.WithLabelValues("queue_full")
 	for _, t := range inTypes {
@@ -222,6 +231,17 @@ func (m *metrics) joined(rec, recovered, isNew bool) {
 		k = joinNew
 	}
 	m.join_[k].Inc()
+}
+
+// opened and closed count a connection of the named transport.
+func (m *metrics) opened(transport string) {
+	m.connections.Inc()
+	m.byTransport.WithLabelValues(transport).Inc()
+}
+
+func (m *metrics) closed(transport string) {
+	m.connections.Dec()
+	m.byTransport.WithLabelValues(transport).Dec()
 }
 
 func (m *metrics) out(typ string, n int) {

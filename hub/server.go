@@ -19,12 +19,16 @@ import (
 // ErrShuttingDown is returned by Shutdown when it is called twice.
 var ErrShuttingDown = errors.New("hub: already shutting down")
 
-// Handler returns the hub's HTTP routes: GET /ws (the WebSocket), /healthz,
+// Handler returns the hub's HTTP routes: GET /ws (the WebSocket), GET /sse
+// and POST /sse/send (the fallback transport, sse.go), /healthz,
 // /readyz, /metrics, the browser files (/ the demo page, /hub.js and
 // /hub.d.ts) and, with Options.APIKey, the server API (/api/...).
 func (h *Hub) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", h.ServeWS)
+	mux.HandleFunc("GET /sse", h.ServeSSE)
+	mux.HandleFunc("POST "+ssePath, h.ServeSSESend)
+	mux.HandleFunc("OPTIONS "+ssePath, h.sendPreflight)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -95,7 +99,9 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(h.opts.MaxMessageBytes)
-	c := h.newConn(ws, r.RemoteAddr)
+	batch := ws.Subprotocol() == protocol.BatchSubprotocol
+	c := h.newConn(wsTransport{}, r.RemoteAddr, batch && h.opts.WriteDelay > 0)
+	c.ws, c.batch = ws, batch
 	c.netConn, c.ip, c.identity, c.br, c.early = hw.conn, ip, id, hw.br, hw.early
 	if id != nil {
 		c.tokenUser = id.userID
@@ -109,8 +115,8 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.metrics.upgrade(upgradeAccepted)
-	h.log.Info("connect", append([]any{"conn", c.id, "remote", c.addr, "batch", c.batch}, c.logAttrs()...)...)
-	h.metrics.connections.Inc()
+	h.log.Info("connect", append([]any{"conn", c.id, "transport", c.tr.name(), "remote", c.addr, "batch", c.batch}, c.logAttrs()...)...)
+	h.metrics.opened(c.tr.name())
 	// Serve on a goroutine of its own, with a small stack, and return, so
 	// that net/http lets go of the request and of this goroutine's deeper
 	// stack.
@@ -140,8 +146,10 @@ func remoteIP(addr string) string {
 	return addr
 }
 
-func (h *Hub) newConn(ws *websocket.Conn, addr string) *conn {
-	delay := ws.Subprotocol() == protocol.BatchSubprotocol && h.opts.WriteDelay > 0
+// newConn makes a connection over tr from the remote address addr; delay
+// is set for a batch WebSocket under Options.WriteDelay (see conn.delay).
+// The caller sets what its transport needs.
+func (h *Hub) newConn(tr transport, addr string, delay bool) *conn {
 	chanSize := sendChanSize
 	if delay {
 		chanSize = delayedChanSize
@@ -149,8 +157,7 @@ func (h *Hub) newConn(ws *websocket.Conn, addr string) *conn {
 	c := &conn{
 		id:         h.nextID.Add(1),
 		hub:        h,
-		ws:         ws,
-		batch:      ws.Subprotocol() == protocol.BatchSubprotocol,
+		tr:         tr,
 		start:      time.Now(),
 		addr:       addr,
 		delay:      delay,
@@ -172,9 +179,9 @@ func (h *Hub) newConn(ws *websocket.Conn, addr string) *conn {
 // conn, for the library's OnPongReceived.
 type connKey struct{}
 
-// serve runs a connection: its reader here, its writer on a goroutine of
-// its own while there is something to write (startWriter), its pings on a
-// timer.
+// serve runs a connection: its reader here (its transport's read), its
+// writer on a goroutine of its own while there is something to write
+// (startWriter), its pings on a timer.
 func (h *Hub) serve(c *conn) {
 	// The reader's context is never done (the reader ends when the
 	// connection does), so that the library registers no cancellation per
@@ -203,7 +210,7 @@ func (h *Hub) serve(c *conn) {
 		defer c.expiry.Stop()
 	}
 
-	end := c.readPump(ctx)
+	end := c.tr.read(ctx, c)
 
 	c.cursor.stop()
 	c.stopPings()
@@ -213,13 +220,13 @@ func (h *Hub) serve(c *conn) {
 	if c.closeTimer != nil {
 		c.closeTimer.Stop()
 	}
-	c.ws.CloseNow()
+	c.drop() // the writer is done: nothing more goes out
 	select {
 	case h.departures <- departure{c: c, clean: end.clean}:
 	case <-h.done:
 	}
-	h.metrics.connections.Dec()
-	h.log.Info("disconnect", append([]any{"conn", c.id, "remote", c.addr},
+	h.metrics.closed(c.tr.name())
+	h.log.Info("disconnect", append([]any{"conn", c.id, "transport", c.tr.name(), "remote", c.addr},
 		append(c.logAttrs(), "code", int(end.code), "reason", end.why, "clean", end.clean,
 			"duration", time.Since(c.start).Round(time.Millisecond))...)...)
 }
@@ -267,12 +274,18 @@ func (h *Hub) track(c *conn) bool {
 		return false
 	}
 	h.conns[c] = struct{}{}
+	if s, ok := c.tr.(*sseTransport); ok {
+		h.streams[s.id] = c
+	}
 	return true
 }
 
 func (h *Hub) untrack(c *conn) {
 	h.mu.Lock()
 	delete(h.conns, c)
+	if s, ok := c.tr.(*sseTransport); ok {
+		delete(h.streams, s.id)
+	}
 	h.mu.Unlock()
 	h.release(c.ip)
 }
@@ -318,6 +331,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	if h.cl != nil {
 		// The broker stops before run: its last results may still need it.
+		h.relay.Close()
 		h.cl.close(ctx)
 	}
 	close(h.quit)
