@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path"
@@ -65,6 +66,8 @@ type config struct {
 	allowedOrigins  string
 	jwtSecret       string
 	jwtSecretFile   string
+	jwtKeyFile      string // --jwt-public-key-file
+	jwksURL         string
 	apiKey          string
 	redisURL        string
 	redisOpts       *redis.Options // parsed from redisURL
@@ -94,7 +97,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	fs.StringVar(&c.addr, "addr", ":8080", "listen address")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated Origin host patterns allowed besides the same host (path.Match syntax)")
 	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret: token mode (empty: open mode)")
-	fs.StringVar(&c.jwtSecretFile, "jwt-secret-file", "", "file holding the HS256 secret (keeps it out of process lists)")
+	fs.StringVar(&c.jwtSecretFile, "jwt-secret-file", "", "file of HS256 secrets, one a line: each verifies, the first signs (keeps them out of process lists; re-read on SIGHUP)")
+	fs.StringVar(&c.jwtKeyFile, "jwt-public-key-file", "", "PEM file of public keys (RSA: RS256, ECDSA P-256: ES256, Ed25519: EdDSA) that verify tokens (re-read on SIGHUP)")
+	fs.StringVar(&c.jwksURL, "jwks-url", "", "URL of an identity provider's JSON Web Key Set (RS256, ES256, EdDSA by kid; cached, refreshed every 10m and on an unknown kid at most every 30s)")
+	fs.StringVar(&c.hub.JWTIssuer, "jwt-issuer", "", "the iss every token must carry (empty: not checked)")
+	fs.StringVar(&c.hub.JWTAudience, "jwt-audience", "", "the aud every token must carry (empty: not checked)")
 	fs.IntVar(&c.hub.MaxConnections, "max-connections", 0, "open WebSockets in the process (0: no limit); more get HTTP 503")
 	fs.IntVar(&c.hub.MaxConnectionsPerIP, "max-connections-per-ip", 0, "open WebSockets per remote address (0: no limit); more get HTTP 429")
 	fs.DurationVar(&c.hub.HandshakeTimeout, "handshake-timeout", hub.DefaultHandshake, "how long a connection may stay without joining a session")
@@ -204,11 +211,20 @@ func (c *config) validate() error {
 	case c.jwtSecret != "" && c.jwtSecretFile != "":
 		return errors.New("give --jwt-secret or --jwt-secret-file, not both")
 	}
-	secret, err := c.loadSecret()
+	keys, err := c.loadKeys()
 	if err != nil {
 		return err
 	}
-	o.JWTSecret = secret
+	o.JWTKeys = keys
+	if c.jwksURL != "" {
+		u, err := url.Parse(c.jwksURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("--jwks-url must be an http or https URL, not %q", c.jwksURL)
+		}
+	}
+	if (o.JWTIssuer != "" || o.JWTAudience != "") && !c.tokenMode() {
+		return errors.New("--jwt-issuer and --jwt-audience need token mode (a secret, a key file or --jwks-url)")
+	}
 	o.APIKey = c.apiKey
 	if c.redisURL != "" {
 		ro, err := redis.ParseURL(c.redisURL)
@@ -226,47 +242,64 @@ func (c *config) validate() error {
 	return nil
 }
 
-// loadSecret returns the JWT secret: that of --jwt-secret, or what
-// --jwt-secret-file holds now (read again on every call, for reload), or
-// nil in open mode.
-func (c *config) loadSecret() ([]byte, error) {
-	secret := c.jwtSecret
+// tokenMode reports whether the flags turn token mode on.
+func (c *config) tokenMode() bool {
+	return c.jwtSecret != "" || c.jwtSecretFile != "" || c.jwtKeyFile != "" || c.jwksURL != ""
+}
+
+// loadKeys returns the static keys of token mode: the secret of
+// --jwt-secret or the secrets --jwt-secret-file holds now, and the public
+// keys --jwt-public-key-file holds now (the files are read again on every
+// call, for reload). No key at all is open mode (or --jwks-url alone).
+func (c *config) loadKeys() (hub.Keys, error) {
+	var k hub.Keys
+	if c.jwtSecret != "" {
+		if len(c.jwtSecret) < hub.MinSecretBytes {
+			return k, fmt.Errorf("the JWT secret must be at least %d bytes", hub.MinSecretBytes)
+		}
+		k.Secrets = [][]byte{[]byte(c.jwtSecret)}
+	}
 	if c.jwtSecretFile != "" {
 		b, err := os.ReadFile(c.jwtSecretFile)
 		if err != nil {
-			return nil, fmt.Errorf("--jwt-secret-file: %w", err)
+			return k, fmt.Errorf("--jwt-secret-file: %w", err)
 		}
-		secret = strings.TrimRight(string(b), "\r\n")
-	}
-	if secret == "" {
-		if c.jwtSecretFile != "" {
-			return nil, errors.New("--jwt-secret-file: the file is empty")
+		if k.Secrets, err = hub.ParseSecrets(b); err != nil {
+			return k, fmt.Errorf("--jwt-secret-file %s: %w", c.jwtSecretFile, err)
 		}
-		return nil, nil
 	}
-	if len(secret) < 16 {
-		return nil, errors.New("the JWT secret must be at least 16 bytes")
+	if c.jwtKeyFile != "" {
+		b, err := os.ReadFile(c.jwtKeyFile)
+		if err != nil {
+			return k, fmt.Errorf("--jwt-public-key-file: %w", err)
+		}
+		if k.PublicKeys, err = hub.ParsePublicKeys(b); err != nil {
+			return k, fmt.Errorf("--jwt-public-key-file %s: %w", c.jwtKeyFile, err)
+		}
 	}
-	return []byte(secret), nil
+	return k, nil
 }
 
 // reload re-reads what may change without a restart, on SIGHUP: the JWT
-// secret file (the key files of token mode belong here too). It logs what
-// it loaded, or why it kept what was in force; it never stops the process.
+// secret file and the public key file. It logs what it loaded, or why it
+// kept what was in force (a file that cannot be read or holds a key the hub
+// would not take changes nothing); it never stops the process. The JWKS
+// needs no reload: it refreshes itself.
 func reload(c *config, h *hub.Hub, log *slog.Logger) {
-	if c.jwtSecretFile == "" {
-		log.Info("reload: nothing to reload (no --jwt-secret-file)")
+	if c.jwtSecretFile == "" && c.jwtKeyFile == "" {
+		log.Info("reload: nothing to reload (no --jwt-secret-file or --jwt-public-key-file)")
 		return
 	}
-	secret, err := c.loadSecret()
+	keys, err := c.loadKeys()
 	if err == nil {
-		err = h.SetJWTSecret(secret)
+		err = h.SetKeys(keys)
 	}
 	if err != nil {
-		log.Error("reload failed: the JWT secret in force stays", "file", c.jwtSecretFile, "err", err)
+		log.Error("reload failed: the JWT keys in force stay", "err", err)
 		return
 	}
-	log.Info("reload: JWT secret loaded", "file", c.jwtSecretFile)
+	log.Info("reload: JWT keys loaded", "secrets", len(keys.Secrets), "public_keys", len(keys.PublicKeys),
+		"secret_file", c.jwtSecretFile, "public_key_file", c.jwtKeyFile)
 }
 
 func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
@@ -330,6 +363,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		c.hub.Redis = rdb
 		store = "redis"
 	}
+	if c.jwksURL != "" {
+		// The first fetch happens here; one that fails is logged and tried
+		// again at the first token with a kid.
+		jwks, err := hub.NewJWKS(c.jwksURL, &hub.JWKSOptions{Logger: log})
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--jwks-url: %w", err)
+		}
+		defer jwks.Close()
+		c.hub.JWKS = jwks
+	}
 	h := hub.New(&c.hub)
 	srv := &http.Server{
 		Handler:           h.Handler(),
@@ -340,7 +384,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	mode := "open"
-	if c.hub.JWTSecret != nil {
+	if c.tokenMode() {
 		mode = "token"
 	}
 	v := version.Get()

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
@@ -356,6 +359,12 @@ func TestMintToken(t *testing.T) {
 	if err := os.WriteFile(file, []byte(tokenSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A rotation in progress: the new secret first signs, the old one
+	// after it still verifies.
+	rotating := filepath.Join(t.TempDir(), "secrets")
+	if err := os.WriteFile(rotating, []byte("# new, then old\nthe-newest-secret-0123456789\r\n"+tokenSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name      string
 		args      []string
@@ -372,6 +381,8 @@ func TestMintToken(t *testing.T) {
 		{"defaults", []string{"--secret", tokenSecret, "--sub", "u2"}, nil, "u2", nil, "learner", nil, time.Hour, tokenSecret},
 		{"secret from env", []string{"--sub", "u3"}, []string{"HUB_JWT_SECRET", "env-secret-0123456789"}, "u3", nil, "learner", nil, time.Hour, "env-secret-0123456789"},
 		{"secret file, newline trimmed", []string{"--secret-file", file, "--sub", "u4", "--ttl", "90s"}, nil, "u4", nil, "learner", nil, 90 * time.Second, tokenSecret},
+		{"first secret of a file of several", []string{"--secret-file", rotating, "--sub", "u7"}, nil, "u7", nil, "learner", nil, time.Hour, "the-newest-secret-0123456789"},
+		{"HUB_JWT_SECRET_FILE", []string{"--sub", "u8"}, []string{"HUB_JWT_SECRET_FILE", rotating}, "u8", nil, "learner", nil, time.Hour, "the-newest-secret-0123456789"},
 		{"only commas: no session", []string{"--secret", tokenSecret, "--sub", "u6", "--sessions", ","}, nil, "u6", nil, "learner", []any{}, time.Hour, tokenSecret},
 		{"--secret wins over env", []string{"--secret", tokenSecret, "--sub", "u5"}, []string{"HUB_JWT_SECRET", "env-secret-0123456789"}, "u5", nil, "learner", nil, time.Hour, tokenSecret},
 	}
@@ -413,6 +424,10 @@ func TestMintToken(t *testing.T) {
 }
 
 func TestMintTokenErrors(t *testing.T) {
+	shortFile := filepath.Join(t.TempDir(), "short")
+	if err := os.WriteFile(shortFile, []byte(tokenSecret+"\nshort\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -421,6 +436,7 @@ func TestMintTokenErrors(t *testing.T) {
 		{"no sub", []string{"--secret", tokenSecret}, nil},
 		{"no secret", []string{"--sub", "u"}, nil},
 		{"missing secret file", []string{"--secret-file", filepath.Join(t.TempDir(), "missing"), "--sub", "u"}, nil},
+		{"secret file with a short secret", []string{"--secret-file", shortFile, "--sub", "u"}, nil},
 		{"bad role", []string{"--secret", tokenSecret, "--sub", "u", "--role", "admin"}, nil},
 		{"role case", []string{"--secret", tokenSecret, "--sub", "u", "--role", "Instructor"}, nil},
 		{"zero ttl", []string{"--secret", tokenSecret, "--sub", "u", "--ttl", "0s"}, nil},
@@ -451,6 +467,21 @@ func TestParseSecurityFlags(t *testing.T) {
 	if err := os.WriteFile(short, []byte("0123456789abcde\n"), 0o600); err != nil { // 15 bytes + newline
 		t.Fatal(err)
 	}
+	two := filepath.Join(dir, "two")
+	if err := os.WriteFile(two, []byte(tokenSecret+"\nsecond-secret-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemFile, badPEM := filepath.Join(dir, "keys.pem"), filepath.Join(dir, "bad.pem")
+	if err := os.WriteFile(pemFile, kpPEM(t, &ecKey.PublicKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(badPEM, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name  string
 		args  []string
@@ -458,19 +489,37 @@ func TestParseSecurityFlags(t *testing.T) {
 		check func(*config) bool
 	}{
 		{"open mode by default", nil, nil,
-			func(c *config) bool { return c.hub.JWTSecret == nil && c.hub.APIKey == "" }},
+			func(c *config) bool { return len(c.hub.JWTKeys.Secrets) == 0 && c.hub.APIKey == "" }},
 		{"--jwt-secret", []string{"--jwt-secret", tokenSecret}, nil,
-			func(c *config) bool { return string(c.hub.JWTSecret) == tokenSecret }},
+			func(c *config) bool { return firstSecret(c) == tokenSecret }},
 		{"--jwt-secret of exactly 16 bytes", []string{"--jwt-secret", "0123456789abcdef"}, nil,
-			func(c *config) bool { return string(c.hub.JWTSecret) == "0123456789abcdef" }},
+			func(c *config) bool { return firstSecret(c) == "0123456789abcdef" }},
 		{"--jwt-secret-file, newline trimmed", []string{"--jwt-secret-file", file}, nil,
-			func(c *config) bool { return string(c.hub.JWTSecret) == tokenSecret }},
+			func(c *config) bool { return firstSecret(c) == tokenSecret }},
 		{"HUB_JWT_SECRET", nil, []string{"HUB_JWT_SECRET", tokenSecret},
-			func(c *config) bool { return string(c.hub.JWTSecret) == tokenSecret }},
+			func(c *config) bool { return firstSecret(c) == tokenSecret }},
 		{"HUB_JWT_SECRET_FILE", nil, []string{"HUB_JWT_SECRET_FILE", file},
-			func(c *config) bool { return string(c.hub.JWTSecret) == tokenSecret }},
+			func(c *config) bool { return firstSecret(c) == tokenSecret }},
 		{"--jwt-secret wins over HUB_JWT_SECRET", []string{"--jwt-secret", tokenSecret}, []string{"HUB_JWT_SECRET", "env-secret-0123456789"},
-			func(c *config) bool { return string(c.hub.JWTSecret) == tokenSecret }},
+			func(c *config) bool { return firstSecret(c) == tokenSecret }},
+		{"--jwt-secret-file of two secrets", []string{"--jwt-secret-file", two}, nil,
+			func(c *config) bool {
+				return len(c.hub.JWTKeys.Secrets) == 2 && string(c.hub.JWTKeys.Secrets[1]) == "second-secret-0123456789"
+			}},
+		{"--jwt-public-key-file", []string{"--jwt-public-key-file", pemFile}, nil,
+			func(c *config) bool { return len(c.hub.JWTKeys.PublicKeys) == 1 && c.tokenMode() }},
+		{"HUB_JWT_PUBLIC_KEY_FILE", nil, []string{"HUB_JWT_PUBLIC_KEY_FILE", pemFile},
+			func(c *config) bool { return len(c.hub.JWTKeys.PublicKeys) == 1 }},
+		{"--jwks-url", []string{"--jwks-url", "https://idp.example.com/.well-known/jwks.json"}, nil,
+			func(c *config) bool {
+				return c.jwksURL == "https://idp.example.com/.well-known/jwks.json" && c.tokenMode()
+			}},
+		{"HUB_JWKS_URL", nil, []string{"HUB_JWKS_URL", "http://idp.internal/jwks"},
+			func(c *config) bool { return c.jwksURL == "http://idp.internal/jwks" }},
+		{"--jwt-issuer and --jwt-audience", []string{"--jwt-secret", tokenSecret, "--jwt-issuer", "https://idp/", "--jwt-audience", "hub"}, nil,
+			func(c *config) bool { return c.hub.JWTIssuer == "https://idp/" && c.hub.JWTAudience == "hub" }},
+		{"HUB_JWT_ISSUER and HUB_JWT_AUDIENCE", nil, []string{"HUB_JWT_SECRET", tokenSecret, "HUB_JWT_ISSUER", "https://idp/", "HUB_JWT_AUDIENCE", "hub"},
+			func(c *config) bool { return c.hub.JWTIssuer == "https://idp/" && c.hub.JWTAudience == "hub" }},
 		{"--api-key", []string{"--api-key", "k3y"}, nil,
 			func(c *config) bool { return c.hub.APIKey == "k3y" }},
 		{"HUB_API_KEY", nil, []string{"HUB_API_KEY", "envkey"},
@@ -504,6 +553,10 @@ func TestParseSecurityFlags(t *testing.T) {
 	}{
 		{"secret file under 16 bytes", []string{"--jwt-secret-file", short}, nil},
 		{"15-byte secret", []string{"--jwt-secret", "0123456789abcde"}, nil},
+		{"a bad public key file", []string{"--jwt-public-key-file", badPEM}, nil},
+		{"a missing public key file", []string{"--jwt-public-key-file", filepath.Join(dir, "missing")}, nil},
+		{"a JWKS URL that is not http", []string{"--jwks-url", "file:///etc/jwks.json"}, nil},
+		{"an issuer in open mode", []string{"--jwt-issuer", "https://idp/"}, nil},
 		{"negative per-ip", []string{"--max-connections-per-ip", "-1"}, nil},
 		{"negative handshake", nil, []string{"HUB_HANDSHAKE_TIMEOUT", "-1s"}},
 		{"max connections not a number", nil, []string{"HUB_MAX_CONNECTIONS", "lots"}},
@@ -538,9 +591,17 @@ func TestParseSecretPrecedence(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := string(c.hub.JWTSecret); got != tt.want {
+			if got := firstSecret(c); got != tt.want {
 				t.Errorf("secret = %q, want %q", got, tt.want)
 			}
 		})
 	}
+}
+
+// firstSecret is the first HS256 secret the flags gave, "" for none.
+func firstSecret(c *config) string {
+	if len(c.hub.JWTKeys.Secrets) == 0 {
+		return ""
+	}
+	return string(c.hub.JWTKeys.Secrets[0])
 }

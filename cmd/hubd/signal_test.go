@@ -178,7 +178,7 @@ func TestSIGHUPReloadsSecret(t *testing.T) {
 	}
 	for i := range 2 {
 		p.cmd.Process.Signal(syscall.SIGHUP)
-		p.waitCount(t, `msg="reload: JWT secret loaded"`, i+1, time.Now().Add(10*time.Second))
+		p.waitCount(t, `msg="reload: JWT keys loaded"`, i+1, time.Now().Add(10*time.Second))
 	}
 	if p.exited() {
 		t.Fatalf("hubd %s after SIGHUP", p.exit())

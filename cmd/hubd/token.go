@@ -15,12 +15,14 @@ import (
 )
 
 // mintToken is `hubd token`: it prints a development token signed with the
-// secret of --secret, --secret-file or HUB_JWT_SECRET.
+// secret of --secret, or the first secret of --secret-file (a file of
+// --jwt-secret-file: one secret a line), or else of HUB_JWT_SECRET or
+// HUB_JWT_SECRET_FILE.
 func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hubd token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	secret := fs.String("secret", "", "HS256 secret (default: $HUB_JWT_SECRET)")
-	secretFile := fs.String("secret-file", "", "file holding the secret")
+	secretFile := fs.String("secret-file", "", "file of secrets, one a line (as --jwt-secret-file): the first signs")
 	sub := fs.String("sub", "", "userId (required)")
 	name := fs.String("name", "", "display name")
 	role := fs.String("role", "learner", "instructor or learner")
@@ -33,15 +35,21 @@ func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 		return err
 	}
 	key := *secret
-	if *secretFile != "" {
-		b, err := os.ReadFile(*secretFile)
+	file := *secretFile
+	if key == "" && file == "" {
+		key, file = getenv("HUB_JWT_SECRET"), getenv("HUB_JWT_SECRET_FILE")
+	}
+	if key == "" && file != "" {
+		// The file of --jwt-secret-file: the first of its secrets signs.
+		b, err := os.ReadFile(file)
 		if err != nil {
 			return err
 		}
-		key = strings.TrimRight(string(b), "\r\n")
-	}
-	if key == "" {
-		key = getenv("HUB_JWT_SECRET")
+		secrets, err := hub.ParseSecrets(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		key = string(secrets[0])
 	}
 	switch {
 	case key == "":
