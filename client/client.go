@@ -27,6 +27,11 @@ var (
 	// before its reply came. The client reconnects by itself (unless the
 	// close was final); the request may be sent again.
 	ErrConnectionLost = errors.New("sessionhub: connection lost before the reply")
+
+	// ErrHeartbeatTimeout is wrapped by the *CloseError of a connection
+	// the client dropped because nothing came within
+	// Options.HeartbeatTimeout of its heartbeat ping.
+	ErrHeartbeatTimeout = errors.New("sessionhub: no answer to the heartbeat ping")
 )
 
 const (
@@ -70,6 +75,24 @@ type conn struct {
 	ready chan struct{} // closed when requests may use it (after the rejoin)
 	done  chan struct{} // closed when its reader has returned
 	err   error         // the read error that ended it; set before done
+
+	recv    chan struct{}  // signalled, without blocking, after each frame the reader handled
+	busy    atomic.Bool    // the reader is handing a frame's messages over (it may wait for the application)
+	helpers sync.WaitGroup // the connection's heartbeat goroutine
+
+	mu      sync.Mutex
+	dropped error // why the client dropped the connection itself, if it did
+}
+
+// drop ends cn from the client's side, without a close handshake: the peer
+// is not answering. err is what the connection's *CloseError wraps.
+func (cn *conn) drop(err error) {
+	cn.mu.Lock()
+	if cn.dropped == nil {
+		cn.dropped = err
+	}
+	cn.mu.Unlock()
+	cn.ws.CloseNow()
 }
 
 // membership is the session the client is in, as needed to join it again
@@ -82,6 +105,11 @@ type membership struct {
 	// delivered.
 	epoch  string
 	offset int64
+	// participants is the client's own list of the session's participants;
+	// fill says that UserJoined and UserLeft events carry a copy of it when
+	// the server sent none (the join left the presence mode to the client).
+	participants roster
+	fill         bool
 }
 
 // pending is a request waiting for its reply.
@@ -89,6 +117,7 @@ type pending struct {
 	cn     *conn
 	ch     chan reply            // buffered: the reader never blocks on it
 	join   *protocol.JoinSession // for join-session: what was asked
+	fill   bool                  // for join-session: the presence mode was the client's default
 	rejoin int                   // for an automatic rejoin: the reconnect attempt
 }
 
@@ -101,15 +130,27 @@ type reply struct {
 // JoinOption is an option of Join.
 type JoinOption func(*protocol.JoinSession)
 
-// WithPresence asks for presence mode p (protocol.PresenceFull, the
-// server's default, or protocol.PresenceDiff).
+// WithPresence asks for presence mode p on the wire. protocol.PresenceFull:
+// every user-joined and user-left carries the server's whole list.
+// protocol.PresenceDiff: they carry only the user who came or went, and the
+// events' Participants is nil (Client.Participants still has the list).
+// Without this option the client joins in diff presence (O(n) bytes per
+// join instead of O(n²)) and fills the events' Participants from its own
+// list, so that they read as in full presence.
 func WithPresence(p protocol.Presence) JoinOption {
 	return func(j *protocol.JoinSession) { j.Presence = p }
 }
 
 // Dial connects to the hub's WebSocket endpoint url (ws://host/ws or
-// wss://host/ws) and returns a connected Client. The first connection is
-// not retried: if it fails, Dial returns the error. opts may be nil.
+// wss://host/ws) and returns a connected Client. opts may be nil.
+//
+// A failed first connect is retried under Options.Reconnect, as a
+// reconnect is (a hub that starts late is waited for), until ctx ends or
+// the policy gives up (a *GaveUpError that wraps the last attempt's
+// error). An answer that no retry can change is returned at once: an
+// *UpgradeError with HTTP 400, 403, 404 or another 4xx but 408 and 429,
+// and 401 unless Options.TokenFunc can give another token. A negative
+// MaxAttempts makes one attempt only.
 //
 // The Client must be closed with Close, and its Events channel read.
 func Dial(ctx context.Context, url string, opts *Options) (*Client, error) {
@@ -124,7 +165,7 @@ func Dial(ctx context.Context, url string, opts *Options) (*Client, error) {
 		changed: make(chan struct{}),
 		pending: make(map[string]*pending),
 	}
-	ws, err := c.dial(ctx)
+	ws, n, err := c.connect(ctx, true, 0, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -132,12 +173,56 @@ func Dial(ctx context.Context, url string, opts *Options) (*Client, error) {
 	cn := newConn(ws)
 	close(cn.ready)
 	c.cn, c.state = cn, Connected
-	go c.run(cn)
+	go c.run(cn, n)
 	return c, nil
 }
 
 func newConn(ws *websocket.Conn) *conn {
-	return &conn{ws: ws, ready: make(chan struct{}), done: make(chan struct{})}
+	return &conn{ws: ws, ready: make(chan struct{}), done: make(chan struct{}), recv: make(chan struct{}, 1)}
+}
+
+// UpgradeError is a connection attempt that the server answered with an
+// HTTP status instead of upgrading to a WebSocket (for example 401 for a
+// missing or invalid token, 403 for a refused origin, 429 or 503 for a
+// connection limit or a hub shutting down).
+type UpgradeError struct {
+	StatusCode int
+	Err        error
+}
+
+func (e *UpgradeError) Error() string {
+	return fmt.Sprintf("HTTP %d %s instead of the WebSocket upgrade", e.StatusCode, http.StatusText(e.StatusCode))
+}
+
+func (e *UpgradeError) Unwrap() error { return e.Err }
+
+// permanent reports whether err, a failed connection attempt, would fail
+// the same way however often it was retried.
+func (c *Client) permanent(err error) bool {
+	var ue *UpgradeError
+	if !errors.As(err, &ue) {
+		return false
+	}
+	switch ue.StatusCode {
+	case http.StatusUnauthorized:
+		return c.opts.TokenFunc == nil
+	case http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return false
+	}
+	return ue.StatusCode >= 400 && ue.StatusCode < 500
+}
+
+// token returns the token of a connection attempt or refresh ("" for
+// none).
+func (c *Client) token(ctx context.Context) (string, error) {
+	if c.opts.TokenFunc == nil {
+		return c.opts.Token, nil
+	}
+	tok, err := c.opts.TokenFunc(ctx)
+	if err != nil {
+		return "", fmt.Errorf("sessionhub: token function: %w", err)
+	}
+	return tok, nil
 }
 
 // dial makes one connection attempt.
@@ -148,20 +233,24 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
 	if h == nil {
 		h = http.Header{}
 	}
-	if c.opts.Token != "" {
-		h.Set("Authorization", "Bearer "+c.opts.Token)
+	tok, err := c.token(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
+		h.Set("Authorization", "Bearer "+tok)
 	}
 	if c.opts.Origin != "" {
 		h.Set("Origin", c.opts.Origin)
 	}
-	do := &websocket.DialOptions{HTTPHeader: h}
+	do := &websocket.DialOptions{HTTPHeader: h, HTTPClient: c.opts.HTTPClient}
 	if !c.opts.DisableBatch {
 		do.Subprotocols = []string{protocol.BatchSubprotocol}
 	}
 	ws, resp, err := websocket.Dial(ctx, c.url, do)
 	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("sessionhub: dial %s: HTTP %d: %w", c.url, resp.StatusCode, err)
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			return nil, fmt.Errorf("sessionhub: dial %s: %w", c.url, &UpgradeError{StatusCode: resp.StatusCode, Err: err})
 		}
 		return nil, fmt.Errorf("sessionhub: dial %s: %w", c.url, err)
 	}
@@ -192,12 +281,19 @@ func (c *Client) State() State {
 // reply is also delivered as a *SessionJoined event. After a reconnect the
 // client joins the last session it joined again by itself, as the same
 // user (SelfID), with the same name, role, colour and presence.
+//
+// The client joins in diff presence unless WithPresence says otherwise, and
+// keeps the participant list itself (see Participants and WithPresence).
 func (c *Client) Join(ctx context.Context, sessionID string, info protocol.UserInfo, opts ...JoinOption) (*protocol.SessionJoined, error) {
 	j := protocol.JoinSession{SessionID: sessionID, UserInfo: info}
 	for _, o := range opts {
 		o(&j)
 	}
-	r, err := c.request(ctx, protocol.TypeJoinSession, j, &pending{join: &j})
+	fill := j.Presence == ""
+	if fill {
+		j.Presence = protocol.PresenceDiff
+	}
+	r, err := c.request(ctx, protocol.TypeJoinSession, j, &pending{join: &j, fill: fill})
 	if err != nil {
 		return nil, err
 	}
@@ -214,14 +310,49 @@ func (c *Client) Leave(ctx context.Context) error {
 // UpdateCursor sends the client's cursor (with optional file and
 // selection) to the other participants. The server does not reply; an
 // error (not_in_session, bad_request) arrives as an *ErrorEvent.
+// The client's own entry in Participants takes the cursor.
 func (c *Client) UpdateCursor(ctx context.Context, cur protocol.Cursor) error {
-	return c.send(ctx, protocol.TypeCursorUpdate, cur)
+	if err := c.send(ctx, protocol.TypeCursorUpdate, cur); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if m := c.joined; m != nil {
+		m.participants.setCursor(m.join.UserInfo.UserID, cur)
+	}
+	c.mu.Unlock()
+	return nil
 }
 
 // SetActive tells the other participants whether the user is active. The
-// server does not reply; an error arrives as an *ErrorEvent.
+// server does not reply; an error arrives as an *ErrorEvent. The client's
+// own entry in Participants takes the state.
 func (c *Client) SetActive(ctx context.Context, active bool) error {
-	return c.send(ctx, protocol.TypeActivityStatus, protocol.ActivityStatus{IsActive: active})
+	if err := c.send(ctx, protocol.TypeActivityStatus, protocol.ActivityStatus{IsActive: active}); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if m := c.joined; m != nil {
+		m.participants.setActive(m.join.UserInfo.UserID, active)
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// Participants returns a copy of the client's list of its session's
+// participants, in the contract's order (joinedAt, then userId), or nil
+// outside a session. The client keeps it from the last session-joined
+// (Join's reply, or a *Rejoined after a reconnect) and the membership,
+// cursor and activity events since, whatever the presence mode; the
+// client's own entry follows its UpdateCursor and SetActive. It is as
+// current as the events the client has read from the connection, which
+// may be ahead of those the application has taken from Events.
+func (c *Client) Participants() []protocol.Participant {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.joined == nil {
+		return nil
+	}
+	return c.joined.participants.clone()
 }
 
 // Broadcast sends event with payload (marshalled to JSON) to the session's
@@ -436,19 +567,31 @@ func (c *Client) terminate(to State, err error) {
 }
 
 // run owns the connection's lifetime: it reads each connection (on a
-// goroutine of its own), reconnects after unexpected drops and rejoins.
-func (c *Client) run(cn *conn) {
+// goroutine of its own, with a heartbeat goroutine beside it), reconnects
+// after unexpected drops and rejoins. failures is the number of attempts
+// Dial needed (0 when the first one worked).
+func (c *Client) run(cn *conn, failures int) {
 	defer close(c.done)
 	defer close(c.events)
 	c.emit(&StateChange{From: Connecting, To: Connected})
-	attempt := 0
+	rejoin := false
 	for {
-		go c.read(cn)
-		if attempt > 0 {
-			c.rejoin(cn, attempt)
+		c.start(cn)
+		if rejoin {
+			c.rejoin(cn, failures)
 		}
-		<-cn.done
+		// The attempt counter restarts only once the connection has stayed
+		// up for a while after its rejoin.
+		stable := time.NewTimer(c.opts.Reconnect.StableAfter)
+		select {
+		case <-cn.done:
+		case <-stable.C:
+			failures = 0
+			<-cn.done
+		}
+		stable.Stop()
 		cn.ws.CloseNow()
+		cn.helpers.Wait()
 		c.mu.Lock()
 		if c.cn == cn {
 			c.cn = nil
@@ -465,17 +608,17 @@ func (c *Client) run(cn *conn) {
 			c.terminate(Closed, nil)
 			return
 		}
-		ce := closeError(cn.err)
-		if ce.Code.Final() || c.opts.Reconnect.MaxAttempts < 0 {
+		ce := cn.closeError()
+		if c.isFinal(ce.Code) {
 			c.log.Info("sessionhub: connection closed for good", "code", int(ce.Code), "reason", ce.Reason)
 			c.terminate(Disconnected, ce)
 			return
 		}
 		c.log.Info("sessionhub: connection lost, reconnecting", "code", int(ce.Code), "reason", ce.Reason)
 		c.setState(Reconnecting, ce)
-		ws, n, err := c.reconnect()
+		ws, n, err := c.connect(c.ctx, false, failures, ce)
 		if err != nil {
-			if errors.Is(err, ErrClosed) {
+			if c.ctx.Err() != nil {
 				c.terminate(Closed, nil)
 			} else {
 				c.log.Info("sessionhub: gave up reconnecting", "err", err)
@@ -483,7 +626,7 @@ func (c *Client) run(cn *conn) {
 			}
 			return
 		}
-		cn, attempt = newConn(ws), n
+		cn, failures, rejoin = newConn(ws), n, true
 		if !c.setConnected(cn) {
 			c.terminate(Closed, nil)
 			return
@@ -492,41 +635,89 @@ func (c *Client) run(cn *conn) {
 	}
 }
 
-// closeError turns the read error that ended a connection into a
-// *CloseError (1006 when there was no close frame).
-func closeError(err error) *CloseError {
+// isFinal reports whether a connection closed with code ends the client.
+func (c *Client) isFinal(code protocol.StatusCode) bool {
+	if c.opts.Reconnect.MaxAttempts < 0 {
+		return true
+	}
+	if code == protocol.CloseTokenExpired && c.opts.TokenFunc != nil {
+		return false // a new token, and what was missed is recovered
+	}
+	return code.Final()
+}
+
+// start starts cn's reader and heartbeat.
+func (c *Client) start(cn *conn) {
+	go c.read(cn)
+	if c.opts.HeartbeatInterval > 0 {
+		cn.helpers.Add(1)
+		go c.heartbeat(cn)
+	}
+}
+
+// closeError is how cn ended, as a *CloseError (1006 when there was no
+// close frame).
+func (cn *conn) closeError() *CloseError {
 	var ce websocket.CloseError
-	if errors.As(err, &ce) {
+	if errors.As(cn.err, &ce) {
+		// A close frame came: it says how, even if the heartbeat gave up
+		// at the same moment.
 		return &CloseError{Code: protocol.StatusCode(ce.Code), Reason: ce.Reason}
 	}
+	cn.mu.Lock()
+	dropped := cn.dropped
+	cn.mu.Unlock()
+	if dropped != nil {
+		return &CloseError{Code: protocol.CloseAbnormal, Reason: dropped.Error(), Err: dropped}
+	}
 	reason := ""
-	if err != nil {
-		reason = err.Error()
+	if cn.err != nil {
+		reason = cn.err.Error()
 	}
 	return &CloseError{Code: protocol.CloseAbnormal, Reason: reason}
 }
 
-// reconnect dials until it succeeds, the policy gives up (*GaveUpError) or
-// the client is closed (ErrClosed). It returns the attempt that succeeded.
-func (c *Client) reconnect() (*websocket.Conn, int, error) {
+// connect dials until a connection is open, the reconnect policy gives up
+// (*GaveUpError), an attempt fails in a way no retry changes (see
+// permanent) or ctx ends. failures is the number of attempts made since the
+// last connection that stayed up (ReconnectPolicy.StableAfter), last the
+// reason of the latest; attempt failures+1 and the next ones wait for their
+// backoff first. now makes one attempt at once before them (Dial's first
+// connect). It returns the number of the attempt that succeeded (0 for the
+// one made at once).
+func (c *Client) connect(ctx context.Context, now bool, failures int, last error) (*websocket.Conn, int, error) {
 	p := c.opts.Reconnect
-	var last error
-	n := 1
-	for ; p.MaxAttempts == 0 || n <= p.MaxAttempts; n++ {
-		if err := c.opts.sleep(c.ctx, c.opts.jitter(p.Bound(n-1))); err != nil || c.ctx.Err() != nil {
-			return nil, n, ErrClosed
+	extra := 0 // the attempt made at once, when it failed
+	if now {
+		ws, err := c.dial(ctx)
+		if err == nil {
+			return ws, 0, nil
 		}
-		ws, err := c.dial(c.ctx)
+		if p.MaxAttempts < 0 || c.permanent(err) || ctx.Err() != nil {
+			return nil, 0, err
+		}
+		last, extra = err, 1
+		c.log.Info("sessionhub: connect failed, retrying", "err", err)
+	}
+	n := failures + 1
+	for ; p.MaxAttempts == 0 || n <= p.MaxAttempts; n++ {
+		if err := c.opts.sleep(ctx, c.opts.jitter(p.Bound(n-1))); err != nil || ctx.Err() != nil {
+			return nil, n, fmt.Errorf("sessionhub: connect to %s: %w (last attempt: %v)", c.url, ctx.Err(), last)
+		}
+		ws, err := c.dial(ctx)
 		if err == nil {
 			return ws, n, nil
 		}
-		if c.ctx.Err() != nil {
-			return nil, n, ErrClosed
+		if ctx.Err() != nil {
+			return nil, n, fmt.Errorf("sessionhub: connect to %s: %w (last attempt: %v)", c.url, ctx.Err(), err)
 		}
 		last = err
-		c.log.Info("sessionhub: reconnect attempt failed", "attempt", n, "err", err)
+		c.log.Info("sessionhub: connection attempt failed", "attempt", n, "err", err)
+		if c.permanent(err) {
+			return nil, n, &GaveUpError{Attempts: n + extra, Err: err}
+		}
 	}
-	return nil, n - 1, &GaveUpError{Attempts: n - 1, Err: last}
+	return nil, n - 1, &GaveUpError{Attempts: n - 1 + extra, Err: last}
 }
 
 // rejoin joins the last joined session again on a new connection, then
@@ -562,8 +753,65 @@ func (c *Client) read(cn *conn) {
 		if typ != websocket.MessageText {
 			continue
 		}
+		cn.busy.Store(true)
 		for line := range protocol.SplitBatch(b) {
 			c.dispatch(cn, line)
+		}
+		cn.busy.Store(false)
+		select {
+		case cn.recv <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// pingFrame is the heartbeat's ping.
+var pingFrame = []byte(`{"type":"ping","data":{}}`)
+
+// heartbeat watches cn for silence: after HeartbeatInterval with no frame
+// it sends a ping, and if nothing at all has come HeartbeatTimeout later
+// it drops cn (the reader then ends, and run reconnects). Time spent by the
+// reader waiting for room in Events does not count as silence. It runs on
+// a goroutine of its own per connection and returns when cn's reader has.
+func (c *Client) heartbeat(cn *conn) {
+	defer cn.helpers.Done()
+	interval, timeout := c.opts.HeartbeatInterval, c.opts.HeartbeatTimeout
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	pinged := false
+	for {
+		select {
+		case <-cn.done:
+			return
+		case <-cn.recv:
+			pinged = false
+			t.Reset(interval)
+		case <-t.C:
+			switch {
+			case cn.busy.Load():
+				pinged = false
+				t.Reset(interval)
+			case pinged:
+				c.log.Info("sessionhub: no answer to the heartbeat, dropping the connection", "timeout", timeout)
+				cn.drop(fmt.Errorf("%w within %v", ErrHeartbeatTimeout, timeout))
+				return
+			default:
+				pinged = true
+				t.Reset(timeout)
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				err := cn.ws.Write(ctx, websocket.MessageText, pingFrame)
+				timedOut := ctx.Err() != nil
+				cancel()
+				if err != nil {
+					// A write that could not finish in time is silence too;
+					// any other failure means the connection is ending
+					// anyway, and the reader says how.
+					if timedOut {
+						cn.drop(fmt.Errorf("%w: the ping could not be written within %v", ErrHeartbeatTimeout, timeout))
+					}
+					return
+				}
+			}
 		}
 	}
 }
@@ -620,7 +868,8 @@ func (c *Client) dispatch(cn *conn, line []byte) {
 		if p != nil && p.join != nil {
 			j := *p.join
 			j.UserInfo.UserID, j.Recover = sj.SelfID, nil
-			m := &membership{join: j, epoch: sj.Epoch, offset: sj.Offset}
+			m := &membership{join: j, epoch: sj.Epoch, offset: sj.Offset,
+				participants: newRoster(sj.Participants), fill: p.fill}
 			if rec := p.join.Recover; sj.Recovered && rec != nil && rec.Epoch == sj.Epoch {
 				// The replay of what was missed follows and advances it.
 				// Otherwise (a first join, or a fresh start) the events up
@@ -651,13 +900,65 @@ func (c *Client) dispatch(cn *conn, line []byte) {
 		if p != nil {
 			p.ch <- reply{}
 		}
-	case protocol.TypeUserJoined, protocol.TypeUserLeft, protocol.TypeCursorMoved, protocol.TypeUserActivityChanged:
-		// Events that only reach the application: their types embed the
-		// protocol payload, so they decode as it.
-		e := plainEvents[env.Type]()
-		if decode(e) {
-			c.emit(e)
+	case protocol.TypeUserJoined:
+		var e UserJoined
+		if !decode(&e.UserJoined) {
+			return
 		}
+		c.mu.Lock()
+		if m := c.joined; m != nil {
+			if e.Participants != nil {
+				m.participants = newRoster(e.Participants)
+			} else {
+				m.participants.upsert(e.User)
+				if m.fill {
+					e.Participants = m.participants.clone()
+				}
+			}
+		}
+		c.mu.Unlock()
+		c.emit(&e)
+	case protocol.TypeUserLeft:
+		var e UserLeft
+		if !decode(&e.UserLeft) {
+			return
+		}
+		c.mu.Lock()
+		if m := c.joined; m != nil {
+			if e.Participants != nil {
+				m.participants = newRoster(*e.Participants)
+			} else {
+				m.participants.remove(e.UserID)
+				if m.fill {
+					l := m.participants.clone()
+					e.Participants = &l
+				}
+			}
+		}
+		c.mu.Unlock()
+		c.emit(&e)
+	case protocol.TypeCursorMoved:
+		var e CursorMoved
+		if !decode(&e.CursorMoved) {
+			return
+		}
+		c.mu.Lock()
+		if m := c.joined; m != nil {
+			m.participants.setCursor(e.UserID, e.Cursor)
+		}
+		c.mu.Unlock()
+		c.emit(&e)
+	case protocol.TypeUserActivityChanged:
+		var e UserActivityChanged
+		if !decode(&e.UserActivityChanged) {
+			return
+		}
+		c.mu.Lock()
+		if m := c.joined; m != nil {
+			m.participants.setActive(e.UserID, e.IsActive)
+		}
+		c.mu.Unlock()
+		c.emit(&e)
 	case protocol.TypeBroadcast:
 		var e BroadcastEvent
 		if decode(&e.BroadcastEvent) && c.seen(e.Offset) {
@@ -682,15 +983,6 @@ func (c *Client) dispatch(cn *conn, line []byte) {
 			p.ch <- reply{err: fmt.Errorf("sessionhub: unexpected reply %q", env.Type)}
 		}
 	}
-}
-
-// plainEvents makes the events of the server messages that answer no
-// request and change no client state.
-var plainEvents = map[string]func() Event{
-	protocol.TypeUserJoined:          func() Event { return new(UserJoined) },
-	protocol.TypeUserLeft:            func() Event { return new(UserLeft) },
-	protocol.TypeCursorMoved:         func() Event { return new(CursorMoved) },
-	protocol.TypeUserActivityChanged: func() Event { return new(UserActivityChanged) },
 }
 
 // seen records offset as the latest broadcast offset seen in the session,

@@ -17,14 +17,38 @@
 // (the hub closes a connection that falls too far behind with 1013, after
 // which the client reconnects).
 //
-// After an unexpected end of the connection (no close frame, or close codes
-// 1001, 1009, 1011, 1013) the client reconnects with exponential backoff and
-// full jitter (see ReconnectPolicy), joins its session again by itself as
-// the same user, and reports it with a *Rejoined event. Close codes 1000,
-// 1003, 1008, 4001 and 4003 are final: the client does not reconnect, its
-// state becomes Disconnected with a *CloseError, and the Events channel is
-// closed. So it is after the last failed reconnect attempt, with a
-// *GaveUpError, and after Close.
+// Dial's first connect is retried under the reconnect policy, so a hub that
+// starts after the program does is waited for. After an unexpected end of
+// the connection (no close frame, or close codes 1001, 1009, 1011, 1013)
+// the client reconnects with exponential backoff and full jitter (see
+// ReconnectPolicy), joins its session again by itself as the same user,
+// and reports it with a *Rejoined event. The attempt counter restarts only
+// once a connection has stayed up for ReconnectPolicy.StableAfter (10 s)
+// after its rejoin, so a hub that drops the client right after every rejoin
+// ends in a *GaveUpError instead of a loop. Close codes 1000, 1003, 1008,
+// 4001 and 4003 are final (4001 is not with Options.TokenFunc): the client
+// does not reconnect, its state becomes Disconnected with a *CloseError,
+// and the Events channel is closed. So it is after the last failed
+// reconnect attempt, with a *GaveUpError, and after Close.
+//
+// Liveness: a connection can die without any sign (a NAT or a mobile
+// network forgets it; nothing closes). After Options.HeartbeatInterval
+// (25 s) with nothing received the client sends an application ping; if
+// nothing comes within Options.HeartbeatTimeout (10 s) it drops the
+// connection (a *CloseError with code 1006 wrapping ErrHeartbeatTimeout),
+// reconnects and recovers, as after any drop. Time the client spends
+// waiting for the application to read Events is not silence.
+//
+// Tokens: Options.Token is sent with every connection attempt;
+// Options.TokenFunc instead is called for every attempt, so that a
+// reconnect after an hour carries a fresh token.
+//
+// Presence: Join asks the hub for diff presence (each membership change
+// carries only the user who came or went: O(n) bytes per join instead of
+// O(n²) for a class that fills) and the client keeps the participant list
+// itself, from session-joined and the events that follow. UserJoined and
+// UserLeft still carry the whole list, and Client.Participants returns it;
+// WithPresence chooses the mode on the wire explicitly.
 //
 // Broadcasts are delivered exactly once across such drops. The client keeps
 // the session's epoch and the latest broadcast offset it has seen (delivered

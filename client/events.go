@@ -23,11 +23,15 @@ type SessionJoined struct{ protocol.SessionJoined }
 type SessionLeft struct{ protocol.SessionLeft }
 
 // UserJoined is the server's user-joined: another user came into the
-// session. Participants is nil in diff presence.
+// session. Participants is the whole list after the join: the server's in
+// full presence, the client's own when the join left the presence mode to
+// the client (see WithPresence), nil in a diff presence asked for with
+// WithPresence.
 type UserJoined struct{ protocol.UserJoined }
 
 // UserLeft is the server's user-left: another user's last connection left
-// the session. Participants is nil in diff presence.
+// the session. Participants is the whole list after the leave, as for
+// UserJoined.
 type UserLeft struct{ protocol.UserLeft }
 
 // CursorMoved is the server's cursor-moved: another user's cursor.
@@ -54,8 +58,9 @@ type ErrorEvent struct {
 
 // Rejoined reports that the client, after reconnecting, joined its session
 // again by itself. SessionJoined is the server's fresh reply (its
-// Participants is the current list); Attempt is the reconnect attempt that
-// succeeded, counting from 1.
+// Participants is the current list, which replaces the client's own);
+// Attempt is the reconnect attempt that succeeded, counting from 1 since
+// the last connection that stayed up (see ReconnectPolicy.StableAfter).
 //
 // Recovered tells whether the broadcasts missed while the connection was
 // down are coming: when true, the *BroadcastEvent values the client had not
@@ -137,12 +142,19 @@ func (e *ServerError) Error() string { return "sessionhub: " + string(e.Code) + 
 // CloseError is how a connection ended: the close code the client observed
 // (1006, protocol.CloseAbnormal, when there was no close frame) and the
 // reason the server gave. A CloseError with a final code
-// (protocol.StatusCode.Final) ends the client: it is the Err of the
-// StateChange to Disconnected, and every later method call returns it.
+// (protocol.StatusCode.Final; 4001 is not final with Options.TokenFunc)
+// ends the client: it is the Err of the StateChange to Disconnected, and
+// every later method call returns it.
 type CloseError struct {
 	Code   protocol.StatusCode
 	Reason string
+	// Err is set when the client dropped the connection itself:
+	// ErrHeartbeatTimeout (wrapped) when nothing came in time.
+	Err error
 }
+
+// Unwrap returns Err.
+func (e *CloseError) Unwrap() error { return e.Err }
 
 func (e *CloseError) Error() string {
 	if e.Reason == "" {
@@ -152,11 +164,18 @@ func (e *CloseError) Error() string {
 }
 
 // GaveUpError is the Err of the StateChange to Disconnected after the
-// reconnect policy's last attempt failed; every later method call returns
-// it.
+// reconnect policy's last attempt failed (or an attempt failed in a way no
+// retry changes, see Dial); every later method call returns it. Dial
+// returns it when its first connect and the retries failed.
 type GaveUpError struct {
-	Attempts int   // failed attempts in a row
-	Err      error // the last attempt's error
+	// Attempts is the attempt counter at the end: the attempts made since
+	// the last connection that stayed up (ReconnectPolicy.StableAfter),
+	// those that connected but did not stay up included, Dial's first
+	// included.
+	Attempts int
+	// Err is the last attempt's error, or how the last connection ended
+	// when the counter had already reached MaxAttempts.
+	Err error
 }
 
 func (e *GaveUpError) Error() string {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/sessionhub/sessionhub/client"
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/protocol"
@@ -92,4 +94,106 @@ func ExampleClient_Events() {
 	// state: connecting -> connected
 	// joined demo as u1
 	// state: connected -> closed
+}
+
+// The token comes from a function, called for every connection attempt
+// (and every refresh), so that a reconnect never sends an expired token.
+// Here it signs a token itself; a real application asks its backend.
+func ExampleOptions_tokenFunc() {
+	secret := []byte("example-secret-of-at-least-32-bytes!")
+	h := hub.New(&hub.Options{JWTSecret: secret, Logger: discardLogger()})
+	ts := httptest.NewServer(h.Handler())
+	defer ts.Close()
+	defer h.Shutdown(context.Background())
+	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+
+	calls := 0
+	getToken := func(ctx context.Context) (string, error) {
+		calls++
+		return hub.NewToken(secret, hub.Claims{
+			RegisteredClaims: jwt.RegisteredClaims{Subject: "ada", ExpiresAt: jwt.NewNumericDate(time.Now().Add(5 * time.Minute))},
+			Name:             "Ada"})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, url, &client.Options{TokenFunc: getToken})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	joined, err := c.Join(ctx, "intro-go", protocol.UserInfo{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("joined as", joined.SelfID, "after", calls, "token call")
+	// Output:
+	// joined as ada after 1 token call
+}
+
+// A client on a network that may silently forget connections (mobile,
+// NAT): it pings after 10 s without traffic and gives the hub 5 s to
+// answer; it retries forever, starting again from the shortest delay once
+// a connection has stayed up for 30 s.
+func ExampleOptions_heartbeat() {
+	h := hub.New(&hub.Options{Logger: discardLogger()})
+	ts := httptest.NewServer(h.Handler())
+	defer ts.Close()
+	defer h.Shutdown(context.Background())
+	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+
+	c, err := client.Dial(context.Background(), url, &client.Options{
+		HeartbeatInterval: 10 * time.Second,
+		HeartbeatTimeout:  5 * time.Second,
+		Reconnect:         &client.ReconnectPolicy{MaxAttempts: 0, StableAfter: 30 * time.Second},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	fmt.Println(c.State())
+	// Output:
+	// connected
+}
+
+// The client keeps the participant list itself: Join asks for diff
+// presence (cheap for the hub) and the events carry the whole list anyway.
+func ExampleClient_Participants() {
+	h := hub.New(&hub.Options{Logger: discardLogger()})
+	ts := httptest.NewServer(h.Handler())
+	defer ts.Close()
+	defer h.Shutdown(context.Background())
+	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ann, err := client.Dial(ctx, url, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ann.Close()
+	bob, err := client.Dial(ctx, url, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer bob.Close()
+	ann.Join(ctx, "intro-go", protocol.UserInfo{UserID: "ann", Name: "Ann"})
+	bob.Join(ctx, "intro-go", protocol.UserInfo{UserID: "bob", Name: "Bob"})
+	for ev := range ann.Events() {
+		if j, ok := ev.(*client.UserJoined); ok {
+			fmt.Println(j.User.Name, "joined; the event lists", len(j.Participants))
+			break
+		}
+	}
+	for _, p := range ann.Participants() {
+		fmt.Println(p.Name, p.Role)
+	}
+	// Output:
+	// Bob joined; the event lists 2
+	// Ann learner
+	// Bob learner
 }

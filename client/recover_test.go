@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +22,9 @@ import (
 
 // cutProxy is a TCP proxy in front of a hub: the test can cut every
 // connection through it at once, with no close frame (as a network failure
-// would), and refuse new ones for a while.
+// would), silence them (they stay open but nothing goes through any more,
+// as when a NAT or a mobile network forgets a connection), and refuse new
+// ones for a while.
 type cutProxy struct {
 	ln     net.Listener
 	target string
@@ -30,6 +32,7 @@ type cutProxy struct {
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
+	links  map[*atomic.Bool]struct{} // one per proxied connection: set when it is silenced
 	paused bool
 	closed bool
 }
@@ -42,7 +45,7 @@ func startProxy(t *testing.T, target string) *cutProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, links: map[*atomic.Bool]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
@@ -70,16 +73,17 @@ func (p *cutProxy) accept() {
 			in.Close()
 			continue
 		}
-		if !p.track(in, out) {
+		silent := new(atomic.Bool)
+		if !p.track(silent, in, out) {
 			continue
 		}
 		p.wg.Add(2)
-		go p.pipe(in, out)
-		go p.pipe(out, in)
+		go p.pipe(in, out, silent)
+		go p.pipe(out, in, silent)
 	}
 }
 
-func (p *cutProxy) track(cs ...net.Conn) bool {
+func (p *cutProxy) track(silent *atomic.Bool, cs ...net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -91,18 +95,51 @@ func (p *cutProxy) track(cs ...net.Conn) bool {
 	for _, c := range cs {
 		p.conns[c] = struct{}{}
 	}
+	p.links[silent] = struct{}{}
 	return true
 }
 
-func (p *cutProxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst until either ends, then closes both, unless the
+// link was silenced: then it swallows what src sends, and leaves dst open
+// when src ends (close or cut ends it).
+func (p *cutProxy) pipe(dst, src net.Conn, silent *atomic.Bool) {
 	defer p.wg.Done()
-	io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !silent.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				err = werr
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if silent.Load() {
+		return
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
 	delete(p.conns, dst)
 	delete(p.conns, src)
+	delete(p.links, silent)
 	p.mu.Unlock()
+}
+
+// silence stops every connection through the proxy from forwarding
+// anything, in both directions, without closing it; with pause, new
+// connections are refused until resume. New connections after that are
+// forwarded as usual.
+func (p *cutProxy) silence(pause bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.paused = pause
+	for l := range p.links {
+		l.Store(true)
+		delete(p.links, l)
+	}
 }
 
 // cut closes every connection through the proxy (both ends: the client sees
