@@ -260,9 +260,41 @@ export interface HubClientOptions {
     network?: boolean;
     /** Defaults to globalThis.WebSocket. */
     WebSocket?: WebSocketConstructor;
-    /** How to reach the hub. Defaults to webSocketTransport. */
+    /**
+     * How to reach the hub. Defaults to webSocketTransport, with the fallback to
+     * sseTransport (see `fallback`); a transport given here is used alone.
+     */
     transport?: TransportFactory;
+    /**
+     * The fallback to Server-Sent Events for networks whose proxies refuse or cut
+     * the WebSocket upgrade; `false` turns it off. On by default (unless `transport` is given).
+     */
+    fallback?: FallbackOptions | false;
+    /** Defaults to globalThis.EventSource (the fallback transport). */
+    EventSource?: EventSourceConstructor;
+    /** Defaults to globalThis.fetch (the fallback transport's sends). */
+    fetch?: typeof fetch;
 }
+/** When and where the client falls back to Server-Sent Events. */
+export interface FallbackOptions {
+    /**
+     * WebSocket attempts in a row that fail before they open (the upgrade refused,
+     * the socket closed or timed out before it opened) after which the client connects over SSE. Defaults to 2.
+     */
+    after?: number;
+    /** How long the client keeps to SSE before a reconnect tries WebSocket again, ms. Defaults to 60000. */
+    retryWebSocketAfter?: number;
+    /** The stream's endpoint. Defaults to the WebSocket URL with /ws replaced by /sse, as http(s). */
+    url?: string | URL;
+}
+/** The EventSource constructor the fallback transport uses. */
+export interface EventSourceConstructor {
+    new (url: string, init?: {
+        withCredentials?: boolean;
+    }): EventSource;
+}
+/** The name of a transport, as `client.transport` reports it. */
+export type TransportName = 'websocket' | 'sse' | 'custom';
 /** What a transport tells the client. Each is called on the JavaScript thread; none after close(). */
 export interface TransportEvents {
     /** The connection is open: send() may be used. */
@@ -299,6 +331,15 @@ export type TransportFactory = (req: TransportRequest, events: TransportEvents) 
  * parameter, the `sessionhub.batch` subprotocol offered when batch is on.
  */
 export declare const webSocketTransport: TransportFactory;
+/**
+ * The fallback transport (contract v1.2): server messages as Server-Sent
+ * Events from `GET /sse`, client messages POSTed to the path of the stream's
+ * open event, one POST at a time (the next once the previous is answered, so
+ * that order holds), up to 32 messages each, as text/plain (no CORS preflight;
+ * the token goes as the `token` query parameter). EventSource's own retrying
+ * is off: the client reconnects under its policy and rejoins with recovery.
+ */
+export declare const sseTransport: TransportFactory;
 /** The client's connection states, as found in `hub.state` and `statechange` events. */
 export declare const States: Readonly<{
     readonly IDLE: "idle";
@@ -355,6 +396,10 @@ export declare class HubClient extends EventTarget {
     private _expiresAt;
     private _offline;
     private _netListeners;
+    private _transport;
+    private _attemptTransport;
+    private _wsFailures;
+    private _sseUntil;
     private _membership;
     private _sessionId;
     private _selfId;
@@ -371,6 +416,11 @@ export declare class HubClient extends EventTarget {
     constructor(url?: string | URL, options?: HubClientOptions);
     /** The default URL with options. */
     constructor(options: HubClientOptions);
+    /**
+     * The transport of the current connection (or of the last one): 'websocket',
+     * 'sse' (the fallback) or 'custom' (options.transport); null before the first opened.
+     */
+    get transport(): TransportName | null;
     /** 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed' */
     get state(): HubState;
     /** The userId the server uses for this client, after a join; null outside a session. */
@@ -454,6 +504,10 @@ export declare class HubClient extends EventTarget {
     private _getToken;
     /** Makes one connection attempt (state connecting or reconnecting). */
     private _open;
+    /** The transport of the next attempt: SSE while the fallback holds, else the configured one. */
+    private _chooseTransport;
+    /** The attempt in progress failed before it opened: WebSocket failures in a row start the fallback. */
+    private _notOpened;
     private _openTransport;
     /** Ends the current connection (if any) with code and forgets it: no event of it is heard any more. */
     private _endConnection;

@@ -31,8 +31,11 @@
 // rendering): window, navigator and WebSocket are looked up in connect().
 //
 // Everything here runs on the one JavaScript thread; the transport (below)
-// is the seam through which another transport (for example Server-Sent
-// Events) can carry the same messages.
+// is the seam through which another transport carries the same messages:
+// when WebSocket attempts fail before they open (a proxy that refuses the
+// upgrade), the client falls back to Server-Sent Events with its sends over
+// POST (sseTransport, contract v1.2), and tries WebSocket again at a later
+// reconnect (options.fallback). `client.transport` says which one is in use.
 /** The subprotocol with which the hub may put several messages in one frame. */
 const BATCH_SUBPROTOCOL = 'sessionhub.batch';
 const noop = () => { };
@@ -79,6 +82,129 @@ export const webSocketTransport = (req, events) => {
         },
     };
 };
+/** Most messages the hub takes in one POST /sse/send. */
+const MAX_SEND_MESSAGES = 32;
+/** The stream endpoint for a WebSocket URL: http(s), its trailing /ws as /sse (or /sse added). */
+function streamURL(wsURL, override) {
+    const u = new URL(override !== undefined ? String(override) : wsURL, wsURL);
+    if (u.protocol === 'ws:')
+        u.protocol = 'http:';
+    else if (u.protocol === 'wss:')
+        u.protocol = 'https:';
+    if (override === undefined)
+        u.pathname = /\/ws\/?$/.test(u.pathname) ? u.pathname.replace(/\/ws\/?$/, '/sse') : u.pathname.replace(/\/?$/, '/sse');
+    return u;
+}
+/**
+ * The fallback transport (contract v1.2): server messages as Server-Sent
+ * Events from `GET /sse`, client messages POSTed to the path of the stream's
+ * open event, one POST at a time (the next once the previous is answered, so
+ * that order holds), up to 32 messages each, as text/plain (no CORS preflight;
+ * the token goes as the `token` query parameter). EventSource's own retrying
+ * is off: the client reconnects under its policy and rejoins with recovery.
+ */
+export const sseTransport = (req, events) => {
+    const g = globalThis;
+    const ES = req.options.EventSource || g.EventSource;
+    const post = req.options.fetch || (g.fetch ? g.fetch.bind(globalThis) : undefined);
+    if (typeof ES !== 'function' || typeof post !== 'function')
+        throw new TypeError('no EventSource or fetch (pass options.EventSource and options.fetch)');
+    const fb = isObject(req.options.fallback) ? req.options.fallback : {};
+    const url = streamURL(req.url, fb.url);
+    if (req.token)
+        url.searchParams.set('token', req.token);
+    const es = new ES(url.toString());
+    let sendURL = '';
+    let streamId = '';
+    let done = false;
+    let inFlight = false;
+    const queue = [];
+    const finish = (info) => {
+        if (done)
+            return;
+        done = true;
+        es.close();
+        events.close(info);
+    };
+    es.addEventListener('open', (ev) => {
+        // The stream's own open event carries its id; EventSource's (no data) does not.
+        const data = ev.data;
+        if (done || typeof data !== 'string')
+            return;
+        try {
+            const o = JSON.parse(data);
+            if (!isString(o.streamId))
+                throw new TypeError('no streamId');
+            streamId = o.streamId;
+            const su = new URL(isString(o.send) ? o.send : '/sse/send', url);
+            if (req.token)
+                su.searchParams.set('token', req.token);
+            sendURL = su.toString();
+        }
+        catch (err) {
+            finish({ code: 1006, reason: `bad open event: ${errText(err)}`, wasClean: false });
+            return;
+        }
+        events.open();
+    });
+    es.addEventListener('message', (ev) => {
+        if (!done)
+            events.message(ev.data);
+    });
+    es.addEventListener('close', (ev) => {
+        let code = 1006;
+        let reason = '';
+        try {
+            const c = JSON.parse(ev.data);
+            if (isNumber(c.code))
+                code = c.code;
+            if (isString(c.reason))
+                reason = c.reason;
+        }
+        catch {
+            // a close event without its data: a drop
+        }
+        finish({ code, reason, wasClean: code !== 1006 });
+    });
+    es.onerror = () => finish({ code: 1006, reason: 'stream lost', wasClean: false });
+    const pump = () => {
+        if (inFlight || done || queue.length === 0)
+            return;
+        const batch = queue.splice(0, MAX_SEND_MESSAGES);
+        inFlight = true;
+        const body = `{"streamId":${JSON.stringify(streamId)},"messages":[${batch.join(',')}]}`;
+        post(sendURL, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body }).then((res) => {
+            inFlight = false;
+            if (res.status !== 202) {
+                finish({ code: 1006, reason: `send answered ${res.status}`, wasClean: false });
+                return;
+            }
+            pump();
+        }, (err) => {
+            inFlight = false;
+            finish({ code: 1006, reason: `send failed: ${errText(err)}`, wasClean: false });
+        });
+    };
+    return {
+        send: (frame) => {
+            if (done || !sendURL)
+                throw new Error('the stream is not open');
+            queue.push(frame);
+            pump();
+        },
+        close: (code = 1000) => {
+            if (done)
+                return;
+            done = true;
+            es.close();
+            // A clean close tells the hub, so that the user leaves at once.
+            if (code === 1000 && sendURL) {
+                const body = JSON.stringify({ streamId, close: 1000 });
+                post(sendURL, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body, keepalive: true }).catch(noop);
+            }
+        },
+    };
+};
 // ----- constants -----
 /** The client's connection states, as found in `hub.state` and `statechange` events. */
 export const States = Object.freeze({
@@ -103,6 +229,7 @@ const DEFAULTS = Object.freeze({
     reconnect: Object.freeze({ initial: 500, factor: 2, max: 10000, maxAttempts: 5, resetAfter: 10000 }),
     cursorThrottle: 50,
     idleAfter: 60000,
+    fallback: Object.freeze({ after: 2, retryWebSocketAfter: 60000 }),
 });
 /** Refresh a token this long before it expires, at the latest. */
 const REFRESH_AHEAD = 60000;
@@ -200,6 +327,10 @@ export class HubClient extends EventTarget {
     _expiresAt = null;
     _offline = false;
     _netListeners = [];
+    _transport = null; // of the current or last open connection
+    _attemptTransport = 'websocket'; // of the attempt in progress
+    _wsFailures = 0; // WebSocket attempts in a row that failed before they opened
+    _sseUntil = 0; // Date.now() until which attempts use SSE
     // The session, as needed to join it again after a reconnect.
     _membership = null;
     _sessionId = null;
@@ -245,11 +376,24 @@ export class HubClient extends EventTarget {
             network: o.network !== false,
             token: o.token,
             transport: typeof o.transport === 'function' ? o.transport : webSocketTransport,
+            fallback: o.fallback === false || typeof o.transport === 'function'
+                ? null
+                : {
+                    after: positive(isObject(o.fallback) ? o.fallback.after : undefined, DEFAULTS.fallback.after),
+                    retryWebSocketAfter: nonNegative(isObject(o.fallback) ? o.fallback.retryWebSocketAfter : undefined, DEFAULTS.fallback.retryWebSocketAfter),
+                },
         };
         if (this._opts.activity)
             this._startActivityMonitor();
     }
     // ----- public state -----
+    /**
+     * The transport of the current connection (or of the last one): 'websocket',
+     * 'sse' (the fallback) or 'custom' (options.transport); null before the first opened.
+     */
+    get transport() {
+        return this._transport;
+    }
     /** 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed' */
     get state() {
         return this._state;
@@ -486,6 +630,7 @@ export class HubClient extends EventTarget {
             if (gen !== this._gen)
                 return;
             this._lastClose = { code: 1006, reason: 'connect timeout', wasClean: false };
+            this._notOpened();
             this._attemptFailed({ code: 1006, reason: `no connection within ${this._opts.connectTimeout} ms` }, 'connect_timeout');
         }, this._opts.connectTimeout);
         if (typeof this._opts.token === 'function') {
@@ -504,14 +649,35 @@ export class HubClient extends EventTarget {
             this._openTransport(gen, url, t === undefined || t === null || t === '' ? undefined : String(t));
         }
     }
+    /** The transport of the next attempt: SSE while the fallback holds, else the configured one. */
+    _chooseTransport() {
+        if (this._opts.fallback && Date.now() < this._sseUntil)
+            return { name: 'sse', factory: sseTransport };
+        return { name: this._opts.fallback ? 'websocket' : typeof this._options.transport === 'function' ? 'custom' : 'websocket', factory: this._opts.transport };
+    }
+    /** The attempt in progress failed before it opened: WebSocket failures in a row start the fallback. */
+    _notOpened() {
+        const fb = this._opts.fallback;
+        if (!fb || this._attemptTransport !== 'websocket')
+            return;
+        this._wsFailures += 1;
+        // Kept at its count: after the fallback's time, one more failure is enough.
+        if (this._wsFailures >= fb.after)
+            this._sseUntil = Date.now() + fb.retryWebSocketAfter;
+    }
     _openTransport(gen, url, token) {
         let opened = false;
+        const chosen = this._chooseTransport();
+        this._attemptTransport = chosen.name;
         const events = {
             open: () => {
                 if (gen !== this._gen)
                     return;
                 opened = true;
                 this._clearTimer('_connectTimer');
+                this._transport = chosen.name;
+                if (chosen.name === 'websocket')
+                    this._wsFailures = 0;
                 this._opened();
             },
             message: (data) => {
@@ -527,12 +693,14 @@ export class HubClient extends EventTarget {
                 this._connectionEnded();
                 if (opened)
                     this._dropped(info);
-                else
+                else {
+                    this._notOpened();
                     this._attemptFailed({ code: info.code, reason: info.reason }, 'connect_failed');
+                }
             },
         };
         try {
-            this._conn = this._opts.transport({ url, token, batch: this._opts.batch, options: this._options }, events);
+            this._conn = chosen.factory({ url, token, batch: this._opts.batch, options: this._options }, events);
         }
         catch (err) {
             // No WebSocket, or a URL the implementation refuses: no attempt can succeed.

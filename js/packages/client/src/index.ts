@@ -31,8 +31,11 @@
 // rendering): window, navigator and WebSocket are looked up in connect().
 //
 // Everything here runs on the one JavaScript thread; the transport (below)
-// is the seam through which another transport (for example Server-Sent
-// Events) can carry the same messages.
+// is the seam through which another transport carries the same messages:
+// when WebSocket attempts fail before they open (a proxy that refuses the
+// upgrade), the client falls back to Server-Sent Events with its sends over
+// POST (sseTransport, contract v1.2), and tries WebSocket again at a later
+// reconnect (options.fallback). `client.transport` says which one is in use.
 
 // ----- payloads of the wire contract -----
 
@@ -345,9 +348,42 @@ export interface HubClientOptions {
   network?: boolean;
   /** Defaults to globalThis.WebSocket. */
   WebSocket?: WebSocketConstructor;
-  /** How to reach the hub. Defaults to webSocketTransport. */
+  /**
+   * How to reach the hub. Defaults to webSocketTransport, with the fallback to
+   * sseTransport (see `fallback`); a transport given here is used alone.
+   */
   transport?: TransportFactory;
+  /**
+   * The fallback to Server-Sent Events for networks whose proxies refuse or cut
+   * the WebSocket upgrade; `false` turns it off. On by default (unless `transport` is given).
+   */
+  fallback?: FallbackOptions | false;
+  /** Defaults to globalThis.EventSource (the fallback transport). */
+  EventSource?: EventSourceConstructor;
+  /** Defaults to globalThis.fetch (the fallback transport's sends). */
+  fetch?: typeof fetch;
 }
+
+/** When and where the client falls back to Server-Sent Events. */
+export interface FallbackOptions {
+  /**
+   * WebSocket attempts in a row that fail before they open (the upgrade refused,
+   * the socket closed or timed out before it opened) after which the client connects over SSE. Defaults to 2.
+   */
+  after?: number;
+  /** How long the client keeps to SSE before a reconnect tries WebSocket again, ms. Defaults to 60000. */
+  retryWebSocketAfter?: number;
+  /** The stream's endpoint. Defaults to the WebSocket URL with /ws replaced by /sse, as http(s). */
+  url?: string | URL;
+}
+
+/** The EventSource constructor the fallback transport uses. */
+export interface EventSourceConstructor {
+  new (url: string, init?: { withCredentials?: boolean }): EventSource;
+}
+
+/** The name of a transport, as `client.transport` reports it. */
+export type TransportName = 'websocket' | 'sse' | 'custom';
 
 // ----- the transport seam -----
 
@@ -430,6 +466,118 @@ export const webSocketTransport: TransportFactory = (req, events) => {
   };
 };
 
+/** Most messages the hub takes in one POST /sse/send. */
+const MAX_SEND_MESSAGES = 32;
+
+/** The stream endpoint for a WebSocket URL: http(s), its trailing /ws as /sse (or /sse added). */
+function streamURL(wsURL: string, override?: string | URL): URL {
+  const u = new URL(override !== undefined ? String(override) : wsURL, wsURL);
+  if (u.protocol === 'ws:') u.protocol = 'http:';
+  else if (u.protocol === 'wss:') u.protocol = 'https:';
+  if (override === undefined) u.pathname = /\/ws\/?$/.test(u.pathname) ? u.pathname.replace(/\/ws\/?$/, '/sse') : u.pathname.replace(/\/?$/, '/sse');
+  return u;
+}
+
+/**
+ * The fallback transport (contract v1.2): server messages as Server-Sent
+ * Events from `GET /sse`, client messages POSTed to the path of the stream's
+ * open event, one POST at a time (the next once the previous is answered, so
+ * that order holds), up to 32 messages each, as text/plain (no CORS preflight;
+ * the token goes as the `token` query parameter). EventSource's own retrying
+ * is off: the client reconnects under its policy and rejoins with recovery.
+ */
+export const sseTransport: TransportFactory = (req, events) => {
+  const g = globalThis as { EventSource?: EventSourceConstructor; fetch?: typeof fetch };
+  const ES = req.options.EventSource || g.EventSource;
+  const post = req.options.fetch || (g.fetch ? g.fetch.bind(globalThis) : undefined);
+  if (typeof ES !== 'function' || typeof post !== 'function') throw new TypeError('no EventSource or fetch (pass options.EventSource and options.fetch)');
+  const fb: FallbackOptions = isObject(req.options.fallback) ? (req.options.fallback as FallbackOptions) : {};
+  const url = streamURL(req.url, fb.url);
+  if (req.token) url.searchParams.set('token', req.token);
+  const es = new ES(url.toString());
+  let sendURL = '';
+  let streamId = '';
+  let done = false;
+  let inFlight = false;
+  const queue: string[] = [];
+  const finish = (info: CloseInfo & { wasClean: boolean }): void => {
+    if (done) return;
+    done = true;
+    es.close();
+    events.close(info);
+  };
+  es.addEventListener('open', (ev) => {
+    // The stream's own open event carries its id; EventSource's (no data) does not.
+    const data = (ev as MessageEvent).data;
+    if (done || typeof data !== 'string') return;
+    try {
+      const o = JSON.parse(data) as { streamId?: unknown; send?: unknown };
+      if (!isString(o.streamId)) throw new TypeError('no streamId');
+      streamId = o.streamId;
+      const su = new URL(isString(o.send) ? o.send : '/sse/send', url);
+      if (req.token) su.searchParams.set('token', req.token);
+      sendURL = su.toString();
+    } catch (err) {
+      finish({ code: 1006, reason: `bad open event: ${errText(err)}`, wasClean: false });
+      return;
+    }
+    events.open();
+  });
+  es.addEventListener('message', (ev) => {
+    if (!done) events.message((ev as MessageEvent).data);
+  });
+  es.addEventListener('close', (ev) => {
+    let code = 1006;
+    let reason = '';
+    try {
+      const c = JSON.parse((ev as MessageEvent).data) as { code?: unknown; reason?: unknown };
+      if (isNumber(c.code)) code = c.code;
+      if (isString(c.reason)) reason = c.reason;
+    } catch {
+      // a close event without its data: a drop
+    }
+    finish({ code, reason, wasClean: code !== 1006 });
+  });
+  es.onerror = () => finish({ code: 1006, reason: 'stream lost', wasClean: false });
+  const pump = (): void => {
+    if (inFlight || done || queue.length === 0) return;
+    const batch = queue.splice(0, MAX_SEND_MESSAGES);
+    inFlight = true;
+    const body = `{"streamId":${JSON.stringify(streamId)},"messages":[${batch.join(',')}]}`;
+    post(sendURL, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body }).then(
+      (res) => {
+        inFlight = false;
+        if (res.status !== 202) {
+          finish({ code: 1006, reason: `send answered ${res.status}`, wasClean: false });
+          return;
+        }
+        pump();
+      },
+      (err) => {
+        inFlight = false;
+        finish({ code: 1006, reason: `send failed: ${errText(err)}`, wasClean: false });
+      },
+    );
+  };
+  return {
+    send: (frame) => {
+      if (done || !sendURL) throw new Error('the stream is not open');
+      queue.push(frame);
+      pump();
+    },
+    close: (code = 1000) => {
+      if (done) return;
+      done = true;
+      es.close();
+      // A clean close tells the hub, so that the user leaves at once.
+      if (code === 1000 && sendURL) {
+        const body = JSON.stringify({ streamId, close: 1000 });
+        post(sendURL, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body, keepalive: true }).catch(noop);
+      }
+    },
+  };
+};
+
 // ----- constants -----
 
 /** The client's connection states, as found in `hub.state` and `statechange` events. */
@@ -457,6 +605,7 @@ const DEFAULTS = Object.freeze({
   reconnect: Object.freeze({ initial: 500, factor: 2, max: 10000, maxAttempts: 5, resetAfter: 10000 }),
   cursorThrottle: 50,
   idleAfter: 60000,
+  fallback: Object.freeze({ after: 2, retryWebSocketAfter: 60000 }),
 });
 
 /** Refresh a token this long before it expires, at the latest. */
@@ -571,6 +720,8 @@ interface ResolvedOptions {
   network: boolean;
   token: TokenSource;
   transport: TransportFactory;
+  /** null: no fallback (off, or a transport of the caller's). */
+  fallback: { after: number; retryWebSocketAfter: number } | null;
 }
 
 /** The typed event methods of HubClient (merged into the class). */
@@ -622,6 +773,10 @@ export class HubClient extends EventTarget {
   private _expiresAt: string | null = null;
   private _offline = false;
   private _netListeners: Array<() => void> = [];
+  private _transport: TransportName | null = null; // of the current or last open connection
+  private _attemptTransport: TransportName = 'websocket'; // of the attempt in progress
+  private _wsFailures = 0; // WebSocket attempts in a row that failed before they opened
+  private _sseUntil = 0; // Date.now() until which attempts use SSE
 
   // The session, as needed to join it again after a reconnect.
   private _membership: Membership | null = null;
@@ -679,11 +834,26 @@ export class HubClient extends EventTarget {
       network: o.network !== false,
       token: o.token,
       transport: typeof o.transport === 'function' ? o.transport : webSocketTransport,
+      fallback:
+        o.fallback === false || typeof o.transport === 'function'
+          ? null
+          : {
+              after: positive(isObject(o.fallback) ? o.fallback.after : undefined, DEFAULTS.fallback.after),
+              retryWebSocketAfter: nonNegative(isObject(o.fallback) ? o.fallback.retryWebSocketAfter : undefined, DEFAULTS.fallback.retryWebSocketAfter),
+            },
     };
     if (this._opts.activity) this._startActivityMonitor();
   }
 
   // ----- public state -----
+
+  /**
+   * The transport of the current connection (or of the last one): 'websocket',
+   * 'sse' (the fallback) or 'custom' (options.transport); null before the first opened.
+   */
+  get transport(): TransportName | null {
+    return this._transport;
+  }
 
   /** 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed' */
   get state(): HubState {
@@ -926,6 +1096,7 @@ export class HubClient extends EventTarget {
       this._connectTimer = null;
       if (gen !== this._gen) return;
       this._lastClose = { code: 1006, reason: 'connect timeout', wasClean: false };
+      this._notOpened();
       this._attemptFailed({ code: 1006, reason: `no connection within ${this._opts.connectTimeout} ms` }, 'connect_timeout');
     }, this._opts.connectTimeout);
     if (typeof this._opts.token === 'function') {
@@ -945,13 +1116,32 @@ export class HubClient extends EventTarget {
     }
   }
 
+  /** The transport of the next attempt: SSE while the fallback holds, else the configured one. */
+  private _chooseTransport(): { name: TransportName; factory: TransportFactory } {
+    if (this._opts.fallback && Date.now() < this._sseUntil) return { name: 'sse', factory: sseTransport };
+    return { name: this._opts.fallback ? 'websocket' : typeof this._options.transport === 'function' ? 'custom' : 'websocket', factory: this._opts.transport };
+  }
+
+  /** The attempt in progress failed before it opened: WebSocket failures in a row start the fallback. */
+  private _notOpened(): void {
+    const fb = this._opts.fallback;
+    if (!fb || this._attemptTransport !== 'websocket') return;
+    this._wsFailures += 1;
+    // Kept at its count: after the fallback's time, one more failure is enough.
+    if (this._wsFailures >= fb.after) this._sseUntil = Date.now() + fb.retryWebSocketAfter;
+  }
+
   private _openTransport(gen: number, url: string, token: string | undefined): void {
     let opened = false;
+    const chosen = this._chooseTransport();
+    this._attemptTransport = chosen.name;
     const events: TransportEvents = {
       open: () => {
         if (gen !== this._gen) return;
         opened = true;
         this._clearTimer('_connectTimer');
+        this._transport = chosen.name;
+        if (chosen.name === 'websocket') this._wsFailures = 0;
         this._opened();
       },
       message: (data) => {
@@ -964,11 +1154,14 @@ export class HubClient extends EventTarget {
         this._gen++;
         this._connectionEnded();
         if (opened) this._dropped(info);
-        else this._attemptFailed({ code: info.code, reason: info.reason }, 'connect_failed');
+        else {
+          this._notOpened();
+          this._attemptFailed({ code: info.code, reason: info.reason }, 'connect_failed');
+        }
       },
     };
     try {
-      this._conn = this._opts.transport({ url, token, batch: this._opts.batch, options: this._options }, events);
+      this._conn = chosen.factory({ url, token, batch: this._opts.batch, options: this._options }, events);
     } catch (err) {
       // No WebSocket, or a URL the implementation refuses: no attempt can succeed.
       this._conn = null;

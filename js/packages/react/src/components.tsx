@@ -25,25 +25,37 @@ export interface ConnectionStatusProps {
   showError?: boolean;
   /** Text per status, replacing the English defaults. */
   labels?: Partial<Record<Status, string>>;
+  /** Text shown next to the label while the connection uses the SSE fallback. Defaults to "via SSE fallback". */
+  fallbackLabel?: string;
   className?: string;
 }
 
 /**
  * The connection state: a dot coloured per state (var(--sh-status-<state>)),
  * animated while connecting or reconnecting (class sh-animated), the label,
- * and the error's message.
+ * the transport while it is the SSE fallback (class sh-transport; the
+ * transport is in data-transport), and the error's message.
  */
-export function ConnectionStatus({ compact = false, showError = true, labels, className }: ConnectionStatusProps): ReactNode {
-  const { status, error } = useConnectionStatus();
-  const label = labels?.[status] ?? LABELS[status];
+export function ConnectionStatus({ compact = false, showError = true, labels, fallbackLabel = 'via SSE fallback', className }: ConnectionStatusProps): ReactNode {
+  const { status, error, transport } = useConnectionStatus();
+  const fallback = status === 'connected' && transport === 'sse';
+  const label = (labels?.[status] ?? LABELS[status]) + (compact && fallback ? ` (${fallbackLabel})` : '');
   const busy = status === 'connecting' || status === 'reconnecting';
   const classes = ['sh-connection-status', `sh-status-${status}`, busy ? 'sh-animated' : '', compact ? 'sh-compact' : '', className ?? '']
     .filter(Boolean)
     .join(' ');
   return (
-    <div className={classes} data-status={status} role="status" aria-live="polite" title={compact ? (error ? `${label}: ${error}` : label) : undefined}>
+    <div
+      className={classes}
+      data-status={status}
+      data-transport={transport ?? undefined}
+      role="status"
+      aria-live="polite"
+      title={compact ? (error ? `${label}: ${error}` : label) : undefined}
+    >
       <span className="sh-dot" aria-hidden="true" />
       {compact ? null : <span className="sh-label">{label}</span>}
+      {!compact && fallback ? <span className="sh-transport">{fallbackLabel}</span> : null}
       {!compact && showError && error && status !== 'connected' ? <span className="sh-error">{error}</span> : null}
     </div>
   );

@@ -125,6 +125,8 @@ export interface ConnectionStatusValue {
   error: string | null;
   /** The client's own state (idle, connecting, connected, reconnecting, disconnected, closed). */
   state: SessionHubSnapshot['state'];
+  /** The transport of the current (or last) connection: 'websocket', 'sse' (the fallback) or 'custom'; null before the first. */
+  transport: SessionHubSnapshot['transport'];
 }
 
 /** The connection status; re-renders only when it changes. */
@@ -132,7 +134,7 @@ export function useConnectionStatus(): ConnectionStatusValue {
   const store = useStore('useConnectionStatus');
   return useSelected(
     store,
-    (s) => ({ status: s.status, isConnected: s.isConnected, error: s.error, state: s.state }),
+    (s) => ({ status: s.status, isConnected: s.isConnected, error: s.error, state: s.state, transport: s.transport }),
     shallowEqual as (a: ConnectionStatusValue, b: ConnectionStatusValue) => boolean,
   );
 }
@@ -159,7 +161,7 @@ export function useSessionHub(): SessionHubValue {
   const store = useStore('useSessionHub');
   const s = useSelected(
     store,
-    (x) => ({ client: x.client, status: x.status, isConnected: x.isConnected, error: x.error, state: x.state, sessionId: x.sessionId, selfId: x.selfId }),
+    (x) => ({ client: x.client, status: x.status, isConnected: x.isConnected, error: x.error, state: x.state, transport: x.transport, sessionId: x.sessionId, selfId: x.selfId }),
     shallowEqual as (a: Pick<SessionHubSnapshot, 'client'>, b: Pick<SessionHubSnapshot, 'client'>) => boolean,
   );
   return useMemo(

@@ -12,6 +12,7 @@ import type {
   Cursor,
   HubClientOptions,
   HubState,
+  TransportName,
   JoinOptions,
   Participant,
   ReconnectOptions,
@@ -34,6 +35,8 @@ export interface SessionHubSnapshot {
   status: ConnectionStatus;
   /** The client's own state. */
   state: HubState;
+  /** The transport of the current (or last) connection: 'websocket', 'sse' (the fallback) or 'custom'; null before the first. */
+  transport: TransportName | null;
   /** Readable text of the last error (a failed attempt, a refused join, giving up); null when there is none. */
   error: string | null;
   isConnected: boolean;
@@ -79,6 +82,7 @@ export const SERVER_SNAPSHOT: SessionHubSnapshot = Object.freeze({
   client: null,
   status: 'disconnected',
   state: 'idle',
+  transport: null,
   error: null,
   isConnected: false,
   sessionId: null,
@@ -214,6 +218,7 @@ export class SessionHubStore {
     const next: SessionHubSnapshot = {
       client: c,
       state,
+      transport: c ? c.transport : null,
       status: statusOf(state, error !== null),
       error,
       isConnected: state === 'connected',
@@ -224,6 +229,7 @@ export class SessionHubStore {
     if (
       prev.client === next.client &&
       prev.state === next.state &&
+      prev.transport === next.transport &&
       prev.status === next.status &&
       prev.error === next.error &&
       prev.sessionId === next.sessionId &&
