@@ -78,7 +78,8 @@ type conn struct {
 
 	recv    chan struct{}  // signalled, without blocking, after each frame the reader handled
 	busy    atomic.Bool    // the reader is handing a frame's messages over (it may wait for the application)
-	helpers sync.WaitGroup // the connection's heartbeat goroutine
+	expires chan time.Time // the latest expiresAt of session-joined (capacity 1, the reader replaces it)
+	helpers sync.WaitGroup // the connection's heartbeat and token refresh goroutines
 
 	mu      sync.Mutex
 	dropped error // why the client dropped the connection itself, if it did
@@ -122,9 +123,10 @@ type pending struct {
 }
 
 type reply struct {
-	joined *protocol.SessionJoined
-	offset int64 // of an ack
-	err    error
+	joined    *protocol.SessionJoined
+	offset    int64     // of an ack
+	expiresAt time.Time // of token-refreshed
+	err       error
 }
 
 // JoinOption is an option of Join.
@@ -178,7 +180,18 @@ func Dial(ctx context.Context, url string, opts *Options) (*Client, error) {
 }
 
 func newConn(ws *websocket.Conn) *conn {
-	return &conn{ws: ws, ready: make(chan struct{}), done: make(chan struct{}), recv: make(chan struct{}, 1)}
+	return &conn{ws: ws, ready: make(chan struct{}), done: make(chan struct{}),
+		recv: make(chan struct{}, 1), expires: make(chan time.Time, 1)}
+}
+
+// setExpiry hands the refresher the connection's new expiry, replacing
+// one it has not taken yet. Only the reader calls it.
+func (cn *conn) setExpiry(t time.Time) {
+	select {
+	case <-cn.expires:
+	default:
+	}
+	cn.expires <- t
 }
 
 // UpgradeError is a connection attempt that the server answered with an
@@ -646,13 +659,89 @@ func (c *Client) isFinal(code protocol.StatusCode) bool {
 	return code.Final()
 }
 
-// start starts cn's reader and heartbeat.
+// start starts cn's reader, heartbeat and token refresher.
 func (c *Client) start(cn *conn) {
 	go c.read(cn)
 	if c.opts.HeartbeatInterval > 0 {
 		cn.helpers.Add(1)
 		go c.heartbeat(cn)
 	}
+	if c.opts.TokenFunc != nil {
+		cn.helpers.Add(1)
+		go c.refresher(cn)
+	}
+}
+
+// refreshAfter returns how long after learning that its token expires in
+// lifetime the client refreshes it: 60 s before the expiry for tokens of
+// 10 minutes or more, at 90 % of the lifetime for shorter ones (never
+// sooner than minRefresh).
+func refreshAfter(lifetime time.Duration) time.Duration {
+	d := max(lifetime-refreshLead, lifetime/10*9)
+	return max(d, minRefresh)
+}
+
+const (
+	refreshLead = 60 * time.Second
+	minRefresh  = time.Second
+)
+
+// refresher keeps cn's token fresh: when the connection learns its expiry
+// (session-joined's expiresAt, or token-refreshed's), it schedules a
+// refresh-token with a token from Options.TokenFunc (see refreshAfter). A
+// refresh that fails is tried again halfway to the expiry, while at least
+// a second is left; past the expiry the hub closes with 4001, after which
+// the client reconnects with a new token and recovers. It runs on a
+// goroutine of its own per connection, when there is a TokenFunc, and
+// returns when cn's reader has.
+func (c *Client) refresher(cn *conn) {
+	defer cn.helpers.Done()
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	defer t.Stop()
+	var expiry time.Time
+	for {
+		select {
+		case <-cn.done:
+			return
+		case expiry = <-cn.expires:
+			t.Reset(refreshAfter(time.Until(expiry)))
+		case <-t.C:
+			exp, err := c.refresh(cn, expiry)
+			if err == nil {
+				expiry = exp
+				t.Reset(refreshAfter(time.Until(expiry)))
+				continue
+			}
+			select {
+			case <-cn.done:
+				return
+			default:
+			}
+			left := time.Until(expiry)
+			c.log.Warn("sessionhub: token refresh failed", "err", err, "expires_in", left)
+			if left > 2*minRefresh {
+				t.Reset(left / 2)
+			}
+		}
+	}
+}
+
+// refresh sends refresh-token with a new token on cn and returns the new
+// expiry; it waits at most until the current one.
+func (c *Client) refresh(cn *conn, expiry time.Time) (time.Time, error) {
+	ctx, cancel := context.WithDeadline(c.ctx, expiry)
+	defer cancel()
+	tok, err := c.token(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	r, err := c.roundTrip(ctx, cn, protocol.TypeRefreshToken, protocol.RefreshToken{Token: tok}, &pending{})
+	if err != nil {
+		return time.Time{}, err
+	}
+	c.log.Debug("sessionhub: token refreshed", "expires_at", r.expiresAt)
+	return r.expiresAt, nil
 }
 
 // closeError is how cn ended, as a *CloseError (1006 when there was no
@@ -880,6 +969,9 @@ func (c *Client) dispatch(cn *conn, line []byte) {
 			c.joined = m
 			c.mu.Unlock()
 		}
+		if sj.ExpiresAt != nil && c.opts.TokenFunc != nil {
+			cn.setExpiry(*sj.ExpiresAt)
+		}
 		if p != nil && p.rejoin > 0 {
 			c.emit(&Rejoined{SessionJoined: sj, Attempt: p.rejoin})
 		} else {
@@ -976,6 +1068,14 @@ func (c *Client) dispatch(cn *conn, line []byte) {
 	case protocol.TypePong:
 		if p != nil {
 			p.ch <- reply{}
+		}
+	case protocol.TypeTokenRefreshed:
+		var tr protocol.TokenRefreshed
+		if !decode(&tr) {
+			return
+		}
+		if p != nil {
+			p.ch <- reply{expiresAt: tr.ExpiresAt}
 		}
 	default:
 		c.log.Debug("sessionhub: unknown message type from the server", "type", env.Type)

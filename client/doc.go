@@ -41,7 +41,14 @@
 //
 // Tokens: Options.Token is sent with every connection attempt;
 // Options.TokenFunc instead is called for every attempt, so that a
-// reconnect after an hour carries a fresh token.
+// reconnect after an hour carries a fresh token, and for every refresh:
+// when session-joined says when the connection's token expires
+// (expiresAt), the client sends refresh-token with a new token ahead of it
+// (60 s before for tokens of 10 minutes or more, at 90 % of the lifetime
+// for shorter ones), and the connection lives on with no reconnect. If a
+// refresh fails and the hub closes with 4001, the client reconnects with a
+// new token and recovers, so nothing is lost. Without a TokenFunc, 4001 is
+// final.
 //
 // Presence: Join asks the hub for diff presence (each membership change
 // carries only the user who came or went: O(n) bytes per join instead of

@@ -18,12 +18,15 @@ type Options struct {
 
 	// TokenFunc, when set, is called for the token of every connection
 	// attempt (Dial's first connect and every reconnect, with a context
-	// bounded by ConnectTimeout) and of every refresh on a live connection;
-	// the token is sent as "Authorization: Bearer <token>". An error fails
-	// that attempt, which the reconnect policy retries. With a TokenFunc a
-	// close with 4001 (token expired) is not final: the client reconnects
-	// with a new token and recovers what it missed. Defaults to none: Token
-	// (or no token) is used.
+	// bounded by ConnectTimeout; the token is sent as "Authorization:
+	// Bearer <token>") and of every refresh-token on a live connection
+	// (with a context that ends at the current token's expiry; see the
+	// package documentation for when). An error fails that attempt, which
+	// the reconnect policy retries. With a TokenFunc a close with 4001
+	// (token expired) is not final: the client reconnects with a new token
+	// and recovers what it missed. It may be called from several
+	// goroutines, one call at a time per connection. Defaults to none:
+	// Token (or no token) is used.
 	TokenFunc func(ctx context.Context) (string, error)
 
 	// Header holds extra HTTP headers sent with every WebSocket upgrade
