@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -124,12 +125,18 @@ func (p *Presence) sessionKeys(session string) []string {
 
 func (p *Presence) nodeKey(node string) string { return p.prefix + "pnode:" + node }
 
+// ErrInvalidID is wrapped by the error of an operation given an ID that
+// cannot be stored (empty, or with a NUL byte, which the keys and fields use
+// as a separator). It is the caller's input error: Redis was not asked, and
+// says nothing about whether Redis is reachable.
+var ErrInvalidID = errors.New("cluster: invalid ID")
+
 // checkIDs rejects empty IDs and IDs with a NUL byte, which the keys and
 // fields use as a separator.
 func checkIDs(ids ...string) error {
 	for _, id := range ids {
 		if id == "" || strings.IndexByte(id, 0) >= 0 {
-			return fmt.Errorf("cluster: invalid presence ID %q (empty or with a NUL byte)", id)
+			return fmt.Errorf("%w %q (empty or with a NUL byte)", ErrInvalidID, id)
 		}
 	}
 	return nil
@@ -488,8 +495,8 @@ func (p *Presence) Republish(ctx context.Context, node string, conns map[string]
 			if c.Count <= 0 {
 				continue
 			}
-			if err := checkIDs(session, user); err != nil {
-				return nil, nil, err
+			if checkIDs(session, user) != nil {
+				continue // never stored: one bad ID must not keep the others from Redis
 			}
 			j := c.JoinedAt
 			if j.IsZero() {

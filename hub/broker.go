@@ -184,11 +184,19 @@ func (b *broker) ctx() (context.Context, context.CancelFunc) {
 
 // failed counts and logs a failed Redis operation and, when Redis did not
 // answer, pauses the broker until the next heartbeat. Only serve calls it.
+//
+// An input error (an ID Redis cannot hold: cluster.ErrInvalidID) says
+// nothing about Redis: it never pauses the broker nor makes it republish,
+// so that one bad ID cannot make a node act as if Redis were down.
 func (b *broker) failed(op string, err error) {
 	if errors.Is(err, errRedisDown) {
 		return
 	}
 	b.h.metrics.clusterErrors.WithLabelValues(op).Inc()
+	if isInputError(err) {
+		b.log.Warn("redis operation refused its input", "op", op, "err", err)
+		return
+	}
 	b.log.Debug("redis operation failed", "op", op, "err", err)
 	if !errors.Is(err, cluster.ErrEpochChanged) && !isScriptError(err) {
 		// Redis did not answer: rather than have every queued operation
@@ -199,6 +207,10 @@ func (b *broker) failed(op string, err error) {
 		b.republish = true
 	}
 }
+
+// isInputError reports whether err is the caller's input error, not
+// Redis's.
+func isInputError(err error) bool { return errors.Is(err, cluster.ErrInvalidID) }
 
 // isScriptError reports whether err is an answer from Redis (which is
 // up), not a failure to reach it.

@@ -18,6 +18,7 @@ var (
 	closeShutdown     = closeReason{protocol.CloseGoingAway, "server shutting down", "shutdown"}
 	closeBinary       = closeReason{protocol.CloseUnsupported, "binary frames are not supported", "binary_frame"}
 	closeRateAbuse    = closeReason{protocol.ClosePolicy, "rate limit exceeded", "rate_abuse"}
+	closeInvalidUTF8  = closeReason{protocol.CloseInvalidData, "text frame is not valid UTF-8", "invalid_utf8"}
 	closeHandshake    = closeReason{protocol.ClosePolicy, "no join-session within the handshake timeout", "handshake_timeout"}
 	closeSlowConsumer = closeReason{protocol.CloseSlowConsumer, "slow consumer", "slow_consumer"}
 	closeTokenExpired = closeReason{protocol.CloseTokenExpired, "token expired", "token_expired"}

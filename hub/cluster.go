@@ -227,9 +227,15 @@ func (h *Hub) joined(c *conn, pj *pendingJoin, res *joinResult) {
 		return
 	}
 	j := &protocol.JoinSession{SessionID: r.s.ID, UserInfo: pj.info, Presence: pj.presence, Recover: pj.rec}
-	if res.err != nil {
+	switch {
+	case isInputError(res.err):
+		// Redis cannot hold this join's IDs (decode refuses them, so
+		// this is a safety net): refused, not joined alone.
+		h.replyError(c, pj.ref, protocol.Errorf(protocol.CodeBadRequest, "the session or user id cannot be stored"))
+		h.clRelease(r)
+	case res.err != nil:
 		h.joinLocal(c, pj.ref, j, pj.info, r, now, true)
-	} else {
+	default:
 		isNew := res.first
 		if r.s.Get(uid) == nil {
 			isNew = true // new to this node's list, whatever Redis said
@@ -297,6 +303,7 @@ func (h *Hub) clRelease(r *room) {
 	}
 	id, b := r.s.ID, h.cl
 	delete(h.rooms, id)
+	r.s.History.Clear() // Redis keeps it
 	h.metrics.sessionDuration.Observe(time.Since(r.created).Seconds())
 	b.bus.Unsubscribe(id)
 	b.enqueue(func() { delete(b.sessions, id) })

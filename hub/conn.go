@@ -142,6 +142,7 @@ type conn struct {
 
 	// Owned by the reader.
 	msgLimiter  *rate.Limiter
+	joinLimiter *rate.Limiter // join-session and leave-session (Options.JoinRate)
 	abuseStart  time.Time
 	lastRefusal time.Time
 	cursor      cursorGate
@@ -169,6 +170,12 @@ type conn struct {
 	// (unix ns), for run: a queue that overflows while its connection
 	// floods is closed for the abuse (1008), not as a slow consumer.
 	refusedAt atomic.Int64
+
+	// pingAbuseStart and lastPingRefusal (Unix nanoseconds) are abuseStart
+	// and lastRefusal for WebSocket pings (pingReceived), which the library
+	// may read on the reader or, during a close handshake, on the writer.
+	pingAbuseStart  atomic.Int64
+	lastPingRefusal atomic.Int64
 }
 
 // memberLog is who a connection is, for its log lines.
@@ -206,6 +213,26 @@ func (c *conn) markRoom() {
 func (c *conn) flooding(now time.Time) bool {
 	at := c.refusedAt.Load()
 	return at != 0 && now.UnixNano()-at < int64(abuseGap)
+}
+
+// pingReceived is the library's OnPingReceived: a WebSocket ping from the
+// client counts against the message rate like a message. Over the rate it
+// gets no pong, and a connection that keeps it up for Options.AbuseWindow
+// is closed with 1008, as for any flood. It reports whether to answer.
+func (c *conn) pingReceived() bool {
+	now := time.Now()
+	if c.msgLimiter.AllowN(now, 1) {
+		return true
+	}
+	c.hub.metrics.rateLimited.Inc()
+	t := now.UnixNano()
+	if t-c.lastPingRefusal.Swap(t) > int64(abuseGap) {
+		c.pingAbuseStart.Store(t)
+	}
+	if time.Duration(t-c.pingAbuseStart.Load()) >= c.hub.opts.AbuseWindow {
+		c.kill(closeRateAbuse)
+	}
+	return false
 }
 
 // rearmExpiry makes the connection expire at exp (never for a zero exp),
@@ -586,6 +613,13 @@ func (c *conn) handle(b []byte) bool {
 	h := c.hub
 	now := time.Now()
 	m, err := protocol.Decode(b)
+	if err == protocol.ErrInvalidUTF8 {
+		// Nothing of it reaches anyone: a browser fails its connection on
+		// a frame that is not UTF-8, and would get it again in a replay.
+		h.metrics.in("invalid")
+		c.kill(closeInvalidUTF8)
+		return false
+	}
 	if err == nil && m.Type == protocol.TypeCursorUpdate && c.inSession() {
 		h.metrics.in(m.Type)
 		if c.cursor.offer(m, now) {
@@ -617,6 +651,14 @@ func (c *conn) handle(b []byte) bool {
 		return h.submit(inbound{c: c, at: now, reply: protocol.EncodeError(m.Ref, err)})
 	}
 	h.metrics.in(m.Type)
+	if (m.Type == protocol.TypeJoinSession || m.Type == protocol.TypeLeaveSession) && !c.joinLimiter.AllowN(now, 1) {
+		// Membership changes cost every participant a message (the whole
+		// list in full presence): they have a rate of their own.
+		h.metrics.rateLimited.Inc()
+		h.metrics.out(protocol.TypeError, 1)
+		return h.submit(inbound{c: c, at: now, reply: protocol.EncodeError(m.Ref,
+			protocol.Errorf(protocol.CodeRateLimited, "over %g joins and leaves per second", h.opts.JoinRate))})
+	}
 	if m.Type == protocol.TypeJoinSession || m.Type == protocol.TypeLeaveSession {
 		// A waiting cursor update belongs to the session it was sent in:
 		// deliver it there before the membership changes.

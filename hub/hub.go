@@ -46,8 +46,11 @@ type Hub struct {
 
 	// Owned by run.
 	rooms map[string]*room
-	gone  []*conn // dropped during a step, detached at its end
-	clUp  bool    // the broker reaches Redis (cluster only)
+	// histBudget is Options.HistoryTotalBytes, shared by every room's
+	// history.
+	histBudget *session.Budget
+	gone       []*conn // dropped during a step, detached at its end
+	clUp       bool    // the broker reaches Redis (cluster only)
 	// eventMark is when the event the loop is handling entered the hub,
 	// as a mark (markOf): deliver stamps it on the connections it queues
 	// for, for sessionhub_delivery_seconds.
@@ -164,6 +167,7 @@ func New(opts *Options) *Hub {
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
 		rooms:      make(map[string]*room),
+		histBudget: &session.Budget{Max: o.HistoryTotalBytes},
 		conns:      make(map[*conn]struct{}),
 		streams:    make(map[string]*conn),
 		perIP:      make(map[string]int),
@@ -178,6 +182,13 @@ func New(opts *Options) *Hub {
 			if c, ok := ctx.Value(connKey{}).(*conn); ok {
 				c.pong()
 			}
+		},
+		// A client's ping counts against its message rate.
+		OnPingReceived: func(ctx context.Context, _ []byte) bool {
+			if c, ok := ctx.Value(connKey{}).(*conn); ok {
+				return c.pingReceived()
+			}
+			return true
 		},
 	}
 	tokens, err := newVerifier(&o)
@@ -454,6 +465,10 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 		h.replyError(c, ref, protocol.Errorf(protocol.CodeSessionFull, "session %s has %d participants", j.SessionID, r.s.Len()))
 		return
 	}
+	if r == nil && len(h.rooms) >= h.opts.MaxSessions {
+		h.replyError(c, ref, protocol.Errorf(protocol.CodeSessionFull, "the server holds %d sessions", len(h.rooms)))
+		return
+	}
 	if c.room != nil {
 		h.detach(c, 0, now)
 		r = h.rooms[j.SessionID] // a cluster drops a room it no longer serves
@@ -461,6 +476,7 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 	if r == nil {
 		r = &room{s: session.New(j.SessionID, "", now), created: now}
 		r.s.History.Size, r.s.History.TTL = h.opts.HistorySize, h.opts.HistoryTTL
+		r.s.History.MaxBytes, r.s.History.Budget = h.opts.HistoryBytes, h.histBudget
 		if h.cl != nil {
 			r.cl = newRoomCluster()
 		} else {
@@ -761,6 +777,7 @@ func (h *Hub) sweep(now time.Time) {
 			h.clRelease(r)
 		} else if r.s.Expired(now, h.opts.SessionTTL) {
 			delete(h.rooms, id) // its history goes with it
+			r.s.History.Clear()
 			h.metrics.sessionDuration.Observe(now.Sub(r.created).Seconds())
 			continue
 		}

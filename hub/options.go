@@ -71,6 +71,24 @@ type Options struct {
 	HistorySize int
 	HistoryTTL  time.Duration
 
+	// HistoryBytes bounds the encoded size of one session's history, and
+	// HistoryTotalBytes that of every session's history in the process;
+	// the oldest events go first, and a recovery that would need one gets
+	// recovered: false. Default to 8 MiB and 256 MiB.
+	HistoryBytes      int
+	HistoryTotalBytes int
+
+	// JoinRate and JoinBurst limit a connection's join-session and
+	// leave-session messages together (besides MessageRate); over it they
+	// are refused with rate_limited. Default to 2 per second with a burst
+	// of 10.
+	JoinRate  float64
+	JoinBurst int
+
+	// MaxSessions is how many sessions the process holds; a join that would
+	// create one more is refused with session_full. Defaults to 100000.
+	MaxSessions int
+
 	// MaxParticipants is how many participants a session may have; joins
 	// past it are refused with session_full. Defaults to 1000.
 	MaxParticipants int
@@ -139,6 +157,11 @@ const (
 	DefaultSessionTTL      = 30 * time.Minute
 	DefaultHistorySize     = 1000
 	DefaultHistoryTTL      = 10 * time.Minute
+	DefaultHistoryBytes    = 8 << 20
+	DefaultHistoryTotal    = 256 << 20
+	DefaultJoinRate        = 2
+	DefaultJoinBurst       = 10
+	DefaultMaxSessions     = 100_000
 	DefaultMaxParticipants = 1000
 	DefaultHandshake       = 30 * time.Second
 	DefaultNodeHeartbeat   = 5 * time.Second
@@ -168,6 +191,11 @@ func (o *Options) withDefaults() Options {
 	setDefault(&c.SessionTTL, DefaultSessionTTL)
 	setDefault(&c.HistorySize, DefaultHistorySize)
 	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
+	setDefault(&c.HistoryBytes, DefaultHistoryBytes)
+	setDefault(&c.HistoryTotalBytes, DefaultHistoryTotal)
+	setDefault(&c.JoinRate, DefaultJoinRate)
+	setDefault(&c.JoinBurst, DefaultJoinBurst)
+	setDefault(&c.MaxSessions, DefaultMaxSessions)
 	setDefault(&c.MaxParticipants, DefaultMaxParticipants)
 	setDefault(&c.HandshakeTimeout, DefaultHandshake)
 	setDefault(&c.NodeHeartbeat, DefaultNodeHeartbeat)

@@ -155,16 +155,17 @@ func (h *Hub) newConn(tr transport, addr string, delay bool) *conn {
 		chanSize = delayedChanSize
 	}
 	c := &conn{
-		id:         h.nextID.Add(1),
-		hub:        h,
-		tr:         tr,
-		start:      time.Now(),
-		addr:       addr,
-		delay:      delay,
-		send:       make(chan []byte, min(chanSize, h.opts.SendQueue)),
-		closing:    make(chan struct{}),
-		wrote:      make(chan struct{}),
-		msgLimiter: rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst),
+		id:          h.nextID.Add(1),
+		hub:         h,
+		tr:          tr,
+		start:       time.Now(),
+		addr:        addr,
+		delay:       delay,
+		send:        make(chan []byte, min(chanSize, h.opts.SendQueue)),
+		closing:     make(chan struct{}),
+		wrote:       make(chan struct{}),
+		msgLimiter:  rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst),
+		joinLimiter: rate.NewLimiter(rate.Limit(h.opts.JoinRate), h.opts.JoinBurst),
 	}
 	c.cursor = cursorGate{
 		limiter: rate.NewLimiter(rate.Limit(h.opts.CursorRate), 1),

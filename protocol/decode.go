@@ -20,6 +20,11 @@ type Message struct {
 // *Error with the contract's code, and a Message whose Type and Ref are set
 // as far as they could be read, so that the error can echo the ref.
 //
+// A frame that is not valid UTF-8 gets ErrInvalidUTF8 (the hub closes the
+// connection with 1007), and no identifier it returns (userId, sessionId,
+// name, color, event, to, file) holds a control character (U+0000–U+001F,
+// U+007F): such a message is bad_request. Payloads are kept as sent.
+//
 // Decode validates shape and ranges only; rules that depend on the server's
 // mode (a name being required in open mode) are the hub's.
 func Decode(b []byte) (Message, error) {
@@ -29,6 +34,11 @@ func Decode(b []byte) (Message, error) {
 	}
 	return decode(b)
 }
+
+// ErrInvalidUTF8 is Decode's error for a frame that is not valid UTF-8: the
+// contract closes the connection with 1007 (CloseInvalidData), and nothing of
+// the frame reaches anyone. Callers must not modify it.
+var ErrInvalidUTF8 = &Error{Code: CodeBadRequest, Message: "message is not valid UTF-8"}
 
 // cursorHead, cursorMid and cursorFile frame the most frequent message,
 // the cursor update as the platform's clients and hubload send it:
@@ -69,7 +79,7 @@ func decodeCursorFast(b []byte) (Message, bool) {
 		}
 		file := rest[:end]
 		for _, ch := range file {
-			if ch < 0x20 || ch == '\\' {
+			if ch < 0x20 || ch == 0x7f || ch == '\\' {
 				return Message{}, false // an escape or a control character
 			}
 		}
@@ -109,6 +119,9 @@ func decode(b []byte) (Message, error) {
 		Type json.RawMessage `json:"type"`
 		Data json.RawMessage `json:"data"`
 		Ref  json.RawMessage `json:"ref"`
+	}
+	if !utf8.Valid(b) {
+		return Message{}, ErrInvalidUTF8
 	}
 	if len(b) == 0 || b[0] != '{' {
 		return Message{}, Errorf(CodeBadRequest, "message must be a JSON object")
@@ -232,14 +245,14 @@ func decodeJoin(data json.RawMessage) (*JoinSession, *Error) {
 	j := &JoinSession{SessionID: *w.SessionID, Presence: PresenceFull}
 	if u := w.UserInfo; u != nil {
 		if u.UserID != nil {
-			if *u.UserID == "" || len(*u.UserID) > MaxUserIDBytes || !utf8.ValidString(*u.UserID) {
-				return nil, Errorf(CodeBadRequest, "data.userInfo.userId must be 1 to %d bytes of UTF-8", MaxUserIDBytes)
+			if *u.UserID == "" || len(*u.UserID) > MaxUserIDBytes || !ValidText(*u.UserID) {
+				return nil, Errorf(CodeBadRequest, "data.userInfo.userId must be 1 to %d bytes of UTF-8 without control characters", MaxUserIDBytes)
 			}
 			j.UserInfo.UserID = *u.UserID
 		}
 		if u.Name != nil {
-			if n := utf8.RuneCountInString(*u.Name); n < 1 || n > MaxNameChars || !utf8.ValidString(*u.Name) {
-				return nil, Errorf(CodeBadRequest, "data.userInfo.name must be 1 to %d characters", MaxNameChars)
+			if n := utf8.RuneCountInString(*u.Name); n < 1 || n > MaxNameChars || !ValidText(*u.Name) {
+				return nil, Errorf(CodeBadRequest, "data.userInfo.name must be 1 to %d characters, no control character", MaxNameChars)
 			}
 			j.UserInfo.Name = *u.Name
 		}
@@ -252,8 +265,8 @@ func decodeJoin(data json.RawMessage) (*JoinSession, *Error) {
 			}
 		}
 		if u.Color != nil {
-			if len(*u.Color) > MaxColorBytes || !utf8.ValidString(*u.Color) {
-				return nil, Errorf(CodeBadRequest, "data.userInfo.color must be at most %d bytes", MaxColorBytes)
+			if len(*u.Color) > MaxColorBytes || !ValidText(*u.Color) {
+				return nil, Errorf(CodeBadRequest, "data.userInfo.color must be at most %d bytes, no control character", MaxColorBytes)
 			}
 			j.UserInfo.Color = *u.Color
 		}
@@ -269,6 +282,9 @@ func decodeJoin(data json.RawMessage) (*JoinSession, *Error) {
 	if r := w.Recover; r != nil {
 		if r.Epoch == nil || r.Offset == nil {
 			return nil, Errorf(CodeBadRequest, "data.recover needs epoch and offset")
+		}
+		if !ValidText(*r.Epoch) {
+			return nil, Errorf(CodeBadRequest, "data.recover.epoch must not hold control characters")
 		}
 		off := *r.Offset
 		if off < 0 || off != math.Trunc(off) || off > 1<<53 {
@@ -324,8 +340,8 @@ func decodeCursor(data json.RawMessage) (*Cursor, *Error) {
 	}
 	c := &Cursor{Line: p.Line, Column: p.Column}
 	if w.File != nil {
-		if len(*w.File) > MaxFileBytes || !utf8.ValidString(*w.File) {
-			return nil, Errorf(CodeBadRequest, "data.file must be at most %d bytes", MaxFileBytes)
+		if len(*w.File) > MaxFileBytes || !ValidText(*w.File) {
+			return nil, Errorf(CodeBadRequest, "data.file must be at most %d bytes, no control character", MaxFileBytes)
 		}
 		c.File = *w.File
 	}
@@ -371,15 +387,15 @@ func decodeBroadcast(data json.RawMessage) (*Broadcast, *Error) {
 	if w.Event == nil {
 		return nil, Errorf(CodeBadRequest, "data.event is required")
 	}
-	if n := utf8.RuneCountInString(*w.Event); n < 1 || n > MaxEventChars || !utf8.ValidString(*w.Event) {
-		return nil, Errorf(CodeBadRequest, "data.event must be 1 to %d characters", MaxEventChars)
+	if n := utf8.RuneCountInString(*w.Event); n < 1 || n > MaxEventChars || !ValidText(*w.Event) {
+		return nil, Errorf(CodeBadRequest, "data.event must be 1 to %d characters, no control character", MaxEventChars)
 	}
 	b := &Broadcast{Event: *w.Event, To: ToAll, Payload: json.RawMessage("null")}
 	if w.Payload != nil {
 		b.Payload = bytes.Clone(w.Payload)
 	}
 	if w.To != nil {
-		if *w.To == "" || len(*w.To) > MaxUserIDBytes || !utf8.ValidString(*w.To) {
+		if *w.To == "" || len(*w.To) > MaxUserIDBytes || !ValidText(*w.To) {
 			return nil, Errorf(CodeBadRequest, "data.to must be %q, %q, %q or a userId", ToAll, ToInstructors, ToLearners)
 		}
 		b.To = *w.To

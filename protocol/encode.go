@@ -1,23 +1,39 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 )
 
 // Encode writes the envelope {"type":typ,"data":data,"ref":ref} (ref left out
 // when empty, data when nil). The result is what one text frame carries.
+// Nothing is HTML-escaped (a '<' stays one byte, not six), so that a payload
+// reaches others at the size it was sent.
 func Encode(typ, ref string, data any) ([]byte, error) {
 	env := struct {
 		Type string `json:"type"`
 		Data any    `json:"data,omitempty"`
 		Ref  string `json:"ref,omitempty"`
 	}{typ, data, ref}
-	b, err := json.Marshal(env)
+	b, err := Marshal(env)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", typ, err)
 	}
 	return b, nil
+}
+
+// Marshal is json.Marshal without HTML escaping: what the hub sends to
+// clients and stores is encoded with it, so that '<', '>' and '&' (in
+// payloads, names, events) keep their size.
+func Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
 }
 
 // EncodeError writes an error event for err, echoing ref. An err that is not

@@ -36,11 +36,13 @@ func Errorf(code Code, format string, args ...any) *Error {
 type StatusCode int
 
 // Close codes of the contract. A client reconnects after 1001, 1006 (no
-// close frame), 1009, 1011 and 1013; 1000, 1003, 1008, 4001 and 4003 are final.
+// close frame), 1009, 1011 and 1013; 1000, 1003, 1007, 1008, 4001 and 4003
+// are final.
 const (
 	CloseNormal       StatusCode = 1000 // the peer is done
 	CloseGoingAway    StatusCode = 1001 // the server is shutting down: reconnect
 	CloseUnsupported  StatusCode = 1003 // a binary frame was sent
+	CloseInvalidData  StatusCode = 1007 // a text frame that is not valid UTF-8
 	ClosePolicy       StatusCode = 1008 // sustained rate abuse
 	CloseTooBig       StatusCode = 1009 // a frame over --max-message-bytes
 	CloseInternal     StatusCode = 1011 // the server failed: reconnect
@@ -54,7 +56,7 @@ const (
 // the connection was closed with code.
 func (c StatusCode) Final() bool {
 	switch c {
-	case CloseUnsupported, ClosePolicy, CloseTokenExpired, CloseRemovedByAPI, CloseNormal:
+	case CloseUnsupported, CloseInvalidData, ClosePolicy, CloseTokenExpired, CloseRemovedByAPI, CloseNormal:
 		return true
 	}
 	return false

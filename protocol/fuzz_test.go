@@ -1,12 +1,14 @@
 package protocol_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sessionhub/sessionhub/protocol"
 )
@@ -45,6 +47,17 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m, err := protocol.Decode(in)
+		// A frame that is not UTF-8 is refused as such (the hub closes
+		// with 1007), except a fast-way cursor update, which is ASCII.
+		if !utf8.Valid(in) && err == nil {
+			t.Fatalf("accepted %q, which is not UTF-8", in)
+		}
+		if err == protocol.ErrInvalidUTF8 && utf8.Valid(bytes.TrimSpace(in)) {
+			t.Fatalf("%q is UTF-8, refused as not", in)
+		}
+		if err == nil {
+			checkIdentifiers(t, in, m.Payload)
+		}
 		if len(m.Ref) > protocol.MaxRefBytes {
 			t.Fatalf("Ref is %d bytes, over %d", len(m.Ref), protocol.MaxRefBytes)
 		}
@@ -84,6 +97,36 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkIdentifiers fails t if an identifier of payload (decoded from in)
+// holds a control character or is not UTF-8.
+func checkIdentifiers(t *testing.T, in []byte, payload any) {
+	t.Helper()
+	var ids []string
+	switch p := payload.(type) {
+	case *protocol.JoinSession:
+		ids = []string{p.SessionID, p.UserInfo.UserID, p.UserInfo.Name, p.UserInfo.Color}
+		if p.Recover != nil {
+			ids = append(ids, p.Recover.Epoch)
+		}
+	case *protocol.Cursor:
+		ids = []string{p.File}
+	case *protocol.Broadcast:
+		ids = []string{p.Event, p.To}
+		if !utf8.Valid(p.Payload) {
+			t.Fatalf("%q: payload %q is not UTF-8", in, p.Payload)
+		}
+	case protocol.Ping:
+		if !utf8.Valid(p) {
+			t.Fatalf("%q: ping data %q is not UTF-8", in, []byte(p))
+		}
+	}
+	for _, id := range ids {
+		if !protocol.ValidText(id) {
+			t.Fatalf("%q: identifier %q holds a control character or is not UTF-8", in, id)
+		}
+	}
 }
 
 func mustJSON(t *testing.T, v any) []byte {

@@ -14,13 +14,3 @@ func ValidText(s string) bool {
 	}
 	return utf8.ValidString(s)
 }
-
-// validTextBytes is ValidText for a byte slice, without converting it.
-func validTextBytes(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 || c == 0x7f {
-			return false
-		}
-	}
-	return utf8.Valid(b)
-}

@@ -12,13 +12,22 @@ type Event struct {
 	Data   []byte
 }
 
-// History keeps a session's latest events, at most Size of them and none
-// older than TTL, in offset order. Like Session it is plain data: its owner
-// calls every method and passes the time in. The zero value keeps nothing;
-// set Size and TTL.
+// History keeps a session's latest events, at most Size of them, none
+// older than TTL and, with MaxBytes, at most MaxBytes of encoded events, in
+// offset order; with a Budget it also gives up its oldest events when the
+// histories that share the budget hold more than its Max. Like Session it is
+// plain data: its owner calls every method and passes the time in (the
+// owner of a shared Budget owns every history that shares it). The zero
+// value keeps nothing; set Size and TTL.
 type History struct {
 	Size int
 	TTL  time.Duration
+	// MaxBytes bounds the encoded size of the kept events (the oldest go
+	// first); 0 means no bound.
+	MaxBytes int
+	// Budget, when not nil, is shared with other histories. Set it before
+	// the first Append and do not change it.
+	Budget *Budget
 
 	events []Event // events[head:] are kept, oldest first
 	head   int
@@ -29,26 +38,110 @@ type History struct {
 }
 
 // Append keeps e, the session's newest event, and drops what falls out of
-// Size and TTL.
+// Size, TTL, MaxBytes and the Budget.
 func (h *History) Append(e Event, now time.Time) {
 	h.events = append(h.events, e)
-	h.bytes += len(e.Data)
+	h.addBytes(len(e.Data))
+	if b := h.Budget; b != nil {
+		b.queue = append(b.queue, budgetEntry{h, e.Offset})
+	}
 	h.Trim(now)
+	if b := h.Budget; b != nil {
+		b.enforce()
+	}
 }
 
-// Trim drops the events beyond Size or older than TTL at now.
+// addBytes adds n (maybe negative) to the kept size, and to the Budget's.
+func (h *History) addBytes(n int) {
+	h.bytes += n
+	if h.Budget != nil {
+		h.Budget.used += n
+	}
+}
+
+// Trim drops the events beyond Size, older than TTL at now, or past
+// MaxBytes, oldest first.
 func (h *History) Trim(now time.Time) {
 	for n := len(h.events) - h.head; n > 0; n-- {
 		e := &h.events[h.head]
-		if n <= h.Size && now.Sub(e.At) < h.TTL {
+		if n <= h.Size && now.Sub(e.At) < h.TTL && (h.MaxBytes <= 0 || h.bytes <= h.MaxBytes) {
 			break
 		}
-		h.lost = e.Offset
-		h.bytes -= len(e.Data)
-		*e = Event{}
-		h.head++
+		h.dropOldest()
 	}
 	h.compact()
+}
+
+// dropOldest drops the oldest kept event (there is one): a recovery that
+// needs it is no longer complete.
+func (h *History) dropOldest() {
+	e := &h.events[h.head]
+	h.lost = e.Offset
+	h.addBytes(-len(e.Data))
+	*e = Event{}
+	h.head++
+}
+
+// Clear drops every kept event, giving their bytes back to the Budget: for
+// a history that goes away with its session.
+func (h *History) Clear() {
+	for h.head < len(h.events) {
+		h.dropOldest()
+	}
+	h.compact()
+}
+
+// oldestIs reports whether the oldest kept event has offset.
+func (h *History) oldestIs(offset int64) bool {
+	return h.head < len(h.events) && h.events[h.head].Offset == offset
+}
+
+// Budget is a byte budget shared by histories (a process's sessions): when
+// their kept events together exceed Max bytes, the oldest events of all of
+// them, in the order they were appended, go first. It is plain data, owned
+// by the owner of the histories that share it. Max 0 means no bound.
+type Budget struct {
+	Max int
+
+	used  int
+	queue []budgetEntry // appended events, oldest first, from head on
+	head  int
+}
+
+// budgetEntry is an event appended to h; it may since have been dropped by
+// h itself (Size, TTL, MaxBytes, Clear).
+type budgetEntry struct {
+	h      *History
+	offset int64
+}
+
+// Used is the encoded size of the events the sharing histories keep.
+func (b *Budget) Used() int { return b.used }
+
+// enforce drops the oldest events while the budget is exceeded, and the
+// entries of events their history dropped by itself from the front.
+func (b *Budget) enforce() {
+	for b.head < len(b.queue) {
+		e := b.queue[b.head]
+		live := e.h.oldestIs(e.offset)
+		if live && (b.Max <= 0 || b.used <= b.Max) {
+			break
+		}
+		if live {
+			// Every event appended before it is gone: it is its
+			// history's oldest.
+			e.h.dropOldest()
+			e.h.compact()
+		}
+		b.queue[b.head] = budgetEntry{}
+		b.head++
+	}
+	if b.head > 0 && b.head >= len(b.queue)-b.head {
+		n := copy(b.queue, b.queue[b.head:])
+		clear(b.queue[n:])
+		b.queue = b.queue[:n]
+		b.head = 0
+	}
 }
 
 // compact moves the kept events to the front once the dropped front is as
@@ -90,7 +183,7 @@ func (h *History) Since(offset int64) ([]Event, bool) {
 func (h *History) Forget(through int64) {
 	h.lost = max(h.lost, through)
 	for h.head < len(h.events) && h.events[h.head].Offset <= through {
-		h.bytes -= len(h.events[h.head].Data)
+		h.addBytes(-len(h.events[h.head].Data))
 		h.events[h.head] = Event{}
 		h.head++
 	}

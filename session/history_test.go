@@ -269,3 +269,77 @@ func BenchmarkHistorySince(b *testing.B) {
 		})
 	}
 }
+
+// The byte budgets: MaxBytes per history, and a Budget shared by several,
+// whose oldest events (in the order they were appended, whichever history
+// holds them) go first; a recovery from before a dropped event is
+// incomplete, and a history's Clear gives its bytes back.
+func TestHistoryByteBudgets(t *testing.T) {
+	hist := func(b *session.Budget, maxBytes int) *session.History {
+		return &session.History{Size: 100, TTL: time.Hour, MaxBytes: maxBytes, Budget: b}
+	}
+	t.Run("per history", func(t *testing.T) {
+		h := hist(nil, 250)
+		for i := int64(1); i <= 5; i++ {
+			h.Append(ev(i, 0, 100), t0)
+		}
+		if got := offsets(mustSince(t, h, 3)); !equalOffsets(got, span(4, 5)) || h.Bytes() != 200 {
+			t.Errorf("kept %v (%d bytes), want [4 5] (200)", got, h.Bytes())
+		}
+		if _, ok := h.Since(2); ok {
+			t.Error("a recovery from 2 is complete, but 3 was dropped")
+		}
+	})
+	t.Run("shared", func(t *testing.T) {
+		b := &session.Budget{Max: 300}
+		a, c := hist(b, 0), hist(b, 0)
+		a.Append(ev(1, 0, 100), t0)
+		c.Append(ev(1, 0, 100), t0)
+		a.Append(ev(2, 0, 100), t0)
+		c.Append(ev(2, 0, 100), t0) // 400 bytes: a's 1, the oldest, goes
+		if got := offsets(mustSince(t, a, 1)); !equalOffsets(got, span(2, 2)) {
+			t.Errorf("a keeps %v, want [2]", got)
+		}
+		if got := offsets(mustSince(t, c, 0)); !equalOffsets(got, span(1, 2)) {
+			t.Errorf("c keeps %v, want [1 2]", got)
+		}
+		if _, ok := a.Since(0); ok {
+			t.Error("a's recovery from 0 is complete")
+		}
+		if b.Used() != 300 {
+			t.Errorf("used %d, want 300", b.Used())
+		}
+		// A history that trims by itself, and one that is cleared, give
+		// their bytes back; what their entries pointed to is skipped.
+		a.Clear()
+		if b.Used() != 200 || a.Bytes() != 0 {
+			t.Errorf("after Clear: used %d, a %d", b.Used(), a.Bytes())
+		}
+		c.Append(ev(3, 0, 100), t0)
+		c.Append(ev(4, 0, 50), t0) // 350: c's 1 goes, not a's gone ones
+		if got := offsets(mustSince(t, c, 1)); !equalOffsets(got, span(2, 4)) || b.Used() != 250 {
+			t.Errorf("c keeps %v, used %d; want [2 3 4], 250", got, b.Used())
+		}
+	})
+	t.Run("an event over the whole budget", func(t *testing.T) {
+		b := &session.Budget{Max: 50}
+		h := hist(b, 0)
+		h.Append(ev(1, 0, 100), t0)
+		if h.Len() != 0 || b.Used() != 0 {
+			t.Errorf("kept %d events, %d bytes", h.Len(), b.Used())
+		}
+		if _, ok := h.Since(0); ok {
+			t.Error("a recovery from 0 is complete")
+		}
+	})
+}
+
+// mustSince is h.Since(off), which must be complete.
+func mustSince(t *testing.T, h *session.History, off int64) []session.Event {
+	t.Helper()
+	es, ok := h.Since(off)
+	if !ok {
+		t.Fatalf("recovery from %d incomplete", off)
+	}
+	return es
+}
