@@ -31,9 +31,11 @@ func TestJWKSFetchTimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, y := make([]byte, 32), make([]byte, 32)
-	key.X.FillBytes(x)
-	key.Y.FillBytes(y)
+	point, err := key.PublicKey.Bytes() // 0x04 || X || Y
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, y := point[1:33], point[33:]
 	b64 := base64.RawURLEncoding.EncodeToString
 	set, err := json.Marshal(map[string]any{"keys": []map[string]string{
 		{"kty": "EC", "kid": "ec-1", "crv": "P-256", "x": b64(x), "y": b64(y)}}})

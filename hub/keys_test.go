@@ -358,9 +358,11 @@ func kyJWK(pk crypto.PublicKey, kid string) map[string]string {
 		return map[string]string{"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
 			"n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}
 	case *ecdsa.PublicKey:
-		x, y := make([]byte, 32), make([]byte, 32)
-		k.X.FillBytes(x)
-		k.Y.FillBytes(y)
+		point, err := k.Bytes() // 0x04 || X || Y
+		if err != nil {
+			panic(err)
+		}
+		x, y := point[1:33], point[33:]
 		return map[string]string{"kty": "EC", "kid": kid, "crv": "P-256", "x": b64(x), "y": b64(y)}
 	case ed25519.PublicKey:
 		return map[string]string{"kty": "OKP", "kid": kid, "crv": "Ed25519", "x": b64(k)}
@@ -482,4 +484,8 @@ func TestKeysJWKSKeepsLastGoodSet(t *testing.T) {
 			kyAccepted(t, s, good, "g") // the failed fetch kept rsa-1
 		})
 	}
+	// The provider gone altogether (connection refused).
+	idp.ts.Close()
+	kyRefused(t, s, kySignKid(t, jwt.SigningMethodRS256, k.rsa, "rsa-gone", c("x")), "unknown key id")
+	kyAccepted(t, s, good, "g")
 }
