@@ -728,10 +728,24 @@ func (c *Client) refresher(cn *conn) {
 }
 
 // refresh sends refresh-token with a new token on cn and returns the new
-// expiry; it waits at most until the current one.
+// expiry; it waits at most until the current one, or ConnectTimeout, and
+// no longer than cn lives.
 func (c *Client) refresh(cn *conn, expiry time.Time) (time.Time, error) {
-	ctx, cancel := context.WithDeadline(c.ctx, expiry)
+	deadline := time.Now().Add(c.opts.ConnectTimeout)
+	if expiry.Before(deadline) {
+		deadline = expiry
+	}
+	ctx, cancel := context.WithDeadline(c.ctx, deadline)
 	defer cancel()
+	cn.helpers.Add(1) // the refresher holds a count: Wait cannot be at zero
+	go func() {
+		defer cn.helpers.Done()
+		select {
+		case <-cn.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	tok, err := c.token(ctx)
 	if err != nil {
 		return time.Time{}, err
@@ -818,7 +832,7 @@ func (c *Client) rejoin(cn *conn, attempt int) {
 	if m != nil {
 		j := m.join
 		j.Recover = &protocol.Recover{Epoch: m.epoch, Offset: m.offset}
-		_, err := c.roundTrip(c.ctx, cn, protocol.TypeJoinSession, j, &pending{join: &j, rejoin: attempt})
+		_, err := c.roundTrip(c.ctx, cn, protocol.TypeJoinSession, j, &pending{join: &j, fill: m.fill, rejoin: attempt})
 		var se *ServerError
 		if err != nil && !errors.As(err, &se) {
 			return // the connection ended: run goes on with the next one

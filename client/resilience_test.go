@@ -30,8 +30,10 @@ import (
 func TestSilentConnectionReplaced(t *testing.T) {
 	s := startHub(t, "", hub.Options{LeaveGrace: time.Minute})
 	px := startProxy(t, s.addr)
+	// Short enough for a quick test, long enough that a busy machine's
+	// stall does not pass for silence before the test silences the link.
 	a := dial(t, px.url(), &client.Options{Reconnect: fastReconnect,
-		HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: time.Second})
+		HeartbeatInterval: 500 * time.Millisecond, HeartbeatTimeout: 2 * time.Second})
 	b := dial(t, s.url, &client.Options{Reconnect: fastReconnect})
 	ctx := ctxT(t)
 	sja, err := a.Join(ctx, "silent", protocol.UserInfo{UserID: "ann", Name: "Ann"})
@@ -53,7 +55,20 @@ func TestSilentConnectionReplaced(t *testing.T) {
 	// then all of it must come through the recovery.
 	px.silence(true)
 	want := sendN(t, b, 0, 20)
-	sc := skipTo[*client.StateChange](t, a, func(sc *client.StateChange) bool { return sc.To == client.Reconnecting })
+	var sc *client.StateChange
+	for sc == nil {
+		select {
+		case e, ok := <-a.Events():
+			if !ok {
+				t.Fatal("events closed")
+			}
+			if s, is := e.(*client.StateChange); is && s.To == client.Reconnecting {
+				sc = s
+			}
+		case <-time.After(3 * wait): // far beyond interval + timeout
+			t.Fatal("the silent connection was not dropped")
+		}
+	}
 	var ce *client.CloseError
 	if sc.From != client.Connected || !errors.As(sc.Err, &ce) || ce.Code != protocol.CloseAbnormal || !errors.Is(sc.Err, client.ErrHeartbeatTimeout) {
 		t.Fatalf("state change %v, want connected -> reconnecting with the heartbeat's 1006", sc)
@@ -72,6 +87,15 @@ func TestSilentConnectionReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSequence(t, broadcastsUntil(t, a), "bob", want, marker)
+
+	// After the rejoin the client still fills the events' lists itself.
+	c := dial(t, s.url, nil)
+	if _, err := c.Join(ctx, "silent", protocol.UserInfo{UserID: "cy", Name: "Cy"}); err != nil {
+		t.Fatal(err)
+	}
+	if uj := expect[*client.UserJoined](t, a); uj.User.UserID != "cy" || len(uj.Participants) != 3 || !equalLists(uj.Participants, a.Participants()) {
+		t.Fatalf("user-joined after the rejoin %s; participants %s", js(uj.UserJoined), js(a.Participants()))
+	}
 }
 
 // TestFirstConnectHubLate: Dial to an address where no hub listens yet
