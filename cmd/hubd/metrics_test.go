@@ -203,3 +203,41 @@ func TestVersion(t *testing.T) {
 	}
 
 }
+
+// In a cluster each leave is counted once, by the node that ends it,
+// however many nodes serve the session.
+func TestMetricsClusterParticipantDuration(t *testing.T) {
+	cl := startCluster(t, clHeartbeat)
+	n1, n2, n3 := cl.nodes[0], cl.nodes[1], cl.nodes[2]
+	const sid = "durations"
+	a := rawPeer(t, n1, learner("a"))
+	b := rawPeer(t, n2, learner("b"))
+	c := rawPeer(t, n3, learner("c"))
+	a.join(sid, nil)
+	b.join(sid, nil)
+	c.join(sid, nil)
+	waitMembers(time.Now().Add(clConverge), []*peer{a, b, c}, "a", "b", "c")
+	total := func() float64 {
+		sum := 0.0
+		for _, n := range cl.nodes {
+			sum += scrape(t, n)[`sessionhub_participant_duration_seconds_count`]
+		}
+		return sum
+	}
+	if v := total(); v != 0 {
+		t.Fatalf("%v participant durations before anyone left", v)
+	}
+	a.closeClean()
+	waitEvent(b, time.Now().Add(clConverge), "a's leave", leftOf("a"))
+	waitEvent(c, time.Now().Add(clConverge), "a's leave", leftOf("a"))
+	b.closeClean()
+	waitEvent(c, time.Now().Add(clConverge), "b's leave", leftOf("b"))
+	// Both leaves reached every node that serves the session: each was
+	// counted by the node that ended it, and only there.
+	if v := total(); v != 2 {
+		t.Errorf("%v participant durations in the cluster after two leaves, want 2", v)
+	}
+	if v := scrape(t, n3)[`sessionhub_participant_duration_seconds_count`]; v != 0 {
+		t.Errorf("node3, where nobody left, counted %v participant durations", v)
+	}
+}
