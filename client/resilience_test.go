@@ -175,6 +175,16 @@ func TestDialGivesUp(t *testing.T) {
 			}
 		})
 	}
+	// A token function that fails fails the attempt, which is retried.
+	errNoToken := errors.New("the identity provider is down")
+	var calls atomic.Int32
+	_, err := client.Dial(ctxT(t), startHub(t, "", hub.Options{}).url, &client.Options{
+		Reconnect: &client.ReconnectPolicy{Initial: time.Millisecond, MaxAttempts: 1},
+		TokenFunc: func(context.Context) (string, error) { calls.Add(1); return "", errNoToken }})
+	var gu *client.GaveUpError
+	if !errors.As(err, &gu) || !errors.Is(err, errNoToken) || gu.Attempts != 2 || calls.Load() != 2 {
+		t.Fatalf("dial with a failing token function: %v after %d calls", err, calls.Load())
+	}
 }
 
 var testSecret = []byte("a-test-secret-of-enough-bytes-for-hs256")
