@@ -64,6 +64,10 @@ type sseTransport struct {
 	// sendMu makes a stream's sends take turns: the reader's state of the
 	// conn (rate limiters, cursor gate) is the sender's while it holds it.
 	sendMu sync.Mutex
+	// wmu is held by every write to w: the writer's, and ServeSSE's open
+	// event, which is written once the stream can be found (a send may
+	// follow it at once).
+	wmu sync.Mutex
 
 	mu    sync.Mutex
 	ended bool // the handler is returning: w may no longer be used
@@ -142,6 +146,12 @@ func (s *sseTransport) drop(*conn) {
 
 // flush writes b and flushes it to the client.
 func (s *sseTransport) flush(b []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.flushLocked(b)
+}
+
+func (s *sseTransport) flushLocked(b []byte) error {
 	if _, err := s.w.Write(b); err != nil {
 		return err
 	}
@@ -292,16 +302,21 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	cors(w, origin)
 	s.rc.SetWriteDeadline(time.Time{}) // a server's WriteTimeout would end the stream
 	open, _ := json.Marshal(map[string]string{"streamId": s.id, "send": ssePath})
-	if err := s.flush(appendEvent(nil, "open", open)); err != nil {
-		h.release(ip)
-		return
-	}
+	// The stream is tracked (and can be found by its sends) before the
+	// client learns its id; nothing else writes before the open event.
+	s.wmu.Lock()
 	if !h.track(c) {
+		s.wmu.Unlock()
 		s.close(c, closeShutdown)
 		h.release(ip)
 		return
 	}
 	defer h.untrack(c)
+	err = s.flushLocked(appendEvent(nil, "open", open))
+	s.wmu.Unlock()
+	if err != nil {
+		s.drop(c) // served all the same: a writer may have started meanwhile
+	}
 	h.metrics.upgrade(upgradeAccepted)
 	h.log.Info("connect", append([]any{"conn", c.id, "transport", s.name(), "remote", c.addr}, c.logAttrs()...)...)
 	h.metrics.opened(s.name())
