@@ -319,6 +319,7 @@ type kyIdP struct {
 	fetches atomic.Int32
 	down    atomic.Bool
 	huge    atomic.Bool
+	stall   atomic.Bool // answer nothing until the client gives up
 }
 
 func kyStartIdP(t testing.TB) *kyIdP {
@@ -326,6 +327,10 @@ func kyStartIdP(t testing.TB) *kyIdP {
 	idp := &kyIdP{}
 	idp.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		idp.fetches.Add(1)
+		if idp.stall.Load() {
+			<-r.Context().Done()
+			return
+		}
 		if idp.down.Load() {
 			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
 			return
@@ -453,29 +458,26 @@ func TestKeysJWKS(t *testing.T) {
 	}
 }
 
-// A provider that is down, or answers too much, leaves the last good set
-// in force.
+// A provider that is down, answers too much, stalls past the timeout, or
+// is gone leaves the last good set in force.
 func TestKeysJWKSKeepsLastGoodSet(t *testing.T) {
 	k := kyGen(t)
 	idp := kyStartIdP(t)
 	idp.set(kyJWK(&k.rsa.PublicKey, "rsa-1"))
 	// Unknown kids fetch again at once: every token below with an unknown
 	// kid makes the client fetch.
-	j := kyJWKS(t, idp, &hub.JWKSOptions{UnknownKIDInterval: time.Nanosecond, MaxBytes: 64 << 10})
+	// A fetch that takes over 2 s fails: a stalled provider costs the
+	// upgrade that named the unknown kid 2 s, not the dial's 5 s deadline.
+	j := kyJWKS(t, idp, &hub.JWKSOptions{UnknownKIDInterval: time.Nanosecond, MaxBytes: 64 << 10, Timeout: 2 * time.Second})
 	s := startServer(t, &hub.Options{JWKS: j})
 	c := func(sub string) hub.Claims { return rfClaims(sub, sub, "", nil, time.Hour) }
 	good := kySignKid(t, jwt.SigningMethodRS256, k.rsa, "rsa-1", c("g"))
 	kyAccepted(t, s, good, "g")
 
-	for _, mode := range []string{"down", "huge"} {
+	for mode, flag := range map[string]*atomic.Bool{"down": &idp.down, "huge": &idp.huge, "stalled": &idp.stall} {
 		t.Run(mode, func(t *testing.T) {
-			if mode == "down" {
-				idp.down.Store(true)
-				defer idp.down.Store(false)
-			} else {
-				idp.huge.Store(true)
-				defer idp.huge.Store(false)
-			}
+			flag.Store(true)
+			defer flag.Store(false)
 			before := idp.fetches.Load()
 			kyRefused(t, s, kySignKid(t, jwt.SigningMethodRS256, k.rsa, "rsa-new", c("x")), "unknown key id")
 			if n := idp.fetches.Load(); n != before+1 {
