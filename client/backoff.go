@@ -23,17 +23,17 @@ type ReconnectPolicy struct {
 	// before it gives up. 0 means forever; a negative value turns
 	// reconnecting off. DefaultReconnectPolicy (used when Options.Reconnect
 	// is nil) has 5. The count runs across connections: it restarts only
-	// once a connection has stayed up for StableAfter after its rejoin, so
+	// once a connection has stayed up for ResetAfter after its rejoin, so
 	// a hub that accepts and then drops the client right away every time
 	// still ends in a *GaveUpError. Dial's first connect is retried under
 	// the same policy: it makes up to 1+MaxAttempts attempts.
 	MaxAttempts int
 
-	// StableAfter is how long a connection must stay up (counted from its
+	// ResetAfter is how long a connection must stay up (counted from its
 	// rejoin, or from Dial for the first one) for the attempt counter to
 	// restart, so that the next drop starts again at attempt 1 with the
 	// Initial delay. Defaults to 10s.
-	StableAfter time.Duration
+	ResetAfter time.Duration
 }
 
 // DefaultReconnectPolicy is the policy of a nil Options.Reconnect, as the
@@ -43,7 +43,7 @@ var DefaultReconnectPolicy = ReconnectPolicy{
 	Factor:      2,
 	Max:         10 * time.Second,
 	MaxAttempts: 5,
-	StableAfter: 10 * time.Second,
+	ResetAfter:  10 * time.Second,
 }
 
 func (p ReconnectPolicy) withDefaults() ReconnectPolicy {
@@ -56,8 +56,8 @@ func (p ReconnectPolicy) withDefaults() ReconnectPolicy {
 	if p.Max <= 0 {
 		p.Max = DefaultReconnectPolicy.Max
 	}
-	if p.StableAfter <= 0 {
-		p.StableAfter = DefaultReconnectPolicy.StableAfter
+	if p.ResetAfter <= 0 {
+		p.ResetAfter = DefaultReconnectPolicy.ResetAfter
 	}
 	if p.Max < p.Initial {
 		p.Max = p.Initial

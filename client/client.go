@@ -595,7 +595,7 @@ func (c *Client) run(cn *conn, failures int) {
 		}
 		// The attempt counter restarts only once the connection has stayed
 		// up for a while after its rejoin.
-		stable := time.NewTimer(c.opts.Reconnect.StableAfter)
+		stable := time.NewTimer(c.opts.Reconnect.ResetAfter)
 		select {
 		case <-cn.done:
 		case <-stable.C:
@@ -674,10 +674,13 @@ func (c *Client) start(cn *conn) {
 
 // refreshAfter returns how long after learning that its token expires in
 // lifetime the client refreshes it: 60 s before the expiry for tokens of
-// 10 minutes or more, at 90 % of the lifetime for shorter ones (never
-// sooner than minRefresh).
+// 2 minutes or more, at 90 % of the lifetime for shorter ones (never sooner
+// than minRefresh). The browser client has the same rule.
 func refreshAfter(lifetime time.Duration) time.Duration {
-	d := max(lifetime-refreshLead, lifetime/10*9)
+	d := lifetime / 10 * 9
+	if lifetime >= 2*refreshLead {
+		d = lifetime - refreshLead
+	}
 	return max(d, minRefresh)
 }
 
@@ -783,7 +786,7 @@ func (cn *conn) closeError() *CloseError {
 // connect dials until a connection is open, the reconnect policy gives up
 // (*GaveUpError), an attempt fails in a way no retry changes (see
 // permanent) or ctx ends. failures is the number of attempts made since the
-// last connection that stayed up (ReconnectPolicy.StableAfter), last the
+// last connection that stayed up (ReconnectPolicy.ResetAfter), last the
 // reason of the latest; attempt failures+1 and the next ones wait for their
 // backoff first. now makes one attempt at once before them (Dial's first
 // connect). It returns the number of the attempt that succeeded (0 for the

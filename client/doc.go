@@ -23,7 +23,7 @@
 // the client reconnects with exponential backoff and full jitter (see
 // ReconnectPolicy), joins its session again by itself as the same user,
 // and reports it with a *Rejoined event. The attempt counter restarts only
-// once a connection has stayed up for ReconnectPolicy.StableAfter (10 s)
+// once a connection has stayed up for ReconnectPolicy.ResetAfter (10 s)
 // after its rejoin, so a hub that drops the client right after every rejoin
 // ends in a *GaveUpError instead of a loop. Close codes 1000, 1003, 1008,
 // 4001 and 4003 are final (4001 is not with Options.TokenFunc): the client
@@ -44,7 +44,7 @@
 // reconnect after an hour carries a fresh token, and for every refresh:
 // when session-joined says when the connection's token expires
 // (expiresAt), the client sends refresh-token with a new token ahead of it
-// (60 s before for tokens of 10 minutes or more, at 90 % of the lifetime
+// (60 s before for tokens of 2 minutes or more, at 90 % of the lifetime
 // for shorter ones), and the connection lives on with no reconnect. If a
 // refresh fails and the hub closes with 4001, the client reconnects with a
 // new token and recovers, so nothing is lost. Without a TokenFunc, 4001 is

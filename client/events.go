@@ -60,7 +60,7 @@ type ErrorEvent struct {
 // again by itself. SessionJoined is the server's fresh reply (its
 // Participants is the current list, which replaces the client's own);
 // Attempt is the reconnect attempt that succeeded, counting from 1 since
-// the last connection that stayed up (see ReconnectPolicy.StableAfter).
+// the last connection that stayed up (see ReconnectPolicy.ResetAfter).
 //
 // Recovered tells whether the broadcasts missed while the connection was
 // down are coming: when true, the *BroadcastEvent values the client had not
@@ -169,7 +169,7 @@ func (e *CloseError) Error() string {
 // returns it when its first connect and the retries failed.
 type GaveUpError struct {
 	// Attempts is the attempt counter at the end: the attempts made since
-	// the last connection that stayed up (ReconnectPolicy.StableAfter),
+	// the last connection that stayed up (ReconnectPolicy.ResetAfter),
 	// those that connected but did not stay up included, Dial's first
 	// included.
 	Attempts int

@@ -146,7 +146,7 @@ func ExampleOptions_heartbeat() {
 	c, err := client.Dial(context.Background(), url, &client.Options{
 		HeartbeatInterval: 10 * time.Second,
 		HeartbeatTimeout:  5 * time.Second,
-		Reconnect:         &client.ReconnectPolicy{MaxAttempts: 0, StableAfter: 30 * time.Second},
+		Reconnect:         &client.ReconnectPolicy{MaxAttempts: 0, ResetAfter: 30 * time.Second},
 	})
 	if err != nil {
 		fmt.Println(err)

@@ -1,7 +1,7 @@
 package client_test
 
 // Tests whose subject is a timer of the client (the heartbeat, the attempt
-// counter's StableAfter) run in a testing/synctest bubble with fake time: a
+// counter's ResetAfter) run in a testing/synctest bubble with fake time: a
 // real hub (hub.New, its http.Handler) served over in-memory connections
 // (net.Pipe), so that every goroutine of the hub, the HTTP server and the
 // client blocks durably and the clock jumps from timer to timer. Durations
@@ -337,7 +337,7 @@ func TestHeartbeatWaitsForTheApplication(t *testing.T) {
 }
 
 // TestAttemptCounterRestarts: the reconnect attempt counter restarts only
-// after a connection has stayed up for StableAfter (10 s by default) after
+// after a connection has stayed up for ResetAfter (10 s by default) after
 // its rejoin. A connection dropped sooner every time ends in a GaveUpError
 // after MaxAttempts reconnects instead of looping; one that stays up long
 // enough reconnects at attempt 1 every time.
@@ -345,15 +345,15 @@ func TestAttemptCounterRestarts(t *testing.T) {
 	const maxAttempts = 3
 	for _, tc := range []struct {
 		name       string
-		stable     time.Duration // ReconnectPolicy.StableAfter; 0: the default
+		stable     time.Duration // ReconnectPolicy.ResetAfter; 0: the default
 		upFor      time.Duration // how long each connection stays up after its rejoin
 		wantGiveUp bool
 	}{
 		{"dropped at once", 0, 0, true},
 		{"dropped just before the default", 0, 10*time.Second - time.Millisecond, true},
 		{"up for the default", 0, 10*time.Second + time.Millisecond, false},
-		{"up for a custom StableAfter", time.Second, time.Second + time.Millisecond, false},
-		{"dropped just before a custom StableAfter", time.Second, time.Second - time.Millisecond, true},
+		{"up for a custom ResetAfter", time.Second, time.Second + time.Millisecond, false},
+		{"dropped just before a custom ResetAfter", time.Second, time.Second - time.Millisecond, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -361,7 +361,7 @@ func TestAttemptCounterRestarts(t *testing.T) {
 				defer bh.stop(t)
 				ctx := context.Background()
 				c, err := client.Dial(ctx, bubbleURL, bh.options("c", client.Options{Reconnect: &client.ReconnectPolicy{
-					Initial: 100 * time.Millisecond, MaxAttempts: maxAttempts, StableAfter: tc.stable}}))
+					Initial: 100 * time.Millisecond, MaxAttempts: maxAttempts, ResetAfter: tc.stable}}))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -172,9 +172,10 @@ func TestTokenExpiryReconnectsWithFunc(t *testing.T) {
 func TestRefreshAfter(t *testing.T) {
 	for _, tc := range []struct{ lifetime, want time.Duration }{
 		{2 * time.Second, 1800 * time.Millisecond}, // short: at 90 %
-		{5 * time.Minute, 270 * time.Second},
-		{10 * time.Minute, 9 * time.Minute}, // both rules agree
-		{time.Hour, 59 * time.Minute},       // long: 60 s before
+		{119 * time.Second, 107100 * time.Millisecond},
+		{2 * time.Minute, time.Minute}, // from here: 60 s before
+		{5 * time.Minute, 4 * time.Minute},
+		{time.Hour, 59 * time.Minute},
 		{3 * time.Hour, 3*time.Hour - time.Minute},
 		{500 * time.Millisecond, time.Second}, // never sooner than a second
 		{-time.Minute, time.Second},           // already expired (clock skew)
