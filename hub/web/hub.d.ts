@@ -504,7 +504,7 @@ export declare class HubClient extends EventTarget {
     private _getToken;
     /** Makes one connection attempt (state connecting or reconnecting). */
     private _open;
-    /** The transport of the next attempt: SSE while the fallback holds, else the configured one. */
+    /** The transport of the next attempt: SSE while the fallback holds (and the platform has EventSource and fetch), else the configured one. */
     private _chooseTransport;
     /** The attempt in progress failed before it opened: WebSocket failures in a row start the fallback. */
     private _notOpened;

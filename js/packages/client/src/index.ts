@@ -469,6 +469,12 @@ export const webSocketTransport: TransportFactory = (req, events) => {
 /** Most messages the hub takes in one POST /sse/send. */
 const MAX_SEND_MESSAGES = 32;
 
+/** Whether the fallback transport can run here: EventSource and fetch, given or global. */
+function sseAvailable(o: HubClientOptions): boolean {
+  const g = globalThis as { EventSource?: unknown; fetch?: unknown };
+  return typeof (o.EventSource || g.EventSource) === 'function' && typeof (o.fetch || g.fetch) === 'function';
+}
+
 /** The stream endpoint for a WebSocket URL: http(s), its trailing /ws as /sse (or /sse added). */
 function streamURL(wsURL: string, override?: string | URL): URL {
   const u = new URL(override !== undefined ? String(override) : wsURL, wsURL);
@@ -1116,16 +1122,23 @@ export class HubClient extends EventTarget {
     }
   }
 
-  /** The transport of the next attempt: SSE while the fallback holds, else the configured one. */
+  /** The transport of the next attempt: SSE while the fallback holds (and the platform has EventSource and fetch), else the configured one. */
   private _chooseTransport(): { name: TransportName; factory: TransportFactory } {
-    if (this._opts.fallback && Date.now() < this._sseUntil) return { name: 'sse', factory: sseTransport };
+    if (this._opts.fallback && Date.now() < this._sseUntil && sseAvailable(this._options)) return { name: 'sse', factory: sseTransport };
     return { name: this._opts.fallback ? 'websocket' : typeof this._options.transport === 'function' ? 'custom' : 'websocket', factory: this._opts.transport };
   }
 
   /** The attempt in progress failed before it opened: WebSocket failures in a row start the fallback. */
   private _notOpened(): void {
     const fb = this._opts.fallback;
-    if (!fb || this._attemptTransport !== 'websocket') return;
+    if (!fb) return;
+    if (this._attemptTransport === 'sse') {
+      // The stream failed too (the hub is down, or refuses this client): the
+      // next attempt tries WebSocket, whose next failure comes back here.
+      this._sseUntil = 0;
+      return;
+    }
+    if (this._attemptTransport !== 'websocket') return;
     this._wsFailures += 1;
     // Kept at its count: after the fallback's time, one more failure is enough.
     if (this._wsFailures >= fb.after) this._sseUntil = Date.now() + fb.retryWebSocketAfter;
