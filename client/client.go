@@ -693,8 +693,9 @@ const (
 // (session-joined's expiresAt, or token-refreshed's), it schedules a
 // refresh-token with a token from Options.TokenFunc (see refreshAfter). A
 // refresh that fails is tried again halfway to the expiry, while at least
-// a second is left; past the expiry the hub closes with 4001, after which
-// the client reconnects with a new token and recovers. It runs on a
+// a second is left; a refresh the hub refuses is also reported as an
+// *ErrorEvent. Past the expiry the hub closes with 4001, after which the
+// client reconnects with a new token and recovers. It runs on a
 // goroutine of its own per connection, when there is a TokenFunc, and
 // returns when cn's reader has.
 func (c *Client) refresher(cn *conn) {
@@ -723,6 +724,13 @@ func (c *Client) refresher(cn *conn) {
 			}
 			left := time.Until(expiry)
 			c.log.Warn("sessionhub: token refresh failed", "err", err, "expires_in", left)
+			var se *ServerError
+			if errors.As(err, &se) {
+				// The hub refused the new token (invalid_token,
+				// forbidden): the application should know that its token
+				// function gives tokens the hub does not take.
+				c.emit(&ErrorEvent{Code: se.Code, Message: "refresh-token: " + se.Message})
+			}
 			if left > 2*minRefresh {
 				t.Reset(left / 2)
 			}

@@ -48,8 +48,10 @@ type BroadcastEvent struct{ protocol.BroadcastEvent }
 
 // ErrorEvent is an error the server sent that answers no pending request:
 // for example not_in_session for an UpdateCursor or SetActive outside a
-// session. Errors that answer a request are returned by that request's
-// method as a *ServerError instead.
+// session, or the refusal (invalid_token, forbidden) of a token refresh the
+// client made by itself, whose Message then starts with "refresh-token: ".
+// Errors that answer a request are returned by that request's method as a
+// *ServerError instead.
 type ErrorEvent struct {
 	Code    protocol.Code
 	Message string

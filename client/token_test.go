@@ -146,7 +146,21 @@ func TestTokenExpiryReconnectsWithFunc(t *testing.T) {
 		if _, err := b.Join(ctx, "expire", protocol.UserInfo{}); err != nil {
 			t.Fatal(err)
 		}
-		sc := waitState(t, a, client.Reconnecting)
+		var refused *client.ErrorEvent
+		var sc *client.StateChange
+		for sc == nil {
+			switch e := nextNow(t, a).(type) {
+			case *client.ErrorEvent:
+				refused = e
+			case *client.StateChange:
+				if e.To == client.Reconnecting {
+					sc = e
+				}
+			}
+		}
+		if refused == nil || refused.Code != protocol.CodeInvalidToken {
+			t.Fatalf("refused refresh reported as %+v, want an invalid_token error event", refused)
+		}
 		var ce *client.CloseError
 		if !errors.As(sc.Err, &ce) || ce.Code != protocol.CloseTokenExpired {
 			t.Fatalf("state change %v, want reconnecting after 4001", sc)
