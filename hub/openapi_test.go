@@ -1,8 +1,10 @@
 package hub_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -27,7 +29,7 @@ func textDecoder(r io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3fi
 }
 
 func init() {
-	for _, ct := range []string{"text/javascript", "application/typescript", "text/html"} {
+	for _, ct := range []string{"text/javascript", "application/typescript", "text/html", "text/event-stream"} {
 		openapi3filter.RegisterBodyDecoder(ct, textDecoder)
 	}
 }
@@ -92,6 +94,23 @@ func TestOpenAPI(t *testing.T) {
 			"Sec-WebSocket-Version", "13"}, "", 400},
 		{"ws from a foreign origin", "GET", "/ws", []string{"Origin", "https://evil.example", "Connection", "Upgrade",
 			"Upgrade", "websocket", "Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}, "", 403},
+		{"sse", "GET", "/sse", nil, "", 200},
+		{"sse from a foreign origin", "GET", "/sse", []string{"Origin", "https://evil.example"}, "", 403},
+		{"sse send", "POST", "/sse/send", []string{"Content-Type", "application/json"},
+			`{"streamId":"{stream}","messages":[{"type":"ping","ref":"p1"}]}`, 202},
+		{"sse send as text/plain", "POST", "/sse/send", []string{"Content-Type", "text/plain"},
+			`{"streamId":"{stream}","messages":[{"type":"ping","ref":"p2"}]}`, 202},
+		{"sse send, no such stream", "POST", "/sse/send", []string{"Content-Type", "application/json"},
+			`{"streamId":"nope","messages":[{"type":"ping"}]}`, 404},
+		{"sse send, bad body", "POST", "/sse/send", []string{"Content-Type", "application/json"},
+			`{"streamId":"{stream}","messages":[]}`, 400},
+		{"sse send, another type", "POST", "/sse/send", []string{"Content-Type", "application/xml"}, `<x/>`, 415},
+		{"sse send, foreign origin", "POST", "/sse/send", []string{"Content-Type", "application/json", "Origin", "https://evil.example"},
+			`{"streamId":"{stream}","messages":[{"type":"ping"}]}`, 403},
+		{"sse send preflight", "OPTIONS", "/sse/send", []string{"Origin", "https://app.example.com",
+			"Access-Control-Request-Method", "POST"}, "", 204},
+		{"sse send close", "POST", "/sse/send", []string{"Content-Type", "application/json"},
+			`{"streamId":"{stream}","close":1000}`, 202},
 		{"sessions without a key", "GET", "/api/sessions", nil, "", 401},
 		{"sessions with a wrong key", "GET", "/api/sessions", []string{"Authorization", "Bearer nope"}, "", 401},
 		{"sessions", "GET", "/api/sessions", []string{"Authorization", auth}, "", 200},
@@ -114,9 +133,12 @@ func TestOpenAPI(t *testing.T) {
 		{"remove without a key", "DELETE", "/api/sessions/class/participants/alice", nil, "", 401},
 	}
 	exercised := map[string]bool{}
+	stream := "" // the id of the stream GET /sse opened
+	outer := t
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(tt.method, s.ts.URL+tt.path, strings.NewReader(tt.body))
+			body := strings.ReplaceAll(tt.body, "{stream}", stream)
+			req, err := http.NewRequest(tt.method, s.ts.URL+tt.path, strings.NewReader(body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,7 +156,7 @@ func TestOpenAPI(t *testing.T) {
 			if tt.status < 400 && tt.status != 0 {
 				// The requests meant to succeed must be valid ones.
 				vreq := req.Clone(ctx)
-				vreq.Body = io.NopCloser(strings.NewReader(tt.body))
+				vreq.Body = io.NopCloser(strings.NewReader(body))
 				vin := *in
 				vin.Request = vreq
 				if err := openapi3filter.ValidateRequest(ctx, &vin); err != nil {
@@ -145,19 +167,37 @@ func TestOpenAPI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			var got []byte
+			if resp.Header.Get("Content-Type") == "text/event-stream" {
+				// A stream does not end: its first event is the answer.
+				br := bufio.NewReader(resp.Body)
+				got, err = br.ReadBytes('}')
+				if err == nil {
+					var rest [2]byte
+					_, err = io.ReadFull(br, rest[:])
+					got = append(got, rest[:]...)
+				}
+				var open struct{ StreamID string }
+				if err == nil {
+					err = json.Unmarshal(got[bytes.IndexByte(got, '{'):bytes.LastIndexByte(got, '}')+1], &open)
+				}
+				stream = open.StreamID
+				outer.Cleanup(func() { resp.Body.Close() }) // the sends below use it
+			} else {
+				got, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			if resp.StatusCode != tt.status {
-				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tt.status)
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, got, tt.status)
 			}
 			out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode,
 				Header: resp.Header, Options: opts}
-			out.SetBodyBytes(body)
+			out.SetBodyBytes(got)
 			if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
-				t.Errorf("the answer (%d, %q) does not match the document: %v", resp.StatusCode, truncate(body), err)
+				t.Errorf("the answer (%d, %q) does not match the document: %v", resp.StatusCode, truncate(got), err)
 			}
 			if resp.StatusCode == http.StatusNotModified && resp.Header.Get("ETag") == "" {
 				t.Error("304 without its ETag")
