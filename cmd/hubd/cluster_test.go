@@ -56,13 +56,19 @@ type testCluster struct {
 // /readyz with 200.
 func startCluster(t *testing.T, beat time.Duration) *testCluster {
 	t.Helper()
+	return startClusterGrace(t, beat, clGrace)
+}
+
+// startClusterGrace is startCluster with the leave grace grace.
+func startClusterGrace(t *testing.T, beat, grace time.Duration) *testCluster {
+	t.Helper()
 	c := &testCluster{redis: redistest.Start(t)}
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("node%d", i)
 		c.nodes = append(c.nodes, startHubProc(t, id,
 			"--redis-url", c.redis.URL(),
 			"--node-heartbeat", beat.String(),
-			"--leave-grace", clGrace.String(),
+			"--leave-grace", grace.String(),
 			"--node-id", id,
 			"--shutdown-timeout", "5s"))
 	}
@@ -1010,8 +1016,12 @@ func TestClusterRecoverOnOtherNode(t *testing.T) {
 // the other nodes found the node gone": that would take at least a
 // heartbeat more than the grace.
 func TestClusterCleanShutdown(t *testing.T) {
-	const beat = time.Second
-	cl := startCluster(t, beat)
+	// u must come back through node1 within the grace, as the nodes count
+	// it: a grace of 2 s leaves a busy machine room for that, and node3's
+	// death (3 heartbeats of 2 s, plus the grace) still comes far later
+	// than the grace alone.
+	const beat, clGrace = 2 * time.Second, 2 * time.Second
+	cl := startClusterGrace(t, beat, clGrace)
 	n1, n2, n3 := cl.nodes[0], cl.nodes[1], cl.nodes[2]
 	const sid = "shutdown"
 	w := goPeer(t, n1, learner("w"))
@@ -1058,7 +1068,7 @@ func TestClusterCleanShutdown(t *testing.T) {
 
 	// v, who does not come back, leaves when the grace ends: not before,
 	// and well before the other nodes would have found node3 dead.
-	deadline := termed.Add(clGrace + beat/2)
+	deadline := termed.Add(clGrace + clSlack) // node3's death: 3*beat + clGrace
 	for _, p := range append(observers, u2) {
 		r := waitEvent(p, deadline, "user-left of v", leftOf("v"))
 		if early := termed.Add(clGrace - 50*time.Millisecond); r.at.Before(early) {
