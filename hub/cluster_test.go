@@ -18,16 +18,22 @@ import (
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
-// clusterBeat is the heartbeat of the test clusters.
-const clusterBeat = 100 * time.Millisecond
+// clusterBeat is the heartbeat of the test clusters: short, so that the
+// tests run in seconds, yet long enough that a busy machine does not delay
+// a node's beat past its key's life (3 beats) and have it taken for dead,
+// nor a Redis round trip past the broker's timeout (one beat).
+const clusterBeat = time.Second
 
 // startNode runs a hub that is a node of the cluster on rs, behind a real
 // HTTP server, and waits until it is ready (its first heartbeat reached
 // Redis).
 func startNode(t *testing.T, rs *redistest.Server, id string, opts *hub.Options) *server {
 	t.Helper()
+	// Timeouts that a busy machine's Redis round trips stay under: one
+	// that timed out would make the node serve on as an island. An outage
+	// (Redis stopped) shows at once: its dials are refused.
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
-		DialTimeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
+		DialTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second})
 	t.Cleanup(func() { rdb.Close() }) // after the hub's Shutdown (cleanups run last first)
 	if opts == nil {
 		opts = &hub.Options{}
