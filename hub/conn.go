@@ -255,16 +255,20 @@ func (c *conn) rearmExpiry(exp time.Time) {
 func (c *conn) kill(why closeReason) {
 	c.closeOnce.Do(func() {
 		c.closeWhy = why
+		// Counted, and the timer set, before the writer can write the close
+		// (a peer that sees it may look at the metrics; serve reads the timer).
+		c.hub.metrics.closes.WithLabelValues(why.label).Inc()
+		if why.code != 0 {
+			// A writer stuck on a peer that does not read cannot write the
+			// close frame: drop the connection after closeWait whatever
+			// happens.
+			c.closeTimer = time.AfterFunc(closeWait+time.Second, c.drop)
+		}
 		close(c.closing)
 		c.startWriter() // the writer writes the close frame
-		c.hub.metrics.closes.WithLabelValues(why.label).Inc()
 		if why.code == 0 {
 			c.drop() // unblocks a writer stuck on the dead peer
-			return
 		}
-		// A writer stuck on a peer that does not read cannot write the close
-		// frame: drop the connection after closeWait whatever happens.
-		c.closeTimer = time.AfterFunc(closeWait+time.Second, c.drop)
 	})
 }
 
