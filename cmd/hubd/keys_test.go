@@ -127,7 +127,9 @@ func TestSIGHUPReloadsKeys(t *testing.T) {
 	write(secrets, []byte(oldSecret+"\n"))
 	write(keys, kpPEM(t, &rsa1.PublicKey))
 	p := startHubProc(t, "hubd", "--jwt-secret-file", secrets, "--jwt-public-key-file", keys)
-	hs := func(secret, sub string) string { return kpToken(t, jwt.SigningMethodHS256, []byte(secret), "", sub, "", "") }
+	hs := func(secret, sub string) string {
+		return kpToken(t, jwt.SigningMethodHS256, []byte(secret), "", sub, "", "")
+	}
 	rs1 := kpToken(t, jwt.SigningMethodRS256, rsa1, "", "r1", "", "")
 	es2 := kpToken(t, jwt.SigningMethodES256, ec2, "", "e2", "", "")
 
