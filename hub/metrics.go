@@ -187,6 +187,11 @@ func newMetrics() *metrics {
 	for _, t := range []string{"websocket", "sse"} {
 		m.byTransport.WithLabelValues(t)
 	}
+	for _, where := range []string{"local", "forwarded", "relayed"} {
+		for _, status := range []string{"202", "400", "403", "404", "413"} {
+			m.sseSends.WithLabelValues(status, where)
+		}
+	}
 	m.droppedGone = m.dropped.WithLabelValues("conn_gone")
 	m.droppedQueued = m.dropped.WithLabelValues("queue_full")
 	for _, t := range inTypes {
