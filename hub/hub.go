@@ -378,9 +378,8 @@ func (h *Hub) handle(in inbound) {
 		}
 		h.broadcast(c, m.Ref, m.Payload.(*protocol.Broadcast), now)
 	case protocol.TypePing:
-		if c.room != nil {
-			h.touch(c.room, c.userID, now)
-		}
+		// Liveness, not activity: client libraries ping in every quiet
+		// spell, and a participant who only pings still goes idle.
 		h.deliver(c, in.reply)
 		h.metrics.out(protocol.TypePong, 1)
 	case protocol.TypeRefreshToken:

@@ -537,6 +537,41 @@ func TestIdleMarking(t *testing.T) {
 	}
 }
 
+// An application ping is liveness, not activity: a participant whose
+// client only pings (as both client libraries do in a quiet spell) is
+// still marked inactive after IdleAfter.
+func TestPingIsNotActivity(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	s := startServer(t, &hub.Options{IdleAfter: idle})
+	obs, quiet := dial(t, s, nil), dial(t, s, nil)
+	obs.join("pinging", "obs", "Obs", "")
+	quiet.join("pinging", "quiet", "Quiet", "")
+	obs.expect(protocol.TypeUserJoined, nil)
+
+	stop := make(chan struct{})
+	var pinger sync.WaitGroup
+	pinger.Go(func() {
+		tick := time.NewTicker(idle / 6)
+		defer tick.Stop()
+		b, _ := protocol.Encode(protocol.TypePing, "", map[string]any{})
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			err := quiet.ws.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	})
+	defer func() { close(stop); pinger.Wait() }()
+	tmWaitFor(obs, "quiet inactive while it pings", tmActivity("quiet", false))
+}
+
 // An empty session goes away after the session TTL, and not before: its
 // epoch changes only then.
 func TestSessionTTL(t *testing.T) {
