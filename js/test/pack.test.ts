@@ -5,8 +5,9 @@
 // only inside the workspace.
 import { afterAll, describe, expect, it } from 'vitest';
 import { build } from 'esbuild';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jsRoot } from './hubd.js';
@@ -53,15 +54,17 @@ describe('the packed packages', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('install from their tarballs, type-check, build with esbuild and render on a server', async () => {
-    const npm = (args: string[], cwd: string): string => execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    npm(['pack', '--pack-destination', dir, '-w', '@sessionhub/client', '-w', '@sessionhub/react'], jsRoot);
+    // Asynchronous on purpose: a worker whose event loop blocks for a minute loses vitest's RPC.
+    const run = async (cmd: string, args: string[], cwd: string): Promise<string> => (await promisify(execFile)(cmd, args, { cwd, encoding: 'utf8', maxBuffer: 64 << 20 })).stdout;
+    const npm = (args: string[], cwd: string): Promise<string> => run('npm', args, cwd);
+    await npm(['pack', '--pack-destination', dir, '-w', '@sessionhub/client', '-w', '@sessionhub/react'], jsRoot);
     const tarballs = readdirSync(dir).filter((f) => f.endsWith('.tgz')).sort();
     expect(tarballs).toEqual(['sessionhub-client-1.1.0.tgz', 'sessionhub-react-1.1.0.tgz']);
 
     const app = join(dir, 'app');
-    execFileSync('mkdir', ['-p', app]);
+    mkdirSync(app, { recursive: true });
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'pack-check', private: true, type: 'module' }));
-    npm(['install', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs.map((t) => join(dir, t)), 'react@19.2.0', 'react-dom@19.2.0', '@types/react@19', '@types/react-dom@19'], app);
+    await npm(['install', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs.map((t) => join(dir, t)), 'react@19.2.0', 'react-dom@19.2.0', '@types/react@19', '@types/react-dom@19'], app);
     const installed = JSON.parse(readFileSync(join(app, 'node_modules', '@sessionhub', 'react', 'package.json'), 'utf8'));
     expect(installed.type).toBe('module');
     expect(Object.keys(JSON.parse(readFileSync(join(app, 'node_modules', '@sessionhub', 'client', 'package.json'), 'utf8')).dependencies ?? {})).toEqual([]);
@@ -73,7 +76,7 @@ describe('the packed packages', () => {
       join(app, 'tsconfig.json'),
       JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'ESNext', moduleResolution: 'Bundler', jsx: 'react-jsx', strict: true, noEmit: true, lib: ['ES2022', 'DOM'], skipLibCheck: false }, include: ['*.tsx'] }),
     );
-    execFileSync(process.execPath, [join(jsRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], { cwd: app, stdio: 'pipe' });
+    await run(process.execPath, [join(jsRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], app);
 
     const web = await build({
       absWorkingDir: app,
@@ -102,7 +105,7 @@ describe('the packed packages', () => {
       outfile: join(app, 'out', 'server.mjs'),
       logLevel: 'silent',
     });
-    const out = JSON.parse(execFileSync(process.execPath, [join(app, 'out', 'server.mjs')], { cwd: app, encoding: 'utf8' }));
+    const out = JSON.parse(await run(process.execPath, [join(app, 'out', 'server.mjs')], app));
     expect(out.isClient).toBe(true);
     expect(out.window).toBe('undefined');
     expect(out.html).toContain('data-status="disconnected"');

@@ -686,6 +686,8 @@ const freezeList = (list: readonly Participant[]): readonly Participant[] =>
 /** Milliseconds from now until an RFC 3339 time; NaN when it does not parse. */
 const msUntil = (rfc3339: string): number => Date.parse(rfc3339) - Date.now();
 
+type TimerName = 'connect' | 'reconnect' | 'stable' | 'heartbeat' | 'refresh' | 'cursor';
+
 interface Pending {
   type: string;
   resolve: (data: Dict) => void;
@@ -755,48 +757,46 @@ export interface HubClient {
  * `token-refreshed`, `error`), `participants` and `rejoined`.
  */
 export class HubClient extends EventTarget {
-  private _url: string | URL | undefined;
-  private _options: HubClientOptions;
-  private _opts: ResolvedOptions;
-  private _state: HubState = States.IDLE;
-  private _conn: Transport | null = null; // the current connection (connecting or open)
-  private _gen = 0; // bumped for every attempt and every end of one: stale callbacks compare it
-  private _ready = false; // requests may be sent on _conn (it is open and any rejoin is done)
-  private _connectTimer: ReturnType<typeof setTimeout> | null = null;
-  private _reconnectTimer: ReturnType<typeof setTimeout> | null = null;
-  private _stableTimer: ReturnType<typeof setTimeout> | null = null;
-  private _heartbeatTimer: ReturnType<typeof setTimeout> | null = null;
-  private _refreshTimer: ReturnType<typeof setTimeout> | null = null;
-  private _lastReceived = 0; // Date.now() of the last frame received
-  private _pingSent = 0; // Date.now() of the heartbeat ping in flight, 0 when none
-  private _attempt = 0; // failed attempts since the client last had a stable connection
-  private _connectWaiters: Array<{ resolve: () => void; reject: (err: HubError) => void }> = [];
-  private _nextRef = 0;
-  private _pending = new Map<string, Pending>();
-  private _queue: Array<{ frame: string; ref: string }> = []; // requests made while not ready
-  private _lastClose: (CloseInfo & { wasClean: boolean }) | null = null;
-  private _lastError: HubError | null = null;
-  private _expiresAt: string | null = null;
-  private _offline = false;
-  private _netListeners: Array<() => void> = [];
-  private _transport: TransportName | null = null; // of the current or last open connection
-  private _attemptTransport: TransportName = 'websocket'; // of the attempt in progress
-  private _wsFailures = 0; // WebSocket attempts in a row that failed before they opened
-  private _sseUntil = 0; // Date.now() until which attempts use SSE
+  #url: string | URL | undefined;
+  #options: HubClientOptions;
+  #opts: ResolvedOptions;
+  #state: HubState = States.IDLE;
+  #conn: Transport | null = null; // the current connection (connecting or open)
+  #gen = 0; // bumped for every attempt and every end of one: stale callbacks compare it
+  #ready = false; // requests may be sent on #conn (it is open and any rejoin is done)
+  // The client's timers: connect (the attempt's timeout), reconnect (the
+  // backoff), stable (the attempt counter's reset), heartbeat, refresh (the
+  // token's), cursor (the throttle window, open while it runs).
+  #timers: Record<TimerName, ReturnType<typeof setTimeout> | null> = { connect: null, reconnect: null, stable: null, heartbeat: null, refresh: null, cursor: null };
+  #lastReceived = 0; // Date.now() of the last frame received
+  #pingSent = 0; // Date.now() of the heartbeat ping in flight, 0 when none
+  #attempt = 0; // failed attempts since the client last had a stable connection
+  #connectWaiters: Array<{ resolve: () => void; reject: (err: HubError) => void }> = [];
+  #nextRef = 0;
+  #pending = new Map<string, Pending>();
+  #queue: Array<{ frame: string; ref: string }> = []; // requests made while not ready
+  #lastClose: (CloseInfo & { wasClean: boolean }) | null = null;
+  #lastError: HubError | null = null;
+  #expiresAt: string | null = null;
+  #offline = false;
+  #netListeners: Array<() => void> = [];
+  #transport: TransportName | null = null; // of the current or last open connection
+  #attemptTransport: TransportName = 'websocket'; // of the attempt in progress
+  #wsFailures = 0; // WebSocket attempts in a row that failed before they opened
+  #sseUntil = 0; // Date.now() until which attempts use SSE
 
   // The session, as needed to join it again after a reconnect.
-  private _membership: Membership | null = null;
-  private _sessionId: string | null = null;
-  private _selfId: string | null = null;
-  private _participants: readonly Participant[] = Object.freeze([]);
+  #membership: Membership | null = null;
+  #sessionId: string | null = null;
+  #selfId: string | null = null;
+  #participants: readonly Participant[] = Object.freeze([]);
 
   // Cursor throttle.
-  private _cursorTimer: ReturnType<typeof setTimeout> | null = null; // running while a throttle window is open
-  private _cursorPending: Cursor | null = null; // the latest position not sent yet
+  #cursorPending: Cursor | null = null; // the latest position not sent yet
 
   // Activity: what the page (or the activity monitor) wants the server to know.
-  private _wantActive: boolean | null = null; // null until setActive() or the monitor says something
-  private _activity: ActivityMonitor | null = null;
+  #wantActive: boolean | null = null; // null until setActive() or the monitor says something
+  #activity: ActivityMonitor | null = null;
 
   /**
    * @param url the hub's WebSocket endpoint; defaults to ws(s)://<location.host>/ws.
@@ -817,10 +817,10 @@ export class HubClient extends EventTarget {
     const r: ReconnectOptions = o.reconnect === false ? { maxAttempts: -1 } : isObject(o.reconnect) ? o.reconnect : {};
     const positive = (v: unknown, d: number): number => (isNumber(v) && v > 0 ? v : d);
     const nonNegative = (v: unknown, d: number): number => (isNumber(v) && v >= 0 ? v : d);
-    this._url = url as string | URL | undefined;
-    this._options = o;
+    this.#url = url as string | URL | undefined;
+    this.#options = o;
     const initial = positive(r.initial, DEFAULTS.reconnect.initial);
-    this._opts = {
+    this.#opts = {
       connectTimeout: positive(o.connectTimeout, DEFAULTS.connectTimeout),
       heartbeatInterval: nonNegative(o.heartbeatInterval, DEFAULTS.heartbeatInterval),
       heartbeatTimeout: positive(o.heartbeatTimeout, DEFAULTS.heartbeatTimeout),
@@ -848,7 +848,7 @@ export class HubClient extends EventTarget {
               retryWebSocketAfter: nonNegative(isObject(o.fallback) ? o.fallback.retryWebSocketAfter : undefined, DEFAULTS.fallback.retryWebSocketAfter),
             },
     };
-    if (this._opts.activity) this._startActivityMonitor();
+    if (this.#opts.activity) this.#startActivityMonitor();
   }
 
   // ----- public state -----
@@ -858,32 +858,32 @@ export class HubClient extends EventTarget {
    * 'sse' (the fallback) or 'custom' (options.transport); null before the first opened.
    */
   get transport(): TransportName | null {
-    return this._transport;
+    return this.#transport;
   }
 
   /** 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed' */
   get state(): HubState {
-    return this._state;
+    return this.#state;
   }
 
   /** The userId the server uses for this client, after a join; null outside a session. */
   get selfId(): string | null {
-    return this._selfId;
+    return this.#selfId;
   }
 
   /** The session this client is in; null outside a session. */
   get sessionId(): string | null {
-    return this._sessionId;
+    return this.#sessionId;
   }
 
   /** The session's participants (frozen; a new array on every change), ordered as the server orders them. */
   get participants(): readonly Participant[] {
-    return this._participants;
+    return this.#participants;
   }
 
   /** The code and reason of the last close of a connection: {code, reason, wasClean}, or null. */
   get lastClose(): (CloseInfo & { wasClean: boolean }) | null {
-    return this._lastClose;
+    return this.#lastClose;
   }
 
   /**
@@ -891,12 +891,12 @@ export class HubClient extends EventTarget {
    * HubError with a readable message); null once a connection is open.
    */
   get lastError(): HubError | null {
-    return this._lastError;
+    return this.#lastError;
   }
 
   /** Token mode: when the connection's token expires (RFC 3339), as the hub last said; null when unknown. */
   get expiresAt(): string | null {
-    return this._expiresAt;
+    return this.#expiresAt;
   }
 
   // ----- connection -----
@@ -910,22 +910,22 @@ export class HubClient extends EventTarget {
    * While reconnecting it waits for the reconnection.
    */
   connect(): Promise<void> {
-    switch (this._state) {
+    switch (this.#state) {
       case States.CONNECTED:
         return Promise.resolve();
       case States.CLOSED:
         return Promise.reject(hubError('closed', 'sessionhub: the client is closed'));
       case States.CONNECTING:
       case States.RECONNECTING:
-        return new Promise((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
+        return new Promise((resolve, reject) => this.#connectWaiters.push({ resolve, reject }));
       default: // idle, disconnected
     }
-    const p = new Promise<void>((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
-    this._attempt = 0;
-    this._lastError = null;
-    this._listenNetwork();
-    this._setState(States.CONNECTING);
-    this._open();
+    const p = new Promise<void>((resolve, reject) => this.#connectWaiters.push({ resolve, reject }));
+    this.#attempt = 0;
+    this.#lastError = null;
+    this.#listenNetwork();
+    this.#setState(States.CONNECTING);
+    this.#open();
     return p;
   }
 
@@ -935,17 +935,17 @@ export class HubClient extends EventTarget {
    * timer and listener of the client is removed. Idempotent.
    */
   close(): void {
-    if (this._state === States.CLOSED) return;
-    this._endConnection(1000);
-    this._clearTimer('_reconnectTimer');
-    this._clearTimer('_cursorTimer');
-    this._cursorPending = null;
-    this._stopActivityMonitor();
-    this._unlistenNetwork();
-    this._failRequests(() => hubError('closed', 'sessionhub: the client was closed'));
-    this._forgetSession();
-    this._setState(States.CLOSED);
-    this._settleConnect(hubError('closed', 'sessionhub: the client was closed'));
+    if (this.#state === States.CLOSED) return;
+    this.#endConnection(1000);
+    this.#clearTimer('reconnect');
+    this.#clearTimer('cursor');
+    this.#cursorPending = null;
+    this.#stopActivityMonitor();
+    this.#unlistenNetwork();
+    this.#failRequests(() => hubError('closed', 'sessionhub: the client was closed'));
+    this.#forgetSession();
+    this.#setState(States.CLOSED);
+    this.#settleConnect(hubError('closed', 'sessionhub: the client was closed'));
   }
 
   // ----- requests -----
@@ -964,12 +964,12 @@ export class HubClient extends EventTarget {
     }
     const presence: Presence = options && options.presence === 'full' ? 'full' : 'diff';
     const data: JoinData = { sessionId, userInfo: info, presence };
-    return this._request('join-session', data, { join: data }) as unknown as Promise<SessionJoinedData>;
+    return this.#request('join-session', data, { join: data }) as unknown as Promise<SessionJoinedData>;
   }
 
   /** Leaves the session (succeeds outside a session too). */
   async leave(): Promise<void> {
-    await this._request('leave-session', undefined);
+    await this.#request('leave-session', undefined);
   }
 
   /**
@@ -977,7 +977,7 @@ export class HubClient extends EventTarget {
    * ('all', 'instructors', 'learners' or a userId). Resolves with the broadcast's offset.
    */
   async broadcast(event: string, payload?: unknown, to: BroadcastTarget = 'all'): Promise<number> {
-    const ack = await this._request('broadcast', { event, payload: payload === undefined ? null : payload, to });
+    const ack = await this.#request('broadcast', { event, payload: payload === undefined ? null : payload, to });
     return ack.offset as number;
   }
 
@@ -985,7 +985,7 @@ export class HubClient extends EventTarget {
   async ping(): Promise<number> {
     const now = (): number => (globalThis.performance ? performance.now() : Date.now());
     const start = now();
-    await this._request('ping', {});
+    await this.#request('ping', {});
     return now() - start;
   }
 
@@ -996,12 +996,12 @@ export class HubClient extends EventTarget {
    * itself ahead of expiresAt when the token comes from a function.
    */
   async refreshToken(): Promise<string | null> {
-    const token = await this._getToken();
+    const token = await this.#getToken();
     if (!token) throw hubError('token_failed', 'sessionhub: no token to refresh with');
-    const d = await this._request('refresh-token', { token });
+    const d = await this.#request('refresh-token', { token });
     const exp = isString(d.expiresAt) ? d.expiresAt : null;
-    this._expiresAt = exp;
-    this._scheduleRefresh();
+    this.#expiresAt = exp;
+    this.#scheduleRefresh();
     return exp;
   }
 
@@ -1014,12 +1014,12 @@ export class HubClient extends EventTarget {
    * is down the latest position waits and is sent once the client is back.
    */
   updateCursor(cursor: Cursor): void {
-    if (this._state === States.CLOSED || !isObject(cursor)) return;
+    if (this.#state === States.CLOSED || !isObject(cursor)) return;
     const c: Cursor = { line: cursor.line, column: cursor.column };
     if (cursor.file !== undefined && cursor.file !== null) c.file = cursor.file;
     if (cursor.selection) c.selection = cursor.selection;
-    this._cursorPending = c;
-    if (this._cursorTimer === null) this._flushCursor();
+    this.#cursorPending = c;
+    if (this.#timers.cursor === null) this.#flushCursor();
   }
 
   /**
@@ -1028,36 +1028,36 @@ export class HubClient extends EventTarget {
    * after the next join or rejoin if the server's list says otherwise.
    */
   setActive(isActive: boolean): void {
-    if (this._state === States.CLOSED) return;
-    this._wantActive = !!isActive;
-    if (this._ready && this._sessionId) this._sendActivity(this._wantActive);
+    if (this.#state === States.CLOSED) return;
+    this.#wantActive = !!isActive;
+    if (this.#ready && this.#sessionId) this.#sendActivity(this.#wantActive);
   }
 
   // ----- internals: connection lifecycle -----
 
-  private _clearTimer(name: '_reconnectTimer' | '_connectTimer' | '_stableTimer' | '_heartbeatTimer' | '_refreshTimer' | '_cursorTimer'): void {
-    const t = this[name];
+  #clearTimer(name: TimerName): void {
+    const t = this.#timers[name];
     if (t !== null) clearTimeout(t);
-    this[name] = null;
+    this.#timers[name] = null;
   }
 
-  private _setState(to: HubState, error?: CloseInfo | GaveUpInfo): void {
-    const from = this._state;
+  #setState(to: HubState, error?: CloseInfo | GaveUpInfo): void {
+    const from = this.#state;
     if (from === to) return;
-    this._state = to;
+    this.#state = to;
     const detail: StateChangeDetail = { from, to };
     if (error !== undefined) detail.error = error;
-    this._emit('statechange', detail);
+    this.#emit('statechange', detail);
   }
 
-  private _emit(type: string, detail: unknown): void {
+  #emit(type: string, detail: unknown): void {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
   /** Resolves (err undefined) or rejects every connect() waiting. */
-  private _settleConnect(err?: HubError): void {
-    const waiters = this._connectWaiters;
-    this._connectWaiters = [];
+  #settleConnect(err?: HubError): void {
+    const waiters = this.#connectWaiters;
+    this.#connectWaiters = [];
     for (const w of waiters) {
       if (err) w.reject(err);
       else w.resolve();
@@ -1065,9 +1065,9 @@ export class HubClient extends EventTarget {
   }
 
   /** The endpoint: the given URL (or the page's /ws), as ws: or wss:. Throws a TypeError when it cannot. */
-  private _resolveURL(): string {
+  #resolveURL(): string {
     const loc = (globalThis as { location?: Location }).location;
-    let raw = this._url;
+    let raw = this.#url;
     if (raw === undefined || raw === null || raw === '') {
       if (!loc || !loc.host) throw new TypeError('no url given and no page location to derive it from');
       raw = `${loc.protocol === 'https:' ? 'wss' : 'ws'}://${loc.host}/ws`;
@@ -1080,243 +1080,243 @@ export class HubClient extends EventTarget {
   }
 
   /** The token of the next attempt or refresh: the option's value, or what its function returns. */
-  private async _getToken(): Promise<string | undefined> {
-    const t = this._opts.token;
+  async #getToken(): Promise<string | undefined> {
+    const t = this.#opts.token;
     const v = typeof t === 'function' ? await t() : t;
     return v === undefined || v === null || v === '' ? undefined : String(v);
   }
 
   /** Makes one connection attempt (state connecting or reconnecting). */
-  private _open(): void {
-    const gen = ++this._gen;
+  #open(): void {
+    const gen = ++this.#gen;
     let url: string;
     try {
-      url = this._resolveURL();
+      url = this.#resolveURL();
     } catch (err) {
       // A bad URL: no attempt can succeed.
-      this._attemptFailed({ code: 1006, reason: errText(err) }, 'connect_failed', true);
+      this.#attemptFailed({ code: 1006, reason: errText(err) }, 'connect_failed', true);
       return;
     }
     // The connect timeout covers getting the token too.
-    this._connectTimer = setTimeout(() => {
-      this._connectTimer = null;
-      if (gen !== this._gen) return;
-      this._lastClose = { code: 1006, reason: 'connect timeout', wasClean: false };
-      this._notOpened();
-      this._attemptFailed({ code: 1006, reason: `no connection within ${this._opts.connectTimeout} ms` }, 'connect_timeout');
-    }, this._opts.connectTimeout);
-    if (typeof this._opts.token === 'function') {
-      this._getToken().then(
+    this.#timers.connect = setTimeout(() => {
+      this.#timers.connect = null;
+      if (gen !== this.#gen) return;
+      this.#lastClose = { code: 1006, reason: 'connect timeout', wasClean: false };
+      this.#notOpened();
+      this.#attemptFailed({ code: 1006, reason: `no connection within ${this.#opts.connectTimeout} ms` }, 'connect_timeout');
+    }, this.#opts.connectTimeout);
+    if (typeof this.#opts.token === 'function') {
+      this.#getToken().then(
         (token) => {
-          if (gen === this._gen) this._openTransport(gen, url, token);
+          if (gen === this.#gen) this.#openTransport(gen, url, token);
         },
         (err) => {
-          if (gen !== this._gen) return;
-          this._emit('error', { code: 'token_failed', message: `sessionhub: the token function failed: ${errText(err)}` });
-          this._attemptFailed({ code: 1006, reason: `the token function failed: ${errText(err)}` }, 'token_failed');
+          if (gen !== this.#gen) return;
+          this.#emit('error', { code: 'token_failed', message: `sessionhub: the token function failed: ${errText(err)}` });
+          this.#attemptFailed({ code: 1006, reason: `the token function failed: ${errText(err)}` }, 'token_failed');
         },
       );
     } else {
-      const t = this._opts.token;
-      this._openTransport(gen, url, t === undefined || t === null || t === '' ? undefined : String(t));
+      const t = this.#opts.token;
+      this.#openTransport(gen, url, t === undefined || t === null || t === '' ? undefined : String(t));
     }
   }
 
   /** The transport of the next attempt: SSE while the fallback holds (and the platform has EventSource and fetch), else the configured one. */
-  private _chooseTransport(): { name: TransportName; factory: TransportFactory } {
-    if (this._opts.fallback && Date.now() < this._sseUntil && sseAvailable(this._options)) return { name: 'sse', factory: sseTransport };
-    return { name: this._opts.fallback ? 'websocket' : typeof this._options.transport === 'function' ? 'custom' : 'websocket', factory: this._opts.transport };
+  #chooseTransport(): { name: TransportName; factory: TransportFactory } {
+    if (this.#opts.fallback && Date.now() < this.#sseUntil && sseAvailable(this.#options)) return { name: 'sse', factory: sseTransport };
+    return { name: this.#opts.fallback ? 'websocket' : typeof this.#options.transport === 'function' ? 'custom' : 'websocket', factory: this.#opts.transport };
   }
 
   /** The attempt in progress failed before it opened: WebSocket failures in a row start the fallback. */
-  private _notOpened(): void {
-    const fb = this._opts.fallback;
+  #notOpened(): void {
+    const fb = this.#opts.fallback;
     if (!fb) return;
-    if (this._attemptTransport === 'sse') {
+    if (this.#attemptTransport === 'sse') {
       // The stream failed too (the hub is down, or refuses this client): the
       // next attempt tries WebSocket, whose next failure comes back here.
-      this._sseUntil = 0;
+      this.#sseUntil = 0;
       return;
     }
-    if (this._attemptTransport !== 'websocket') return;
-    this._wsFailures += 1;
+    if (this.#attemptTransport !== 'websocket') return;
+    this.#wsFailures += 1;
     // Kept at its count: after the fallback's time, one more failure is enough.
-    if (this._wsFailures >= fb.after) this._sseUntil = Date.now() + fb.retryWebSocketAfter;
+    if (this.#wsFailures >= fb.after) this.#sseUntil = Date.now() + fb.retryWebSocketAfter;
   }
 
-  private _openTransport(gen: number, url: string, token: string | undefined): void {
+  #openTransport(gen: number, url: string, token: string | undefined): void {
     let opened = false;
-    const chosen = this._chooseTransport();
-    this._attemptTransport = chosen.name;
+    const chosen = this.#chooseTransport();
+    this.#attemptTransport = chosen.name;
     const events: TransportEvents = {
       open: () => {
-        if (gen !== this._gen) return;
+        if (gen !== this.#gen) return;
         opened = true;
-        this._clearTimer('_connectTimer');
-        this._transport = chosen.name;
-        if (chosen.name === 'websocket') this._wsFailures = 0;
-        this._opened();
+        this.#clearTimer('connect');
+        this.#transport = chosen.name;
+        if (chosen.name === 'websocket') this.#wsFailures = 0;
+        this.#opened();
       },
       message: (data) => {
-        if (gen === this._gen) this._onFrame(data);
+        if (gen === this.#gen) this.#onFrame(data);
       },
       close: (info) => {
-        if (gen !== this._gen) return;
-        this._lastClose = info;
-        this._conn = null;
-        this._gen++;
-        this._connectionEnded();
-        if (opened) this._dropped(info);
+        if (gen !== this.#gen) return;
+        this.#lastClose = info;
+        this.#conn = null;
+        this.#gen++;
+        this.#connectionEnded();
+        if (opened) this.#dropped(info);
         else {
-          this._notOpened();
-          this._attemptFailed({ code: info.code, reason: info.reason }, 'connect_failed');
+          this.#notOpened();
+          this.#attemptFailed({ code: info.code, reason: info.reason }, 'connect_failed');
         }
       },
     };
     try {
-      this._conn = chosen.factory({ url, token, batch: this._opts.batch, options: this._options }, events);
+      this.#conn = chosen.factory({ url, token, batch: this.#opts.batch, options: this.#options }, events);
     } catch (err) {
       // No WebSocket, or a URL the implementation refuses: no attempt can succeed.
-      this._conn = null;
-      this._attemptFailed({ code: 1006, reason: errText(err) }, 'connect_failed', true);
+      this.#conn = null;
+      this.#attemptFailed({ code: 1006, reason: errText(err) }, 'connect_failed', true);
     }
   }
 
   /** Ends the current connection (if any) with code and forgets it: no event of it is heard any more. */
-  private _endConnection(code: number, reason?: string): void {
-    this._gen++;
-    const conn = this._conn;
-    this._conn = null;
+  #endConnection(code: number, reason?: string): void {
+    this.#gen++;
+    const conn = this.#conn;
+    this.#conn = null;
     if (conn) conn.close(code, reason);
-    this._connectionEnded();
+    this.#connectionEnded();
   }
 
   /** Clears what belongs to one connection. */
-  private _connectionEnded(): void {
-    this._ready = false;
-    this._clearTimer('_connectTimer');
-    this._clearTimer('_heartbeatTimer');
-    this._clearTimer('_stableTimer');
-    this._clearTimer('_refreshTimer');
-    this._pingSent = 0;
+  #connectionEnded(): void {
+    this.#ready = false;
+    this.#clearTimer('connect');
+    this.#clearTimer('heartbeat');
+    this.#clearTimer('stable');
+    this.#clearTimer('refresh');
+    this.#pingSent = 0;
   }
 
   /** A connection attempt succeeded. */
-  private _opened(): void {
-    const reconnected = this._state === States.RECONNECTING;
-    const attempt = this._attempt;
-    this._lastError = null;
-    this._lastReceived = Date.now();
-    this._armHeartbeat(this._opts.heartbeatInterval);
-    this._setState(States.CONNECTED);
-    this._settleConnect();
-    if (reconnected && this._membership) this._rejoin(attempt);
-    else this._becomeReady();
+  #opened(): void {
+    const reconnected = this.#state === States.RECONNECTING;
+    const attempt = this.#attempt;
+    this.#lastError = null;
+    this.#lastReceived = Date.now();
+    this.#armHeartbeat(this.#opts.heartbeatInterval);
+    this.#setState(States.CONNECTED);
+    this.#settleConnect();
+    if (reconnected && this.#membership) this.#rejoin(attempt);
+    else this.#becomeReady();
   }
 
   /** A connection attempt failed before it opened. */
-  private _attemptFailed(close: CloseInfo, code: string, hopeless = false): void {
-    this._endConnection(1000);
+  #attemptFailed(close: CloseInfo, code: string, hopeless = false): void {
+    this.#endConnection(1000);
     const err = hubError(code, `sessionhub: could not connect to the hub (${describeClose(close)})`, { closeCode: close.code });
-    this._lastError = err;
-    if (!hopeless && this._opts.reconnect.maxAttempts >= 0) {
-      this._emit('error', { code, message: err.message });
-      if (this._state === States.CONNECTING || this._state === States.RECONNECTING) this._scheduleReconnect();
+    this.#lastError = err;
+    if (!hopeless && this.#opts.reconnect.maxAttempts >= 0) {
+      this.#emit('error', { code, message: err.message });
+      if (this.#state === States.CONNECTING || this.#state === States.RECONNECTING) this.#scheduleReconnect();
       return;
     }
-    this._failRequests(() => hubError('connection_lost', 'sessionhub: the connection could not be made'));
-    this._forgetSession();
-    this._unlistenNetwork();
-    this._setState(States.DISCONNECTED, close);
-    this._settleConnect(err);
+    this.#failRequests(() => hubError('connection_lost', 'sessionhub: the connection could not be made'));
+    this.#forgetSession();
+    this.#unlistenNetwork();
+    this.#setState(States.DISCONNECTED, close);
+    this.#settleConnect(err);
   }
 
   /** An open connection ended without close() being called. */
-  private _dropped(close: CloseInfo): void {
-    this._failRequests(() => hubError('connection_lost', 'sessionhub: connection lost before the reply'), true);
+  #dropped(close: CloseInfo): void {
+    this.#failRequests(() => hubError('connection_lost', 'sessionhub: connection lost before the reply'), true);
     // A token that expired is not final when a new one can be had.
-    const expired = close.code === 4001 && typeof this._opts.token === 'function';
-    const final = (FINAL_CLOSE_CODES.includes(close.code) && !expired) || this._opts.reconnect.maxAttempts < 0;
+    const expired = close.code === 4001 && typeof this.#opts.token === 'function';
+    const final = (FINAL_CLOSE_CODES.includes(close.code) && !expired) || this.#opts.reconnect.maxAttempts < 0;
     if (final) {
-      this._giveUp({ code: close.code, reason: close.reason });
+      this.#giveUp({ code: close.code, reason: close.reason });
       return;
     }
-    this._setState(States.RECONNECTING);
-    this._scheduleReconnect();
+    this.#setState(States.RECONNECTING);
+    this.#scheduleReconnect();
   }
 
   /** Waits the backoff delay of the next attempt (or for `online`), or gives up after the last one. */
-  private _scheduleReconnect(): void {
-    const { initial, factor, max, maxAttempts } = this._opts.reconnect;
-    this._clearTimer('_reconnectTimer');
-    if (maxAttempts > 0 && this._attempt >= maxAttempts) {
-      this._giveUp({ attempts: this._attempt });
+  #scheduleReconnect(): void {
+    const { initial, factor, max, maxAttempts } = this.#opts.reconnect;
+    this.#clearTimer('reconnect');
+    if (maxAttempts > 0 && this.#attempt >= maxAttempts) {
+      this.#giveUp({ attempts: this.#attempt });
       return;
     }
-    if (this._offline) return; // `online` makes the next attempt
-    this._attempt += 1;
+    if (this.#offline) return; // `online` makes the next attempt
+    this.#attempt += 1;
     // Full jitter: a random delay in [0, min(max, initial * factor^(n-1))].
-    const bound = Math.min(max, initial * factor ** (this._attempt - 1));
+    const bound = Math.min(max, initial * factor ** (this.#attempt - 1));
     const delay = Math.random() * bound;
-    this._reconnectTimer = setTimeout(() => {
-      this._reconnectTimer = null;
-      this._open();
+    this.#timers.reconnect = setTimeout(() => {
+      this.#timers.reconnect = null;
+      this.#open();
     }, delay);
   }
 
   /** Ends in state 'disconnected': a final close code, or retrying gave up. */
-  private _giveUp(error: CloseInfo | GaveUpInfo): void {
-    this._clearTimer('_reconnectTimer');
-    this._endConnection(1000);
-    this._unlistenNetwork();
-    this._failRequests(() => hubError('connection_lost', 'sessionhub: disconnected'));
-    this._forgetSession();
+  #giveUp(error: CloseInfo | GaveUpInfo): void {
+    this.#clearTimer('reconnect');
+    this.#endConnection(1000);
+    this.#unlistenNetwork();
+    this.#failRequests(() => hubError('connection_lost', 'sessionhub: disconnected'));
+    this.#forgetSession();
     const message =
       'attempts' in error
-        ? `sessionhub: gave up after ${error.attempts} failed attempts${this._lastError ? ` (${this._lastError.message.replace(/^sessionhub: /, '')})` : ''}`
+        ? `sessionhub: gave up after ${error.attempts} failed attempts${this.#lastError ? ` (${this.#lastError.message.replace(/^sessionhub: /, '')})` : ''}`
         : `sessionhub: disconnected by the hub (${describeClose(error)})`;
-    const err = hubError(this._lastError && 'attempts' in error ? this._lastError.code : 'connection_lost', message, { detail: error });
-    this._lastError = err;
-    this._setState(States.DISCONNECTED, error);
-    this._settleConnect(err);
+    const err = hubError(this.#lastError && 'attempts' in error ? this.#lastError.code : 'connection_lost', message, { detail: error });
+    this.#lastError = err;
+    this.#setState(States.DISCONNECTED, error);
+    this.#settleConnect(err);
   }
 
   /** Joins the last session again on a new connection, then lets requests through. */
-  private _rejoin(attempt: number): void {
-    const m = this._membership as Membership;
+  #rejoin(attempt: number): void {
+    const m = this.#membership as Membership;
     const data: JoinData = { sessionId: m.sessionId, userInfo: { ...m.userInfo } };
     if (m.presence) data.presence = m.presence;
     if (m.epoch !== undefined) data.recover = { epoch: m.epoch, offset: m.offset };
-    const gen = this._gen;
-    this._sendRequest('join-session', data, { join: data, rejoin: attempt }).then(
+    const gen = this.#gen;
+    this.#sendRequest('join-session', data, { join: data, rejoin: attempt }).then(
       () => {
-        if (this._gen === gen) this._becomeReady();
+        if (this.#gen === gen) this.#becomeReady();
       },
       (err: HubError) => {
         // A refusal (for example session_full) leaves the client connected
         // outside any session; a dropped connection is retried by _dropped.
-        if (err && err.code !== 'connection_lost' && err.code !== 'closed' && this._gen === gen) {
-          this._forgetSession();
-          this._becomeReady();
+        if (err && err.code !== 'connection_lost' && err.code !== 'closed' && this.#gen === gen) {
+          this.#forgetSession();
+          this.#becomeReady();
         }
       },
     );
   }
 
   /** The connection is usable: sends what waited for it, and starts the clock of a stable connection. */
-  private _becomeReady(): void {
-    if (!this._conn) return;
-    this._ready = true;
-    const queue = this._queue;
-    this._queue = [];
-    for (const q of queue) this._write(q.frame);
-    this._syncActivity();
-    if (this._cursorPending && this._cursorTimer === null) this._flushCursor();
-    this._clearTimer('_stableTimer');
-    this._stableTimer = setTimeout(() => {
-      this._stableTimer = null;
-      this._attempt = 0;
-    }, this._opts.reconnect.resetAfter);
+  #becomeReady(): void {
+    if (!this.#conn) return;
+    this.#ready = true;
+    const queue = this.#queue;
+    this.#queue = [];
+    for (const q of queue) this.#write(q.frame);
+    this.#syncActivity();
+    if (this.#cursorPending && this.#timers.cursor === null) this.#flushCursor();
+    this.#clearTimer('stable');
+    this.#timers.stable = setTimeout(() => {
+      this.#timers.stable = null;
+      this.#attempt = 0;
+    }, this.#opts.reconnect.resetAfter);
   }
 
   /**
@@ -1324,12 +1324,12 @@ export class HubClient extends EventTarget {
    * will be replaced) only those already sent: the queued ones wait for the
    * next connection.
    */
-  private _failRequests(makeErr: () => HubError, keepQueued = false): void {
-    const keep = new Set(keepQueued ? this._queue.map((q) => q.ref) : []);
-    if (!keepQueued) this._queue = [];
-    for (const [ref, p] of [...this._pending]) {
+  #failRequests(makeErr: () => HubError, keepQueued = false): void {
+    const keep = new Set(keepQueued ? this.#queue.map((q) => q.ref) : []);
+    if (!keepQueued) this.#queue = [];
+    for (const [ref, p] of [...this.#pending]) {
       if (keep.has(ref)) continue;
-      this._pending.delete(ref);
+      this.#pending.delete(ref);
       p.reject(makeErr()); // a rejoin's own handler ignores connection_lost and closed
     }
   }
@@ -1337,91 +1337,91 @@ export class HubClient extends EventTarget {
   // ----- internals: liveness, network, token refresh -----
 
   /** Arms the heartbeat check in ms. */
-  private _armHeartbeat(ms: number): void {
-    this._clearTimer('_heartbeatTimer');
-    if (this._opts.heartbeatInterval <= 0) return;
-    this._heartbeatTimer = setTimeout(() => this._heartbeatCheck(), Math.max(0, ms));
+  #armHeartbeat(ms: number): void {
+    this.#clearTimer('heartbeat');
+    if (this.#opts.heartbeatInterval <= 0) return;
+    this.#timers.heartbeat = setTimeout(() => this.#heartbeatCheck(), Math.max(0, ms));
   }
 
   /**
    * Silence for heartbeatInterval: send a ping; no frame within
    * heartbeatTimeout after it: the connection is dead, replace it.
    */
-  private _heartbeatCheck(): void {
-    this._heartbeatTimer = null;
-    if (!this._conn || this._state !== States.CONNECTED) return;
+  #heartbeatCheck(): void {
+    this.#timers.heartbeat = null;
+    if (!this.#conn || this.#state !== States.CONNECTED) return;
     const now = Date.now();
-    if (this._pingSent > 0) {
-      if (this._lastReceived >= this._pingSent) {
-        this._pingSent = 0;
+    if (this.#pingSent > 0) {
+      if (this.#lastReceived >= this.#pingSent) {
+        this.#pingSent = 0;
       } else {
-        const left = this._pingSent + this._opts.heartbeatTimeout - now;
+        const left = this.#pingSent + this.#opts.heartbeatTimeout - now;
         if (left > 0) {
-          this._armHeartbeat(left);
+          this.#armHeartbeat(left);
           return;
         }
-        const close = { code: 1006, reason: `no answer to a ping within ${this._opts.heartbeatTimeout} ms`, wasClean: false };
-        this._endConnection(4000, 'heartbeat timeout');
-        this._lastClose = close;
-        this._dropped(close);
+        const close = { code: 1006, reason: `no answer to a ping within ${this.#opts.heartbeatTimeout} ms`, wasClean: false };
+        this.#endConnection(4000, 'heartbeat timeout');
+        this.#lastClose = close;
+        this.#dropped(close);
         return;
       }
     }
-    const quiet = now - this._lastReceived;
-    if (quiet < this._opts.heartbeatInterval) {
-      this._armHeartbeat(this._opts.heartbeatInterval - quiet);
+    const quiet = now - this.#lastReceived;
+    if (quiet < this.#opts.heartbeatInterval) {
+      this.#armHeartbeat(this.#opts.heartbeatInterval - quiet);
       return;
     }
-    this._pingSent = now;
+    this.#pingSent = now;
     // Not a request: any frame that arrives proves the connection alive, and
     // the pong (its ref unknown) is dispatched as a pong event like any other.
-    this._write(this._frame('ping', { heartbeat: true }));
-    this._armHeartbeat(this._opts.heartbeatTimeout);
+    this.#write(this.#frame('ping', { heartbeat: true }));
+    this.#armHeartbeat(this.#opts.heartbeatTimeout);
   }
 
   /** Follows the browser's offline and online events while connecting or connected. */
-  private _listenNetwork(): void {
+  #listenNetwork(): void {
     const win = (globalThis as { window?: Window }).window;
-    if (!this._opts.network || !win || typeof win.addEventListener !== 'function' || this._netListeners.length > 0) return;
+    if (!this.#opts.network || !win || typeof win.addEventListener !== 'function' || this.#netListeners.length > 0) return;
     const nav = (globalThis as { navigator?: Navigator }).navigator;
-    this._offline = !!nav && nav.onLine === false;
-    const onOffline = (): void => this._goOffline();
-    const onOnline = (): void => this._goOnline();
+    this.#offline = !!nav && nav.onLine === false;
+    const onOffline = (): void => this.#goOffline();
+    const onOnline = (): void => this.#goOnline();
     win.addEventListener('offline', onOffline);
     win.addEventListener('online', onOnline);
-    this._netListeners.push(
+    this.#netListeners.push(
       () => win.removeEventListener('offline', onOffline),
       () => win.removeEventListener('online', onOnline),
     );
   }
 
-  private _unlistenNetwork(): void {
-    for (const remove of this._netListeners) remove();
-    this._netListeners = [];
-    this._offline = false;
+  #unlistenNetwork(): void {
+    for (const remove of this.#netListeners) remove();
+    this.#netListeners = [];
+    this.#offline = false;
   }
 
   /** `offline`: the connection is of no use; reconnecting, with no attempt until `online`. */
-  private _goOffline(): void {
-    this._offline = true;
-    this._clearTimer('_reconnectTimer');
-    if (this._state === States.CONNECTED) {
+  #goOffline(): void {
+    this.#offline = true;
+    this.#clearTimer('reconnect');
+    if (this.#state === States.CONNECTED) {
       const close = { code: 1006, reason: 'the browser went offline', wasClean: false };
-      this._endConnection(4000, 'offline');
-      this._lastClose = close;
-      this._dropped(close);
-    } else if (this._state === States.CONNECTING || this._state === States.RECONNECTING) {
-      this._endConnection(4000, 'offline'); // the attempt in flight cannot succeed
+      this.#endConnection(4000, 'offline');
+      this.#lastClose = close;
+      this.#dropped(close);
+    } else if (this.#state === States.CONNECTING || this.#state === States.RECONNECTING) {
+      this.#endConnection(4000, 'offline'); // the attempt in flight cannot succeed
     }
   }
 
   /** `online`: reconnect at once, without waiting out the backoff. */
-  private _goOnline(): void {
-    this._offline = false;
-    if ((this._state === States.CONNECTING || this._state === States.RECONNECTING) && !this._conn) {
-      this._clearTimer('_reconnectTimer');
-      this._attempt += 1;
-      this._open();
+  #goOnline(): void {
+    this.#offline = false;
+    if ((this.#state === States.CONNECTING || this.#state === States.RECONNECTING) && !this.#conn) {
+      this.#clearTimer('reconnect');
+      this.#attempt += 1;
+      this.#open();
     }
   }
 
@@ -1430,46 +1430,46 @@ export class HubClient extends EventTarget {
    * latest REFRESH_AHEAD before, or at 90 % of the remaining lifetime for
    * short tokens.
    */
-  private _scheduleRefresh(): void {
-    this._clearTimer('_refreshTimer');
-    if (typeof this._opts.token !== 'function' || !this._expiresAt || !this._conn) return;
-    const left = msUntil(this._expiresAt);
+  #scheduleRefresh(): void {
+    this.#clearTimer('refresh');
+    if (typeof this.#opts.token !== 'function' || !this.#expiresAt || !this.#conn) return;
+    const left = msUntil(this.#expiresAt);
     if (!(left > 0)) return;
     const delay = left >= 2 * REFRESH_AHEAD ? left - REFRESH_AHEAD : 0.9 * left;
-    const gen = this._gen;
-    this._refreshTimer = setTimeout(() => {
-      this._refreshTimer = null;
-      if (gen !== this._gen) return;
+    const gen = this.#gen;
+    this.#timers.refresh = setTimeout(() => {
+      this.#timers.refresh = null;
+      if (gen !== this.#gen) return;
       this.refreshToken().catch((err: HubError) => {
-        if (gen !== this._gen || !err || err.code === 'connection_lost' || err.code === 'closed') return;
-        this._emit('error', { code: err.code === 'token_failed' ? 'token_failed' : err.code, message: err.message });
+        if (gen !== this.#gen || !err || err.code === 'connection_lost' || err.code === 'closed') return;
+        this.#emit('error', { code: err.code === 'token_failed' ? 'token_failed' : err.code, message: err.message });
         // Try again halfway to the expiry; past it, the hub's 4001 makes the client reconnect with a new token.
-        const rest = this._expiresAt ? msUntil(this._expiresAt) : NaN;
-        if (rest > 1000 && this._conn) {
-          this._refreshTimer = setTimeout(() => {
-            this._refreshTimer = null;
-            if (gen === this._gen) this._scheduleRefreshNow();
+        const rest = this.#expiresAt ? msUntil(this.#expiresAt) : NaN;
+        if (rest > 1000 && this.#conn) {
+          this.#timers.refresh = setTimeout(() => {
+            this.#timers.refresh = null;
+            if (gen === this.#gen) this.#scheduleRefreshNow();
           }, rest / 2);
         }
       });
     }, delay);
   }
 
-  private _scheduleRefreshNow(): void {
+  #scheduleRefreshNow(): void {
     this.refreshToken().catch(noop);
   }
 
   // ----- internals: sending -----
 
-  private _frame(type: string, data: unknown, ref?: string): string {
+  #frame(type: string, data: unknown, ref?: string): string {
     const msg: Dict = { type };
     if (data !== undefined) msg.data = data;
     if (ref !== undefined) msg.ref = ref;
     return JSON.stringify(msg);
   }
 
-  private _write(frame: string): boolean {
-    const conn = this._conn;
+  #write(frame: string): boolean {
+    const conn = this.#conn;
     if (!conn) return false;
     try {
       conn.send(frame);
@@ -1480,8 +1480,8 @@ export class HubClient extends EventTarget {
   }
 
   /** Sends a request when the client is ready (queues it meanwhile) and waits for its reply. */
-  private _request(type: string, data: unknown, extra: Partial<Pending> = {}): Promise<Dict> {
-    switch (this._state) {
+  #request(type: string, data: unknown, extra: Partial<Pending> = {}): Promise<Dict> {
+    switch (this.#state) {
       case States.CLOSED:
         return Promise.reject(hubError('closed', 'sessionhub: the client is closed'));
       case States.IDLE:
@@ -1489,108 +1489,108 @@ export class HubClient extends EventTarget {
         return Promise.reject(hubError('not_connected', 'sessionhub: not connected (call connect() first)'));
       default:
     }
-    return this._sendRequest(type, data, extra, !this._ready);
+    return this.#sendRequest(type, data, extra, !this.#ready);
   }
 
   /** Registers a pending request and writes it (or queues it when queue is true). */
-  private _sendRequest(type: string, data: unknown, extra: Partial<Pending>, queue = false): Promise<Dict> {
-    const ref = String(++this._nextRef);
+  #sendRequest(type: string, data: unknown, extra: Partial<Pending>, queue = false): Promise<Dict> {
+    const ref = String(++this.#nextRef);
     let frame: string;
     try {
-      frame = this._frame(type, data, ref);
+      frame = this.#frame(type, data, ref);
     } catch (err) {
       return Promise.reject(hubError('bad_request', `sessionhub: cannot encode ${type}: ${errText(err)}`));
     }
     return new Promise((resolve, reject) => {
-      this._pending.set(ref, { type, resolve, reject, ...extra });
-      if (queue) this._queue.push({ frame, ref });
-      else this._write(frame);
+      this.#pending.set(ref, { type, resolve, reject, ...extra });
+      if (queue) this.#queue.push({ frame, ref });
+      else this.#write(frame);
     });
   }
 
   /** Sends the waiting cursor position and opens a throttle window. */
-  private _flushCursor(): void {
-    if (!this._ready || !this._cursorPending) return; // sent by _becomeReady
-    const c = this._cursorPending;
-    this._cursorPending = null;
-    if (this._write(this._frame('cursor-update', c))) this._patchSelf({ cursor: c });
-    if (this._opts.cursorThrottle > 0) {
-      this._cursorTimer = setTimeout(() => {
-        this._cursorTimer = null;
-        this._flushCursor(); // trailing edge: the latest position, if one came within the window
-      }, this._opts.cursorThrottle);
+  #flushCursor(): void {
+    if (!this.#ready || !this.#cursorPending) return; // sent by #becomeReady
+    const c = this.#cursorPending;
+    this.#cursorPending = null;
+    if (this.#write(this.#frame('cursor-update', c))) this.#patchSelf({ cursor: c });
+    if (this.#opts.cursorThrottle > 0) {
+      this.#timers.cursor = setTimeout(() => {
+        this.#timers.cursor = null;
+        this.#flushCursor(); // trailing edge: the latest position, if one came within the window
+      }, this.#opts.cursorThrottle);
     }
   }
 
-  private _sendActivity(isActive: boolean): void {
-    if (this._write(this._frame('activity-status', { isActive }))) this._patchSelf({ isActive });
+  #sendActivity(isActive: boolean): void {
+    if (this.#write(this.#frame('activity-status', { isActive }))) this.#patchSelf({ isActive });
   }
 
   /** In a session, tells the server the wanted activity if its list says otherwise. */
-  private _syncActivity(): void {
-    if (!this._ready || !this._sessionId || this._wantActive === null) return;
-    const self = this._participants.find((p) => p.userId === this._selfId);
-    if (!self || self.isActive !== this._wantActive) this._sendActivity(this._wantActive);
+  #syncActivity(): void {
+    if (!this.#ready || !this.#sessionId || this.#wantActive === null) return;
+    const self = this.#participants.find((p) => p.userId === this.#selfId);
+    if (!self || self.isActive !== this.#wantActive) this.#sendActivity(this.#wantActive);
   }
 
   // ----- internals: receiving -----
 
   /** One frame: one message, or several separated by '\n' (sessionhub.batch). */
-  private _onFrame(raw: unknown): void {
-    this._lastReceived = Date.now();
+  #onFrame(raw: unknown): void {
+    this.#lastReceived = Date.now();
     if (typeof raw !== 'string') {
-      this._badInput('binary frame from the server');
+      this.#badInput('binary frame from the server');
       return;
     }
     for (const line of raw.split('\n')) {
-      if (line.trim() !== '') this._onMessage(line);
+      if (line.trim() !== '') this.#onMessage(line);
     }
   }
 
-  private _badInput(message: string): void {
-    this._emit('error', { code: 'bad_server_message', message });
+  #badInput(message: string): void {
+    this.#emit('error', { code: 'bad_server_message', message });
   }
 
   /** One server message. Bad input is reported as an error event and never thrown. */
-  private _onMessage(line: string): void {
+  #onMessage(line: string): void {
     let msg: unknown;
     try {
       msg = JSON.parse(line);
     } catch (err) {
-      this._badInput(`not JSON: ${errText(err)}`);
+      this.#badInput(`not JSON: ${errText(err)}`);
       return;
     }
     if (!isObject(msg)) {
-      this._badInput('not a JSON object');
+      this.#badInput('not a JSON object');
       return;
     }
     const { type, ref } = msg;
     const data = (msg.data === undefined || msg.data === null ? {} : msg.data) as Dict;
     const check = isString(type) && Object.hasOwn(SERVER_MESSAGES, type) ? SERVER_MESSAGES[type] : null;
     let p: Pending | null = null;
-    if (isString(ref) && this._pending.has(ref)) {
-      p = this._pending.get(ref) as Pending;
-      this._pending.delete(ref);
+    if (isString(ref) && this.#pending.has(ref)) {
+      p = this.#pending.get(ref) as Pending;
+      this.#pending.delete(ref);
     }
     if (!check) {
-      this._badInput(`unknown message type ${JSON.stringify(type)}`);
+      this.#badInput(`unknown message type ${JSON.stringify(type)}`);
       if (p) p.reject(hubError('bad_server_message', `sessionhub: unexpected reply ${JSON.stringify(type)}`));
       return;
     }
     if (!isObject(data) || !check(data)) {
-      this._badInput(`invalid ${type} data`);
+      this.#badInput(`invalid ${type} data`);
       if (p) p.reject(hubError('bad_server_message', `sessionhub: invalid ${type} from the server`));
       return;
     }
     if (p && type !== 'error' && REPLY_TYPE[p.type] !== type) {
-      this._badInput(`${type} does not answer ${p.type}`);
+      this.#badInput(`${type} does not answer ${p.type}`);
       p.reject(hubError('bad_server_message', `sessionhub: unexpected reply ${type} to ${p.type}`));
       return;
     }
-    this._handle(type as string, data, isString(ref) ? ref : undefined, p);
+    this.#handle(type as string, data, isString(ref) ? ref : undefined, p);
   }
 
-  private _handle(type: string, data: Dict, ref: string | undefined, p: Pending | null): void {
+  #handle(type: string, data: Dict, ref: string | undefined, p: Pending | null): void {
     switch (type) {
       case 'session-joined': {
         const d = data as unknown as SessionJoinedData;
@@ -1602,7 +1602,7 @@ export class HubClient extends EventTarget {
           // start (recovered: false) starts from the session's offset: the
           // events before it are not coming.
           const recovered = d.recovered === true && recover && recover.epoch === epoch;
-          this._membership = {
+          this.#membership = {
             sessionId: d.sessionId,
             userInfo: { ...userInfo, userId: d.selfId },
             presence,
@@ -1610,62 +1610,62 @@ export class HubClient extends EventTarget {
             offset: recovered && recover ? recover.offset : isNumber(d.offset) ? d.offset : 0,
           };
         }
-        this._sessionId = d.sessionId;
-        this._selfId = d.selfId;
+        this.#sessionId = d.sessionId;
+        this.#selfId = d.selfId;
         if (isString(d.expiresAt)) {
-          this._expiresAt = d.expiresAt;
-          this._scheduleRefresh();
+          this.#expiresAt = d.expiresAt;
+          this.#scheduleRefresh();
         }
-        this._emit(type, data);
-        this._setParticipants(d.participants); // already in the server's order
-        if (p && p.rejoin !== undefined) this._emit('rejoined', { ...data, attempt: p.rejoin });
-        else if (p && this._ready) this._syncActivity();
+        this.#emit(type, data);
+        this.#setParticipants(d.participants); // already in the server's order
+        if (p && p.rejoin !== undefined) this.#emit('rejoined', { ...data, attempt: p.rejoin });
+        else if (p && this.#ready) this.#syncActivity();
         break;
       }
       case 'session-left':
-        this._emit(type, data);
-        this._forgetSession();
+        this.#emit(type, data);
+        this.#forgetSession();
         break;
       case 'user-joined': {
         const d = data as unknown as UserJoinedData;
-        this._emit(type, data);
-        if (d.participants) this._setParticipants(d.participants);
-        else this._setParticipants([...this._participants.filter((x) => x.userId !== d.user.userId), d.user].sort(compareParticipants));
+        this.#emit(type, data);
+        if (d.participants) this.#setParticipants(d.participants);
+        else this.#setParticipants([...this.#participants.filter((x) => x.userId !== d.user.userId), d.user].sort(compareParticipants));
         break;
       }
       case 'user-left': {
         const d = data as unknown as UserLeftData;
-        this._emit(type, data);
-        if (d.participants) this._setParticipants(d.participants);
-        else this._setParticipants(this._participants.filter((x) => x.userId !== d.userId));
+        this.#emit(type, data);
+        if (d.participants) this.#setParticipants(d.participants);
+        else this.#setParticipants(this.#participants.filter((x) => x.userId !== d.userId));
         break;
       }
       case 'cursor-moved':
-        this._emit(type, data);
-        this._patchParticipant(data.userId as string, { cursor: data.cursor as Cursor });
+        this.#emit(type, data);
+        this.#patchParticipant(data.userId as string, { cursor: data.cursor as Cursor });
         break;
       case 'user-activity-changed':
-        this._emit(type, data);
-        this._patchParticipant(data.userId as string, { isActive: data.isActive as boolean });
+        this.#emit(type, data);
+        this.#patchParticipant(data.userId as string, { isActive: data.isActive as boolean });
         break;
       case 'broadcast':
         // Exactly once: an offset already seen (a replayed event the page
         // already had, or our own acked broadcast) is not dispatched again.
-        if (this._seen(data.offset)) this._emit(type, data);
+        if (this.#seen(data.offset)) this.#emit(type, data);
         break;
       case 'ack':
-        this._seen(data.offset);
-        this._emit(type, data);
+        this.#seen(data.offset);
+        this.#emit(type, data);
         break;
       case 'pong':
-        this._emit(type, data);
+        this.#emit(type, data);
         break;
       case 'token-refreshed':
-        this._emit(type, data);
+        this.#emit(type, data);
         break;
       case 'error': {
         // An error that answers a request also rejects it; detail.ref says which.
-        this._emit(type, ref !== undefined ? { ...data, ref } : data);
+        this.#emit(type, ref !== undefined ? { ...data, ref } : data);
         if (p) {
           p.reject(hubError(data.code as string, `sessionhub: ${data.code}: ${data.message || ''}`, { serverMessage: data.message as string }));
           return;
@@ -1683,40 +1683,40 @@ export class HubClient extends EventTarget {
    * delivered, or our own acked broadcast); true otherwise, and outside a
    * session or for a broadcast without an offset.
    */
-  private _seen(offset: unknown): boolean {
-    const m = this._membership;
+  #seen(offset: unknown): boolean {
+    const m = this.#membership;
     if (!m || !isNumber(offset)) return true;
     if (offset <= m.offset) return false;
     m.offset = offset;
     return true;
   }
 
-  private _setParticipants(list: readonly Participant[]): void {
-    this._participants = freezeList(list);
-    this._emit('participants', this._participants);
+  #setParticipants(list: readonly Participant[]): void {
+    this.#participants = freezeList(list);
+    this.#emit('participants', this.#participants);
   }
 
-  private _patchParticipant(userId: string, patch: Partial<Participant>): void {
-    const i = this._participants.findIndex((x) => x.userId === userId);
+  #patchParticipant(userId: string, patch: Partial<Participant>): void {
+    const i = this.#participants.findIndex((x) => x.userId === userId);
     if (i < 0) return;
-    const list = this._participants.slice();
+    const list = this.#participants.slice();
     list[i] = { ...list[i], ...patch };
-    this._setParticipants(list);
+    this.#setParticipants(list);
   }
 
   /** The server does not echo our own cursor and activity: keep our entry current. */
-  private _patchSelf(patch: Partial<Participant>): void {
-    if (this._selfId) this._patchParticipant(this._selfId, patch);
+  #patchSelf(patch: Partial<Participant>): void {
+    if (this.#selfId) this.#patchParticipant(this.#selfId, patch);
   }
 
   /** Forgets the session (no rejoin) and clears participants (with an event if there were any). */
-  private _forgetSession(): void {
-    this._membership = null;
-    this._sessionId = null;
-    this._selfId = null;
-    this._expiresAt = null;
-    this._clearTimer('_refreshTimer');
-    if (this._participants.length > 0) this._setParticipants([]);
+  #forgetSession(): void {
+    this.#membership = null;
+    this.#sessionId = null;
+    this.#selfId = null;
+    this.#expiresAt = null;
+    this.#clearTimer('refresh');
+    if (this.#participants.length > 0) this.#setParticipants([]);
   }
 
   // ----- internals: activity monitor (options.activity) -----
@@ -1726,13 +1726,13 @@ export class HubClient extends EventTarget {
    * visible and there was input within idleAfter ms. Listeners are added here
    * (only when the option is on) and removed by close().
    */
-  private _startActivityMonitor(): void {
+  #startActivityMonitor(): void {
     const doc = (globalThis as { document?: Document }).document;
     const win = (globalThis as { window?: Window }).window;
-    if (!doc || !win || !this._opts.activity) return; // not in a browser: nothing to watch
-    const idleAfter = this._opts.activity.idleAfter;
+    if (!doc || !win || !this.#opts.activity) return; // not in a browser: nothing to watch
+    const idleAfter = this.#opts.activity.idleAfter;
     const a: ActivityMonitor = { lastInput: Date.now(), timer: null, listeners: [] };
-    this._activity = a;
+    this.#activity = a;
 
     const visible = (): boolean => doc.visibilityState !== 'hidden';
     const armIdle = (ms: number): void => {
@@ -1743,16 +1743,16 @@ export class HubClient extends EventTarget {
       a.timer = null;
       const left = idleAfter - (Date.now() - a.lastInput);
       if (left > 0) armIdle(left);
-      else this._monitorSays(false);
+      else this.#monitorSays(false);
     };
     const onInput = (): void => {
       a.lastInput = Date.now();
       if (a.timer === null) armIdle(idleAfter); // only re-armed after it fired: cheap for pointermove
-      if (visible() && this._wantActive !== true) this._monitorSays(true);
+      if (visible() && this.#wantActive !== true) this.#monitorSays(true);
     };
     const onVisibility = (): void => {
       if (visible()) onInput();
-      else this._monitorSays(false);
+      else this.#monitorSays(false);
     };
     const listen = (target: EventTarget, type: string, fn: () => void): void => {
       target.addEventListener(type, fn, { passive: true, capture: true });
@@ -1763,25 +1763,25 @@ export class HubClient extends EventTarget {
       listen(win, type, onInput);
     }
     listen(win, 'focus', onInput);
-    this._wantActive = visible();
+    this.#wantActive = visible();
     armIdle(idleAfter);
   }
 
-  private _stopActivityMonitor(): void {
-    const a = this._activity;
+  #stopActivityMonitor(): void {
+    const a = this.#activity;
     if (!a) return;
     if (a.timer !== null) clearTimeout(a.timer);
     a.timer = null;
     for (const remove of a.listeners) remove();
     a.listeners = [];
-    this._activity = null;
+    this.#activity = null;
   }
 
   /** The monitor's view changed: only a change is sent, and only in a session. */
-  private _monitorSays(isActive: boolean): void {
-    if (this._wantActive === isActive) return;
-    this._wantActive = isActive;
-    this._syncActivity();
+  #monitorSays(isActive: boolean): void {
+    if (this.#wantActive === isActive) return;
+    this.#wantActive = isActive;
+    this.#syncActivity();
   }
 }
 
