@@ -197,8 +197,11 @@ func benchJoin(b *testing.B, h *Hub, conns []*conn) {
 // should be 0: nothing per message.
 func BenchmarkWrite(b *testing.B) {
 	msg := []byte(`{"type":"cursor-moved","data":{"userId":"u-0042","cursor":{"line":120,"column":17,"file":"1764123456789012345"}}}`)
-	for _, batch := range []bool{false, true} {
-		b.Run(fmt.Sprintf("batch=%t", batch), func(b *testing.B) {
+	// perFrame 1 is a connection without batching; more is what a
+	// sessionhub.batch connection's frame carries (under --write-delay,
+	// what came within the delay).
+	for _, perFrame := range []int{1, 2, 4, 8, delayedChanSize} {
+		b.Run(fmt.Sprintf("messages=%d", perFrame), func(b *testing.B) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)
@@ -219,23 +222,18 @@ func BenchmarkWrite(b *testing.B) {
 				b.Fatal(err)
 			}
 			h := &Hub{metrics: newMetrics()}
-			c := &conn{hub: h, netConn: nc, batch: batch, send: make(chan []byte, sendChanSize)}
+			c := &conn{hub: h, netConn: nc, batch: perFrame > 1, send: make(chan []byte, delayedChanSize)}
 			b.ReportAllocs()
-			if batch {
-				b.SetBytes(4 * int64(len(msg)))
-			} else {
-				b.SetBytes(int64(len(msg)))
-			}
+			b.SetBytes(int64(perFrame * len(msg)))
 			for b.Loop() {
-				if batch {
-					c.send <- msg
-					c.send <- msg
+				for range perFrame - 1 {
 					c.send <- msg
 				}
 				if err := c.write(msg); err != nil {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perFrame), "ns/msg")
 			nc.Close()
 			<-drained
 		})
