@@ -80,12 +80,14 @@ type Hub struct {
 	conns        map[*conn]struct{}
 	streams      map[string]*conn // the SSE streams among conns, by stream id
 	open         int              // admitted connections
-	perIP        map[string]int   // admitted connections by remote address
+	perIP        map[string]int   // admitted connections by remote address (ipKey)
+	tcpPerIP     map[string]int   // TCP connections by remote address (Listener)
 	shuttingDown bool
 
 	started        time.Time      // the origin of marks (markOf), with its monotonic reading
 	serving        sync.WaitGroup // one per connection being served
-	lastRefusalLog atomic.Int64   // unix ns of the last logged limit refusal
+	lastRefusalLog atomic.Int64   // unix ns of the last logged refusal (logRefusal)
+	refusedSince   atomic.Int64   // refusals since that line
 	nextID         atomic.Uint64
 	ready          atomic.Bool
 	// tokens verifies the tokens of token mode; nil in open mode. Its
@@ -171,7 +173,11 @@ func New(opts *Options) *Hub {
 		conns:      make(map[*conn]struct{}),
 		streams:    make(map[string]*conn),
 		perIP:      make(map[string]int),
+		tcpPerIP:   make(map[string]int),
 		started:    time.Now(),
+	}
+	if o.APIKey != "" && len(o.APIKey) < MinAPIKeyBytes {
+		h.log.Error("the server API is off: its key is shorter than 16 bytes")
 	}
 	h.accept = websocket.AcceptOptions{
 		OriginPatterns: o.AllowedOrigins,

@@ -116,8 +116,17 @@ type Options struct {
 	// MaxConnections and MaxConnectionsPerIP refuse upgrades past that many
 	// open WebSockets in the process (503) or from one remote address (429).
 	// Default to 0: no limit.
+	// MaxConnectionsPerIP counts IPv6 peers per /64; with Hub.Listener
+	// it counts plain HTTP connections too.
 	MaxConnections      int
 	MaxConnectionsPerIP int
+
+	// AllowedHosts lists the Host header values (path.Match patterns,
+	// matched case-insensitively with and without the port) the hub
+	// answers; any other gets 403, except /healthz and /readyz: protection
+	// against DNS rebinding for a hub on a private address. Defaults to
+	// none: any Host.
+	AllowedHosts []string
 
 	// HandshakeTimeout is how long a connection may stay open without
 	// sending join-session before it is closed with 1008. Defaults to 30s.

@@ -22,7 +22,9 @@ var ErrShuttingDown = errors.New("hub: already shutting down")
 // Handler returns the hub's HTTP routes: GET /ws (the WebSocket), GET /sse
 // and POST /sse/send (the fallback transport, sse.go), /healthz,
 // /readyz, /metrics, the browser files (/ the demo page, /hub.js and
-// /hub.d.ts) and, with Options.APIKey, the server API (/api/...).
+// /hub.d.ts) and, with Options.APIKey, the server API (/api/...). With
+// Options.AllowedHosts, a request for another Host gets 403 (the health
+// checks excepted).
 func (h *Hub) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", h.ServeWS)
@@ -55,7 +57,7 @@ func (h *Hub) Handler() http.Handler {
 	for _, path := range []string{"GET /{$}", "GET /hub.js", "GET /hub.d.ts"} {
 		mux.Handle(path, static)
 	}
-	return mux
+	return h.checkHost(mux)
 }
 
 // ServeWS upgrades the request to a WebSocket and serves it until it ends.
@@ -64,7 +66,7 @@ func (h *Hub) Handler() http.Handler {
 // Options.MaxConnectionsPerIP (429), a missing or invalid token in token
 // mode (401, with a one-line reason), and a refused Origin (403).
 func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
-	ip := remoteIP(r.RemoteAddr)
+	ip := ipKey(remoteIP(r.RemoteAddr))
 	if status, why := h.admit(ip); status != 0 {
 		if why == whyShuttingDown {
 			h.metrics.upgrade(upgradeShutdown)
@@ -81,7 +83,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		if id, err = authenticate(r, h.tokens, time.Now()); err != nil {
 			h.release(ip)
 			h.metrics.upgrade(upgradeUnauthorized)
-			h.log.Info("upgrade refused", "remote", r.RemoteAddr, "status", http.StatusUnauthorized, "reason", err)
+			h.logRefusal(r.RemoteAddr, http.StatusUnauthorized, err.Error())
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
@@ -90,7 +92,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	ws, err := websocket.Accept(hw, r, &h.accept)
 	if err != nil {
 		h.release(ip)
-		h.log.Info("upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
+		h.logRefusal(r.RemoteAddr, hw.status, err.Error(), "origin", r.Header.Get("Origin"))
 		if hw.status == http.StatusForbidden {
 			h.metrics.upgrade(upgradeOrigin)
 		} else {
@@ -124,18 +126,6 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		defer h.untrack(c)
 		h.serve(c)
 	}()
-}
-
-// logRefusal logs a refused upgrade, at most one line a second for limit
-// refusals (a connection flood must not flood the log); the counter of
-// sessionhub_upgrades_refused_total has them all.
-func (h *Hub) logRefusal(remote string, status int, why string) {
-	now := time.Now().UnixNano()
-	last := h.lastRefusalLog.Load()
-	if now-last < int64(time.Second) || !h.lastRefusalLog.CompareAndSwap(last, now) {
-		return
-	}
-	h.log.Warn("upgrade refused", "remote", remote, "status", status, "reason", why)
 }
 
 // remoteIP is addr without its port.

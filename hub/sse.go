@@ -253,7 +253,7 @@ func cors(w http.ResponseWriter, origin string) {
 // "message" event, every Options.PingInterval a ": ping" comment, and a
 // close the server decides is a "close" event with the code and reason.
 func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
-	ip := remoteIP(r.RemoteAddr)
+	ip := ipKey(remoteIP(r.RemoteAddr))
 	if status, why := h.admit(ip); status != 0 {
 		if why == whyShuttingDown {
 			h.metrics.upgrade(upgradeShutdown)
@@ -268,7 +268,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.release(ip)
 		h.metrics.upgrade(upgradeUnauthorized)
-		h.log.Info("stream refused", "remote", r.RemoteAddr, "status", http.StatusUnauthorized, "reason", err)
+		h.logRefusal(r.RemoteAddr, http.StatusUnauthorized, err.Error(), "transport", "sse")
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
 	}
@@ -276,7 +276,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		h.release(ip)
 		h.metrics.upgrade(upgradeOrigin)
-		h.log.Info("stream refused", "remote", r.RemoteAddr, "status", http.StatusForbidden, "origin", r.Header.Get("Origin"))
+		h.logRefusal(r.RemoteAddr, http.StatusForbidden, "origin not allowed", "transport", "sse", "origin", r.Header.Get("Origin"))
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}

@@ -64,6 +64,8 @@ func main() {
 type config struct {
 	addr            string
 	allowedOrigins  string
+	allowedHosts    string
+	httpIdleTimeout time.Duration
 	jwtSecret       string
 	jwtSecretFile   string
 	jwtKeyFile      string // --jwt-public-key-file
@@ -105,7 +107,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	fs.IntVar(&c.hub.MaxConnections, "max-connections", 0, "open WebSockets in the process (0: no limit); more get HTTP 503")
 	fs.IntVar(&c.hub.MaxConnectionsPerIP, "max-connections-per-ip", 0, "open WebSockets per remote address (0: no limit); more get HTTP 429")
 	fs.DurationVar(&c.hub.HandshakeTimeout, "handshake-timeout", hub.DefaultHandshake, "how long a connection may stay without joining a session")
-	fs.StringVar(&c.apiKey, "api-key", "", "bearer key of the server API (empty: API off)")
+	fs.StringVar(&c.allowedHosts, "allowed-hosts", "", "comma-separated Host header values answered (path.Match syntax; empty: any); others get 403 (DNS rebinding)")
+	fs.DurationVar(&c.httpIdleTimeout, "http-idle-timeout", 60*time.Second, "how long an idle keep-alive HTTP connection is kept")
+	fs.StringVar(&c.apiKey, "api-key", "", "bearer key of the server API, at least 16 bytes (empty: API off)")
 	fs.StringVar(&c.redisURL, "redis-url", "", "Redis URL for a cluster (empty: single node, all state in memory)")
 	fs.DurationVar(&c.hub.NodeHeartbeat, "node-heartbeat", hub.DefaultNodeHeartbeat, "how often a cluster node proves it is alive (found dead within 3)")
 	fs.StringVar(&c.hub.NodeID, "node-id", "", "this node's name in the cluster, unique there (empty: host name and 8 random hex digits)")
@@ -123,6 +127,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	fs.IntVar(&c.hub.HistorySize, "history-size", hub.DefaultHistorySize, "broadcasts kept per session")
 	fs.DurationVar(&c.hub.HistoryTTL, "history-ttl", hub.DefaultHistoryTTL, "how long broadcasts are kept")
 	fs.IntVar(&c.hub.MaxParticipants, "max-participants", hub.DefaultMaxParticipants, "participants per session")
+	fs.IntVar(&c.hub.HistoryBytes, "history-bytes", hub.DefaultHistoryBytes, "bytes of broadcasts kept per session (oldest go first)")
+	fs.IntVar(&c.hub.HistoryTotalBytes, "history-total-bytes", hub.DefaultHistoryTotal, "bytes of broadcasts kept in all sessions (oldest go first)")
+	fs.Float64Var(&c.hub.JoinRate, "join-rate", hub.DefaultJoinRate, "join-session and leave-session per second per connection")
+	fs.IntVar(&c.hub.JoinBurst, "join-burst", hub.DefaultJoinBurst, "burst of join-session and leave-session per connection")
+	fs.IntVar(&c.hub.MaxSessions, "max-sessions", hub.DefaultMaxSessions, "sessions in the process; a join that would create one more gets session_full")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
@@ -165,6 +174,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	if err != nil {
 		return nil, err
 	}
+	for _, p := range strings.Split(c.allowedHosts, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.hub.AllowedHosts = append(c.hub.AllowedHosts, p)
+		}
+	}
 	if c.allowedOrigins != "" {
 		for _, p := range strings.Split(c.allowedOrigins, ",") {
 			if p = strings.TrimSpace(p); p != "" {
@@ -184,7 +198,9 @@ func (c *config) validate() error {
 		return errors.New("--cursor-rate, --message-rate and --message-burst must be positive")
 	case o.SendQueue < 1, o.MaxParticipants < 1, o.HistorySize < 1:
 		return errors.New("--send-queue, --max-participants and --history-size must be positive")
-	case o.PingInterval <= 0, o.PingTimeout <= 0, o.IdleAfter <= 0, o.SessionTTL <= 0, o.HistoryTTL <= 0, c.shutdownTimeout <= 0:
+	case o.HistoryBytes < 1, o.HistoryTotalBytes < 1, o.JoinRate <= 0, o.JoinBurst < 1, o.MaxSessions < 1:
+		return errors.New("--history-bytes, --history-total-bytes, --join-rate, --join-burst and --max-sessions must be positive")
+	case o.PingInterval <= 0, o.PingTimeout <= 0, o.IdleAfter <= 0, o.SessionTTL <= 0, o.HistoryTTL <= 0, c.shutdownTimeout <= 0, c.httpIdleTimeout <= 0:
 		return errors.New("durations must be positive (--leave-grace may be 0)")
 	case o.WriteDelay < 0 || o.WriteDelay > time.Second:
 		return errors.New("--write-delay must be between 0 and 1s")
@@ -197,6 +213,14 @@ func (c *config) validate() error {
 	}
 	if o.LeaveGrace == 0 {
 		o.LeaveGrace = -1 // hub.Options: negative means none
+	}
+	for _, p := range o.AllowedHosts {
+		if _, err := pathMatch(p); err != nil {
+			return fmt.Errorf("--allowed-hosts: bad pattern %q: %w", p, err)
+		}
+	}
+	if c.apiKey != "" && len(c.apiKey) < hub.MinAPIKeyBytes {
+		return fmt.Errorf("--api-key must be at least %d bytes", hub.MinAPIKeyBytes)
 	}
 	for _, p := range o.AllowedOrigins {
 		if _, err := pathMatch(p); err != nil {
@@ -375,9 +399,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		c.hub.JWKS = jwks
 	}
 	h := hub.New(&c.hub)
+	ln = h.Listener(ln) // plain HTTP connections count per address too
 	srv := &http.Server{
 		Handler:           h.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       c.httpIdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

@@ -65,7 +65,14 @@ func TestParseDefaults(t *testing.T) {
 			MaxParticipants:  1000,
 			HandshakeTimeout: 30 * time.Second,
 			NodeHeartbeat:    5 * time.Second,
+			// v1.1 hardening
+			HistoryBytes:      8 << 20,
+			HistoryTotalBytes: 256 << 20,
+			JoinRate:          2,
+			JoinBurst:         10,
+			MaxSessions:       100_000,
 		},
+		httpIdleTimeout: 60 * time.Second,
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
@@ -184,6 +191,13 @@ func TestParseErrors(t *testing.T) {
 		{"env not a duration", nil, []string{"HUB_PING_INTERVAL", "soon"}},
 		{"flag not a number", []string{"--message-rate", "x"}, nil},
 		{"log format xml", []string{"--log-format", "xml"}, nil},
+		{"short API key", []string{"--api-key", "fifteen-bytes.."}, nil},
+		{"short API key from env", nil, []string{"HUB_API_KEY", "short"}},
+		{"zero history bytes", []string{"--history-bytes", "0"}, nil},
+		{"zero join rate", []string{"--join-rate", "0"}, nil},
+		{"zero max sessions", []string{"--max-sessions", "0"}, nil},
+		{"zero idle timeout", []string{"--http-idle-timeout", "0s"}, nil},
+		{"bad host pattern", []string{"--allowed-hosts", "[a"}, nil},
 		{"log format xml from env", nil, []string{"HUB_LOG_FORMAT", "xml"}},
 		{"negative ping interval", []string{"--ping-interval", "-1s"}, nil},
 		{"negative ping timeout", nil, []string{"HUB_PING_TIMEOUT", "-5s"}},
@@ -521,10 +535,32 @@ func TestParseSecurityFlags(t *testing.T) {
 			func(c *config) bool { return c.hub.JWTIssuer == "https://idp/" && c.hub.JWTAudience == "hub" }},
 		{"HUB_JWT_ISSUER and HUB_JWT_AUDIENCE", nil, []string{"HUB_JWT_SECRET", tokenSecret, "HUB_JWT_ISSUER", "https://idp/", "HUB_JWT_AUDIENCE", "hub"},
 			func(c *config) bool { return c.hub.JWTIssuer == "https://idp/" && c.hub.JWTAudience == "hub" }},
-		{"--api-key", []string{"--api-key", "k3y"}, nil,
-			func(c *config) bool { return c.hub.APIKey == "k3y" }},
-		{"HUB_API_KEY", nil, []string{"HUB_API_KEY", "envkey"},
-			func(c *config) bool { return c.hub.APIKey == "envkey" }},
+		{"--api-key", []string{"--api-key", "k3y-0123456789abcdef"}, nil,
+			func(c *config) bool { return c.hub.APIKey == "k3y-0123456789abcdef" }},
+		{"HUB_API_KEY", nil, []string{"HUB_API_KEY", "envkey-0123456789abcdef"},
+			func(c *config) bool { return c.hub.APIKey == "envkey-0123456789abcdef" }},
+		{"--allowed-hosts", []string{"--allowed-hosts", "hub.example.com, *.internal,"}, nil,
+			func(c *config) bool {
+				return reflect.DeepEqual(c.hub.AllowedHosts, []string{"hub.example.com", "*.internal"})
+			}},
+		{"HUB_ALLOWED_HOSTS", nil, []string{"HUB_ALLOWED_HOSTS", "a.example"},
+			func(c *config) bool { return reflect.DeepEqual(c.hub.AllowedHosts, []string{"a.example"}) }},
+		{"--http-idle-timeout", []string{"--http-idle-timeout", "5s"}, nil,
+			func(c *config) bool { return c.httpIdleTimeout == 5*time.Second }},
+		{"HUB_HTTP_IDLE_TIMEOUT", nil, []string{"HUB_HTTP_IDLE_TIMEOUT", "7s"},
+			func(c *config) bool { return c.httpIdleTimeout == 7*time.Second }},
+		{"history budgets, join rate, max sessions", []string{"--history-bytes", "1000", "--history-total-bytes", "5000",
+			"--join-rate", "0.5", "--join-burst", "3", "--max-sessions", "7"}, nil,
+			func(c *config) bool {
+				o := c.hub
+				return o.HistoryBytes == 1000 && o.HistoryTotalBytes == 5000 && o.JoinRate == 0.5 && o.JoinBurst == 3 && o.MaxSessions == 7
+			}},
+		{"their environment twins", nil, []string{"HUB_HISTORY_BYTES", "1000", "HUB_HISTORY_TOTAL_BYTES", "5000",
+			"HUB_JOIN_RATE", "0.5", "HUB_JOIN_BURST", "3", "HUB_MAX_SESSIONS", "7"},
+			func(c *config) bool {
+				o := c.hub
+				return o.HistoryBytes == 1000 && o.HistoryTotalBytes == 5000 && o.JoinRate == 0.5 && o.JoinBurst == 3 && o.MaxSessions == 7
+			}},
 		{"--max-connections", []string{"--max-connections", "5000"}, nil,
 			func(c *config) bool { return c.hub.MaxConnections == 5000 && c.hub.MaxConnectionsPerIP == 0 }},
 		{"--max-connections-per-ip", []string{"--max-connections-per-ip=32"}, nil,

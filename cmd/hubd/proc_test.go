@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -172,8 +173,12 @@ func (p *hubProc) exit() string {
 }
 
 // probeClient makes one request per connection, so that no idle connection
-// outlives a test.
-var probeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
+// outlives a test. It connects from 127.0.0.2 (loopback too), so that its
+// probes do not count toward the per-address limit of the clients under
+// test, which connect from 127.0.0.1 (hubd counts plain HTTP connections
+// too).
+var probeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
+	DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}, Timeout: 2 * time.Second}
 
 // readyz is the status of GET /readyz (0 when the request failed).
 func (p *hubProc) readyz() int {
