@@ -434,3 +434,82 @@ func guess(id string) string {
 	}
 	return id[:len(id)-1] + "A"
 }
+
+// The connection machinery of /ws holds for streams: the per-IP limit
+// counts them (429), the token's exp closes them with 4001, a stream that
+// never joins is closed with 1008, a shutdown closes them with 1001, and a
+// stream whose writes stall is dropped at the ping timeout.
+func TestSSELifetimes(t *testing.T) {
+	t.Run("per-IP limit", func(t *testing.T) {
+		s := startServer(t, &hub.Options{MaxConnectionsPerIP: 1})
+		sseDial(t, s.ts.URL, "")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		resp := sseGet(t, ctx, s.ts.URL, nil)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("second stream from one address: %d, want 429", resp.StatusCode)
+		}
+	})
+	t.Run("token expiry", func(t *testing.T) {
+		secret := []byte("0123456789abcdef0123456789abcdef")
+		s := startServer(t, &hub.Options{JWTSecret: secret})
+		tk, err := hub.NewToken(secret, hub.Claims{Name: "n", RegisteredClaims: jwtClaims("u", 1500*time.Millisecond)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := sseDial(t, s.ts.URL, tk)
+		st.join("s", "", "", nil)
+		if c := st.closeEvent(); c.Code != int(protocol.CloseTokenExpired) {
+			t.Fatalf("closed with %+v, want 4001", c)
+		}
+	})
+	t.Run("handshake timeout", func(t *testing.T) {
+		s := startServer(t, &hub.Options{HandshakeTimeout: 100 * time.Millisecond})
+		st := sseDial(t, s.ts.URL, "")
+		if c := st.closeEvent(); c.Code != int(protocol.ClosePolicy) {
+			t.Fatalf("closed with %+v, want 1008", c)
+		}
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		s := startServer(t, nil)
+		st := sseDial(t, s.ts.URL, "")
+		st.join("s", "u", "U", nil)
+		go s.Shutdown(context.Background())
+		if c := st.closeEvent(); c.Code != int(protocol.CloseGoingAway) {
+			t.Fatalf("closed with %+v, want 1001", c)
+		}
+	})
+	t.Run("stalled writes", func(t *testing.T) {
+		s := startServer(t, &hub.Options{PingInterval: 500 * time.Millisecond, PingTimeout: 2 * time.Second,
+			SendQueue: 100000, MessageRate: 1e6, MessageBurst: 1e6})
+		sender := dial(t, s, nil)
+		sender.join("stall", "sender", "S", "")
+		d := &net.Dialer{Control: setRcvBuf}
+		client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+		defer client.CloseIdleConnections()
+		st := sseDialWith(t, client, s.ts.URL, "")
+		st.join("stall", "sleeper", "Z", nil)
+		sender.expect(protocol.TypeUserJoined, nil)
+		st.hold.Store(true)
+		// The queue is large: the stream is not a slow consumer, its writes
+		// just stall, and the pings that cannot go out drop it.
+		payload := strings.Repeat("p", 8<<10)
+		// One broadcast at a time (each acked): a sender that floods would
+		// have its own pongs stuck behind its frames.
+		for i := 0; i%32 != 0 || tmMetric(t, s, `sessionhub_transport_connections{transport="sse"}`) != 0; i++ {
+			sender.send(protocol.TypeBroadcast, map[string]any{"event": "big", "payload": payload}, "b")
+			sender.skipUntil(protocol.TypeAck, nil)
+			if i > 100000 {
+				t.Fatal("the stalled stream was never dropped")
+			}
+		}
+		if v := tmMetric(t, s, `sessionhub_server_closes_total{reason="ping_timeout"}`); v < 1 {
+			t.Errorf("ping_timeout closes = %v, want the stream's", v)
+		}
+		sender.sync() // the WebSocket is still served
+		if v := tmMetric(t, s, `sessionhub_server_closes_total{reason="slow_consumer"}`); v != 0 {
+			t.Errorf("slow_consumer closes = %v, want the ping timeout only", v)
+		}
+	})
+}
