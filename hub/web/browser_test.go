@@ -225,6 +225,18 @@ func (p *page) waitFor(what, expr string) {
 	p.do(what, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(wait), chromedp.WithPollingInterval(50*time.Millisecond)))
 }
 
+// waitForWithin is waitFor for something that takes up to d by design
+// (plus wait, for a busy machine).
+func (p *page) waitForWithin(what, expr string, d time.Duration) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, d+wait)
+	defer cancel()
+	poll := chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(d+wait), chromedp.WithPollingInterval(50*time.Millisecond))
+	if err := chromedp.Do(ctx, poll); err != nil {
+		p.t.Fatalf("%s: %s: %v%s", p.name, what, err, p.logTail())
+	}
+}
+
 func eval[T any](p *page, expr string) T {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, wait)
