@@ -304,6 +304,9 @@ func TestSSETokenMode(t *testing.T) {
 	// ?token= (EventSource cannot set headers).
 	resp := sseGet(t, ctx, s.ts.URL+"/sse?token="+tok("bob")+"#", nil)
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("stream with ?token=: %d, want 200", resp.StatusCode)
+	}
 
 	alice := sseDial(t, s.ts.URL, tok("alice"))
 	ping := sendBody(alice.stream, []byte(`{"type":"ping","ref":"mine"}`))

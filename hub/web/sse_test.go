@@ -29,6 +29,7 @@ import (
 type blockingProxy struct {
 	url      string
 	refused  atomic.Int64 // upgrades refused
+	allowWS  atomic.Bool  // pass upgrades after all (the network got better)
 	mu       sync.Mutex
 	cancel   context.CancelFunc // of the latest /sse request
 	paused   bool
@@ -52,7 +53,7 @@ func startBlockingProxy(t *testing.T, target string) *blockingProxy {
 		io.WriteString(w, ssePage)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") && !p.allowWS.Load() {
 			p.refused.Add(1)
 			http.Error(w, "WebSockets are not allowed on this network", http.StatusForbidden)
 			return
@@ -108,7 +109,8 @@ const ssePage = `<!doctype html>
 <script type="module">
 import { HubClient } from '/hub.js';
 
-const c = new HubClient({ reconnect: { initial: 50, max: 200, maxAttempts: 0 }, heartbeatInterval: 0 });
+const retry = Number(new URLSearchParams(location.search).get('retry') || 60000);
+const c = new HubClient({ reconnect: { initial: 50, max: 200, maxAttempts: 0 }, heartbeatInterval: 0, fallback: { retryWebSocketAfter: retry } });
 const rec = { broadcasts: [], rejoined: [], states: [], transports: [], participants: [], cursors: [], uncaught: [] };
 window.rec = rec;
 window.addEventListener('error', (e) => rec.uncaught.push(String(e.message)));
@@ -335,5 +337,58 @@ func TestHubJSFallsBackToSSE(t *testing.T) {
 	}
 	if tr := eval[string](p, `String(window.rec.transports.at(-1))`); tr != "sse" {
 		t.Errorf("transport after the rejoin: %s", tr)
+	}
+}
+
+// TestHubJSBackToWebSocket: a client on the SSE fallback tries WebSocket
+// again at a reconnect once fallback.retryWebSocketAfter has passed, and
+// stays on it when the network lets it through.
+func TestHubJSBackToWebSocket(t *testing.T) {
+	h := hub.New(&hub.Options{Logger: discardLogger(), LeaveGrace: time.Minute})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.Shutdown(ctx)
+		srv.Close()
+		<-served
+	})
+	proxy := startBlockingProxy(t, "http://"+ln.Addr().String())
+
+	browser := newBrowser(t)
+	p := newPage(t, browser, "learner")
+	p.do("open the page through the proxy", chromedp.Navigate(proxy.url+"/test/sse.html?retry=200"))
+	p.waitFor("load the module", `window.ready === true`)
+	setup := evalAwait[struct {
+		Transport string `json:"transport"`
+	}](p, `window.setup()`)
+	if setup.Transport != "sse" {
+		t.Fatalf("transport %q, want sse", setup.Transport)
+	}
+	proxy.allowWS.Store(true)
+	// Drop the stream until a reconnect comes after the 200 ms: before it,
+	// the client reconnects over SSE again.
+	for i := 1; ; i++ {
+		proxy.cut()
+		proxy.resume()
+		p.waitFor("rejoin", fmt.Sprintf(`window.rec.rejoined.length === %d`, i))
+		if eval[string](p, `String(window.rec.transports.at(-1))`) == "websocket" {
+			break
+		}
+		if i == 20 {
+			t.Fatalf("still on SSE after %d reconnects", i)
+		}
+	}
+	if !eval[bool](p, `window.rec.rejoined.every((r) => r.recovered)`) {
+		t.Error("a rejoin did not recover")
 	}
 }
