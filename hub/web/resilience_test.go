@@ -98,13 +98,14 @@ type pageServer struct {
 	done        chan struct{}
 }
 
-func startPageServer(t *testing.T) *pageServer {
+// startPageServer serves the page; tokenSecret (may be nil) signs /test/token's tokens.
+func startPageServer(t *testing.T, tokenSecret []byte) *pageServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pageServer{url: "http://" + ln.Addr().String(), done: make(chan struct{})}
+	p := &pageServer{url: "http://" + ln.Addr().String(), tokenSecret: tokenSecret, done: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.Handle("GET /hub.js", http.FileServerFS(web.FS))
 	mux.HandleFunc("GET /test/resilience.html", func(w http.ResponseWriter, _ *http.Request) {
@@ -223,7 +224,7 @@ func wsURL(addr string) string { return "ws://" + addr + "/ws" }
 // under the reconnect policy (the failed attempts show as error events) and
 // resolves once the hub starts.
 func TestHubJSFirstConnectLateHub(t *testing.T) {
-	ps := startPageServer(t)
+	ps := startPageServer(t, nil)
 	p := openResiliencePage(t, ps)
 	addr := reservePort(t)
 	p.make("a", wsURL(addr), `{ reconnect: { initial: 50, max: 200, maxAttempts: 0 } }`)
@@ -333,7 +334,7 @@ func (sp *silentProxy) silence() {
 // recovers the broadcasts sent while it was silent.
 func TestHubJSSilentConnection(t *testing.T) {
 	const interval, timeout = 1000, 1000 // ms
-	ps := startPageServer(t)
+	ps := startPageServer(t, nil)
 	h := hubAt(t, "127.0.0.1:0", hub.Options{LeaveGrace: time.Minute})
 	proxy := startSilentProxy(t, h.addr)
 	p := openResiliencePage(t, ps)
@@ -374,7 +375,7 @@ func TestHubJSSilentConnection(t *testing.T) {
 // once; coming back online reconnects at once, although the backoff (10
 // minutes) would have it wait.
 func TestHubJSOfflineOnline(t *testing.T) {
-	ps := startPageServer(t)
+	ps := startPageServer(t, nil)
 	h := hubAt(t, "127.0.0.1:0", hub.Options{LeaveGrace: time.Minute})
 	p := openResiliencePage(t, ps)
 	p.make("a", wsURL(h.addr), `{ reconnect: { initial: 600000, max: 600000, maxAttempts: 0 } }`)
@@ -406,8 +407,7 @@ func TestHubJSOfflineOnline(t *testing.T) {
 // function (a fetch) for every connect, the first and the reconnect after a
 // cut.
 func TestHubJSAsyncToken(t *testing.T) {
-	ps := startPageServer(t)
-	ps.tokenSecret = []byte("resilience-test-secret-0123456789")
+	ps := startPageServer(t, []byte("resilience-test-secret-0123456789"))
 	h := hubAt(t, "127.0.0.1:0", hub.Options{JWTSecret: ps.tokenSecret, LeaveGrace: time.Minute})
 	p := openResiliencePage(t, ps)
 	p.make("a", wsURL(h.addr), fmt.Sprintf(`{ tokenURL: %q, reconnect: { initial: 20, max: 100, maxAttempts: 0 } }`, ps.url+"/test/token"))
@@ -435,7 +435,7 @@ func TestHubJSAsyncToken(t *testing.T) {
 // attempt counter restarts only after a connection stayed up, so the client
 // gives up after maxAttempts.
 func TestHubJSPoisonedReplay(t *testing.T) {
-	ps := startPageServer(t)
+	ps := startPageServer(t, nil)
 	p := openResiliencePage(t, ps)
 	p.make("a", "ws://"+strings.TrimPrefix(ps.url, "http://")+"/test/poison", `{ reconnect: { initial: 20, max: 50, maxAttempts: 3 } }`)
 	p.waitFor("connect", `window.rec.a.connected`)
@@ -456,8 +456,7 @@ func TestHubJSPoisonedReplay(t *testing.T) {
 // fails, the hub's 4001 is not final for a client with a token function: it
 // reconnects with a new token and recovers; with a plain token 4001 is final.
 func TestHubJSTokenRefresh(t *testing.T) {
-	ps := startPageServer(t)
-	ps.tokenSecret = []byte("refresh-test-secret-0123456789")
+	ps := startPageServer(t, []byte("refresh-test-secret-0123456789"))
 	h := hubAt(t, "127.0.0.1:0", hub.Options{JWTSecret: ps.tokenSecret, LeaveGrace: time.Minute})
 	p := openResiliencePage(t, ps)
 	short := ps.url + "/test/token?ttl=2s"
