@@ -5,6 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { join } from 'node:path';
+import { createServer, request } from 'node:http';
+import type { Server } from 'node:http';
 import { haveChromium, launch, serveDir } from './chromium.js';
 import { jsRoot, startHubd } from './hubd.js';
 import type { Hubd } from './hubd.js';
@@ -75,5 +77,58 @@ describe.runIf(haveChromium)('classroom example in Chromium', () => {
     await expect.poll(() => ada.locator('#carets li').allTextContents(), T).toEqual(['Linus 7:2']) // line 7 is "}": the caret stays at its end;
     expect(errors).toEqual([]);
     await ctx.close();
+  });
+
+  // A school network: a proxy (here, in the test) that refuses every WebSocket
+  // upgrade and passes every other request, streams included.
+  it('behind a proxy that refuses WebSockets, the app falls back to SSE and ConnectionStatus shows it', async () => {
+    let refused = 0;
+    const proxy: Server = createServer((req, res) => {
+      const up = request({ host: '127.0.0.1', port: hub.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      res.on('close', () => up.destroy());
+      req.pipe(up);
+    });
+    proxy.on('upgrade', (_req, socket) => {
+      refused++;
+      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const { port } = proxy.address() as { port: number };
+    const ctx = await browser.newContext();
+    const errors: string[] = [];
+    const open = async (name: string, ws: string): Promise<Page> => {
+      const p = await ctx.newPage();
+      p.on('pageerror', (e) => errors.push(`${name}: ${e.message}`));
+      await p.goto(`${site.origin}/?hub=${encodeURIComponent(ws)}&session=room-2&name=${name}&role=learner`);
+      return p;
+    };
+    try {
+      const ada = await open('Ada', hub.ws); // a WebSocket, straight to the hub
+      const grace = await open('Grace', `ws://127.0.0.1:${port}/ws`); // through the proxy
+      await expect.poll(() => names(grace), T).toEqual(['Ada', 'Grace']);
+      await expect.poll(() => names(ada), T).toEqual(['Ada', 'Grace']);
+      const shown = grace.locator('header .sh-connection-status:not(.sh-compact)');
+      expect(await shown.getAttribute('data-status')).toBe('connected');
+      expect(await shown.getAttribute('data-transport')).toBe('sse');
+      expect(await shown.locator('.sh-transport').textContent()).toBe('via SSE fallback');
+      expect(await ada.locator('header .sh-connection-status:not(.sh-compact)').getAttribute('data-transport')).toBe('websocket');
+      expect(await ada.locator('header .sh-connection-status .sh-transport').count()).toBe(0);
+      expect(refused).toBeGreaterThanOrEqual(2);
+
+      // Grace's caret reaches Ada over the fallback.
+      await grace.locator('#code').click();
+      await grace.evaluate(() => (document.querySelector('#code') as HTMLTextAreaElement).setSelectionRange(0, 0));
+      await grace.keyboard.press('ArrowDown');
+      await expect.poll(() => ada.locator('#carets li').allTextContents(), T).toEqual(['Grace 2:1']);
+      expect(errors).toEqual([]);
+    } finally {
+      await ctx.close();
+      proxy.closeAllConnections();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    }
   });
 });
