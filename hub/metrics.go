@@ -216,7 +216,11 @@ func (m *metrics) participantLeft(joined, now time.Time) {
 // upgrade counts an upgrade's result (upgradeAccepted, …); a refusal counts
 // in sessionhub_upgrades_refused_total too.
 func (m *metrics) upgrade(result string) {
-	m.upgrade_[result].Inc()
+	if c := m.upgrade_[result]; c != nil {
+		c.Inc()
+	} else {
+		m.upgrades.WithLabelValues(result).Inc() // a result added without its constant
+	}
 	if result != upgradeAccepted {
 		m.refused.Inc()
 	}
