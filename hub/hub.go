@@ -265,6 +265,7 @@ func (h *Hub) run() {
 	var delayed <-chan time.Time // nil without a write delay
 	if h.delayTimer != nil {
 		delayed = h.delayTimer.C
+		defer h.delayTimer.Stop()
 	}
 	for {
 		select {
