@@ -66,27 +66,9 @@ func (h *Hub) Handler() http.Handler {
 // Options.MaxConnectionsPerIP (429), a missing or invalid token in token
 // mode (401, with a one-line reason), and a refused Origin (403).
 func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
-	ip := ipKey(remoteIP(r.RemoteAddr))
-	if status, why := h.admit(ip); status != 0 {
-		if why == whyShuttingDown {
-			h.metrics.upgrade(upgradeShutdown)
-		} else {
-			h.metrics.upgrade(upgradeLimit)
-		}
-		h.logRefusal(r.RemoteAddr, status, why)
-		http.Error(w, why, status)
+	ip, id, ok := h.admitRequest(w, r, "websocket")
+	if !ok {
 		return
-	}
-	var id *identity
-	if h.tokens != nil {
-		var err error
-		if id, err = authenticate(r, h.tokens, time.Now()); err != nil {
-			h.release(ip)
-			h.metrics.upgrade(upgradeUnauthorized)
-			h.logRefusal(r.RemoteAddr, http.StatusUnauthorized, err.Error())
-			http.Error(w, err.Error(), http.StatusUnauthorized)
-			return
-		}
 	}
 	hw := &hijacker{ResponseWriter: w}
 	ws, err := websocket.Accept(hw, r, &h.accept)
@@ -134,6 +116,38 @@ func remoteIP(addr string) string {
 		return host
 	}
 	return addr
+}
+
+// admitRequest is the start of every connection, a WebSocket's or a
+// stream's: it reserves a connection slot for the request's address (503
+// while shutting down or at Options.MaxConnections, 429 at
+// Options.MaxConnectionsPerIP) and, in token mode, verifies its token
+// (401), answering, logging (with the transport's name) and counting a
+// refusal itself. On ok the caller owns the slot of ip (release or untrack
+// gives it back).
+func (h *Hub) admitRequest(w http.ResponseWriter, r *http.Request, transport string) (ip string, id *identity, ok bool) {
+	ip = ipKey(remoteIP(r.RemoteAddr))
+	if status, why := h.admit(ip); status != 0 {
+		if why == whyShuttingDown {
+			h.metrics.upgrade(upgradeShutdown)
+		} else {
+			h.metrics.upgrade(upgradeLimit)
+		}
+		h.logRefusal(r.RemoteAddr, status, why, "transport", transport)
+		http.Error(w, why, status)
+		return "", nil, false
+	}
+	if h.tokens != nil {
+		var err error
+		if id, err = authenticate(r, h.tokens, time.Now()); err != nil {
+			h.release(ip)
+			h.metrics.upgrade(upgradeUnauthorized)
+			h.logRefusal(r.RemoteAddr, http.StatusUnauthorized, err.Error(), "transport", transport)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return "", nil, false
+		}
+	}
+	return ip, id, true
 }
 
 // newConn makes a connection over tr from the remote address addr; delay

@@ -253,23 +253,8 @@ func cors(w http.ResponseWriter, origin string) {
 // "message" event, every Options.PingInterval a ": ping" comment, and a
 // close the server decides is a "close" event with the code and reason.
 func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
-	ip := ipKey(remoteIP(r.RemoteAddr))
-	if status, why := h.admit(ip); status != 0 {
-		if why == whyShuttingDown {
-			h.metrics.upgrade(upgradeShutdown)
-		} else {
-			h.metrics.upgrade(upgradeLimit)
-		}
-		h.logRefusal(r.RemoteAddr, status, why)
-		http.Error(w, why, status)
-		return
-	}
-	id, err := h.requestToken(r)
-	if err != nil {
-		h.release(ip)
-		h.metrics.upgrade(upgradeUnauthorized)
-		h.logRefusal(r.RemoteAddr, http.StatusUnauthorized, err.Error(), "transport", "sse")
-		http.Error(w, err.Error(), http.StatusUnauthorized)
+	ip, id, ok := h.admitRequest(w, r, "sse")
+	if !ok {
 		return
 	}
 	origin, ok := h.originAllowed(r)
@@ -312,7 +297,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.untrack(c)
-	err = s.flushLocked(appendEvent(nil, "open", open))
+	err := s.flushLocked(appendEvent(nil, "open", open))
 	s.wmu.Unlock()
 	if err != nil {
 		s.drop(c) // served all the same: a writer may have started meanwhile
