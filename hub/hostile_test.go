@@ -219,6 +219,26 @@ func TestHostile(t *testing.T) {
 				apiExpectError(t, s, "DELETE", "/api/sessions/good/participants/good1", key, nil, http.StatusUnauthorized)
 			}
 		}},
+		{"a broadcast that is not UTF-8 (v1.1 hardening)", func(t *testing.T) {
+			p := auDial(t, s, tok("utf8"))
+			p.join("h-utf8", "", "", "")
+			p.sendRaw([]byte(`{"type":"broadcast","data":{"event":"x","payload":"` + "\xff\xfe" + `"}}`))
+			if code := p.closed(); code != websocket.StatusCode(protocol.CloseInvalidData) {
+				t.Errorf("closed with %v, want 1007", code)
+			}
+		}},
+		{"control characters in identifiers (v1.1 hardening)", func(t *testing.T) {
+			p := auDial(t, s, tok("ctl"))
+			p.sendRaw([]byte(`{"type":"join-session","data":{"sessionId":"h-ctl","userInfo":{"userId":"x\u0000y","name":"N"}},"ref":"n"}`))
+			p.expectError(protocol.CodeBadRequest, "n")
+			p.join("h-ctl", "", "", "")
+			p.sendRaw([]byte(`{"type":"broadcast","data":{"event":"\u001b[2J"},"ref":"e"}`))
+			p.expectError(protocol.CodeBadRequest, "e")
+			p.ws.Close(websocket.StatusNormalClosure, "")
+		}},
+		{"the API with a body that is not UTF-8 (v1.1 hardening)", func(t *testing.T) {
+			apiExpectError(t, s, "POST", "/api/sessions/good/broadcast", apiKey, []byte(`{"event":"x","payload":"`+"\xff"+`"}`), http.StatusBadRequest)
+		}},
 		{"the API with a huge body", func(t *testing.T) {
 			huge := []byte(`{"event":"big","payload":"` + strings.Repeat("x", 1<<20) + `"}`)
 			apiExpectError(t, s, "POST", "/api/sessions/good/broadcast", apiKey, huge, http.StatusRequestEntityTooLarge)

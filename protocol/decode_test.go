@@ -839,3 +839,33 @@ func TestStatusCodeFinal(t *testing.T) {
 		})
 	}
 }
+
+// Encode does not HTML-escape (finding 3 of issue 13: a payload of '<'
+// grew six times): a broadcast of '<', '>' and '&' keeps its size, in a
+// payload, an event and a name, and it round-trips.
+func TestEncodeKeepsSize(t *testing.T) {
+	payload := strings.Repeat("<>&", 1000)
+	m, err := protocol.Decode([]byte(`{"type":"broadcast","data":{"event":"<b>","payload":"` + payload + `"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := m.Payload.(*protocol.Broadcast)
+	out, err := protocol.Encode(protocol.TypeBroadcast, "", protocol.BroadcastEvent{Event: b.Event, From: "a&b", Payload: b.Payload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), `\u003c`) || strings.Contains(string(out), `\u0026`) || len(out) > len(payload)+100 {
+		t.Errorf("encoded to %d bytes for a payload of %d: %.80s…", len(out), len(payload), out)
+	}
+	var ev protocol.BroadcastEvent
+	if err := json.Unmarshal(out, &struct {
+		Data *protocol.BroadcastEvent `json:"data"`
+	}{&ev}); err != nil || ev.Event != "<b>" || ev.From != "a&b" || string(ev.Payload) != `"`+payload+`"` {
+		t.Errorf("round trip: %+v, %v", ev, err)
+	}
+	// Two encodings share no bytes (Marshal's buffers are pooled).
+	again, _ := protocol.Encode(protocol.TypeAck, "", protocol.Ack{Offset: 1})
+	if !strings.Contains(string(out), payload) || string(again) != `{"type":"ack","data":{"offset":1}}` {
+		t.Errorf("encodings interfere: %.40s… / %s", out, again)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sync"
 )
 
 // Encode writes the envelope {"type":typ,"data":data,"ref":ref} (ref left out
@@ -25,16 +26,43 @@ func Encode(typ, ref string, data any) ([]byte, error) {
 
 // Marshal is json.Marshal without HTML escaping: what the hub sends to
 // clients and stores is encoded with it, so that '<', '>' and '&' (in
-// payloads, names, events) keep their size.
+// payloads, names, events) keep their size. The result is the caller's.
 func Marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	e := encoders.Get().(*encoder)
+	defer encoders.Put(e)
+	e.buf.Reset()
+	if err := e.enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+	out := bytes.TrimSuffix(e.buf.Bytes(), []byte{'\n'})
+	if e.buf.Cap() > maxPooledEncoder {
+		e.buf = bytes.Buffer{} // not kept: the pool holds small buffers only
+		e.enc = newEncoder(&e.buf)
+	}
+	return bytes.Clone(out), nil
 }
+
+// maxPooledEncoder is the largest buffer an encoder keeps in the pool.
+const maxPooledEncoder = 64 << 10
+
+// encoder is a JSON encoder without HTML escaping and its buffer.
+type encoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+func newEncoder(w *bytes.Buffer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
+}
+
+// encoders holds Marshal's encoders.
+var encoders = sync.Pool{New: func() any {
+	e := &encoder{}
+	e.enc = newEncoder(&e.buf)
+	return e
+}}
 
 // EncodeError writes an error event for err, echoing ref. An err that is not
 // an *Error is reported as internal without its text.
