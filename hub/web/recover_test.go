@@ -210,7 +210,9 @@ const recoverPage = `<!doctype html>
 <script type="module">
 import { HubClient } from '/hub.js';
 
-const fast = { reconnect: { initial: 50, max: 200, maxAttempts: 0 } };
+// No fallback to SSE: the test pauses a's WebSocket reconnects, and a
+// client that fell back to a stream meanwhile would rejoin early.
+const fast = { reconnect: { initial: 50, max: 200, maxAttempts: 0 }, fallback: false };
 const a = new HubClient('/ws?who=a', fast);
 const b = new HubClient('/ws?who=b', fast);
 const rec = { broadcasts: [], rejoined: [], states: [], uncaught: [] };
