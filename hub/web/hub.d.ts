@@ -282,7 +282,10 @@ export interface FallbackOptions {
      * the socket closed or timed out before it opened) after which the client connects over SSE. Defaults to 2.
      */
     after?: number;
-    /** How long the client keeps to SSE before a reconnect tries WebSocket again, ms. Defaults to 60000. */
+    /**
+     * How long the client keeps to SSE before it tries WebSocket again, ms: a WebSocket opened beside
+     * the stream (the client moves over when it opens), and the next reconnect's first attempt. Defaults to 60000.
+     */
     retryWebSocketAfter?: number;
     /** The stream's endpoint. Defaults to the WebSocket URL with /ws replaced by /sse, as http(s). */
     url?: string | URL;

@@ -318,7 +318,7 @@ export class HubClient extends EventTarget {
     // The client's timers: connect (the attempt's timeout), reconnect (the
     // backoff), stable (the attempt counter's reset), heartbeat, refresh (the
     // token's), cursor (the throttle window, open while it runs).
-    #timers = { connect: null, reconnect: null, stable: null, heartbeat: null, refresh: null, cursor: null };
+    #timers = { connect: null, reconnect: null, stable: null, heartbeat: null, refresh: null, cursor: null, probe: null };
     #lastReceived = 0; // Date.now() of the last frame received
     #pingSent = 0; // Date.now() of the heartbeat ping in flight, 0 when none
     #attempt = 0; // failed attempts since the client last had a stable connection
@@ -335,6 +335,7 @@ export class HubClient extends EventTarget {
     #attemptTransport = 'websocket'; // of the attempt in progress
     #wsFailures = 0; // WebSocket attempts in a row that failed before they opened
     #sseUntil = 0; // Date.now() until which attempts use SSE
+    #probe = null; // a WebSocket tried while connected over SSE
     // The session, as needed to join it again after a reconnect.
     #membership = null;
     #sessionId = null;
@@ -690,6 +691,8 @@ export class HubClient extends EventTarget {
                 if (chosen.name === 'websocket')
                     this.#wsFailures = 0;
                 this.#opened();
+                if (chosen.name === 'sse')
+                    this.#armProbe();
             },
             message: (data) => {
                 if (gen === this.#gen)
@@ -735,7 +738,95 @@ export class HubClient extends EventTarget {
         this.#clearTimer('heartbeat');
         this.#clearTimer('stable');
         this.#clearTimer('refresh');
+        this.#clearTimer('probe');
+        if (this.#probe) {
+            this.#probe.close(1000);
+            this.#probe = null;
+        }
         this.#pingSent = 0;
+    }
+    /** On SSE: tries WebSocket again once fallback.retryWebSocketAfter has passed. */
+    #armProbe() {
+        const fb = this.#opts.fallback;
+        if (!fb)
+            return;
+        this.#clearTimer('probe');
+        this.#timers.probe = setTimeout(() => {
+            this.#timers.probe = null;
+            this.#probeWebSocket();
+        }, Math.max(0, this.#sseUntil - Date.now()));
+    }
+    /**
+     * While connected over SSE, opens a WebSocket beside it (and closes it at
+     * once). When it opens, the network lets WebSockets through again: the
+     * client drops the stream (the hub's leave grace covers the switch) and
+     * reconnects over WebSocket, rejoining with recovery. When it fails, the
+     * client stays on SSE and tries again after fallback.retryWebSocketAfter.
+     */
+    #probeWebSocket() {
+        const fb = this.#opts.fallback;
+        if (!fb || this.#state !== States.CONNECTED || this.#transport !== 'sse')
+            return;
+        const gen = this.#gen;
+        let url;
+        try {
+            url = this.#resolveURL();
+        }
+        catch {
+            return;
+        }
+        const again = () => {
+            this.#sseUntil = Date.now() + fb.retryWebSocketAfter;
+            this.#armProbe();
+        };
+        const start = (token) => {
+            if (gen !== this.#gen)
+                return;
+            let settled = false;
+            const finish = (opened) => {
+                if (settled)
+                    return;
+                settled = true;
+                clearTimeout(timer);
+                const probe = this.#probe;
+                this.#probe = null;
+                if (probe)
+                    probe.close(1000);
+                if (gen !== this.#gen)
+                    return;
+                if (!opened) {
+                    again();
+                    return;
+                }
+                this.#wsFailures = 0;
+                this.#sseUntil = 0;
+                this.#switchToWebSocket();
+            };
+            const timer = setTimeout(() => finish(false), this.#opts.connectTimeout);
+            try {
+                this.#probe = webSocketTransport({ url, token, batch: false, options: this.#options }, { open: () => finish(true), message: noop, close: () => finish(false) });
+            }
+            catch {
+                finish(false);
+            }
+        };
+        if (typeof this.#opts.token === 'function') {
+            this.#getToken().then(start, () => {
+                if (gen === this.#gen)
+                    again();
+            });
+        }
+        else {
+            const t = this.#opts.token;
+            start(t === undefined || t === null || t === '' ? undefined : String(t));
+        }
+    }
+    /** Leaves the SSE stream for a WebSocket: a drop (no close send: the leave grace covers it), then a reconnect. */
+    #switchToWebSocket() {
+        const info = { code: 1001, reason: 'back to WebSocket', wasClean: false };
+        this.#endConnection(1001); // the stream's close(1001) tells the hub nothing: a drop
+        this.#lastClose = info;
+        this.#dropped(info);
     }
     /** A connection attempt succeeded. */
     #opened() {

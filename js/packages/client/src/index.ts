@@ -371,7 +371,10 @@ export interface FallbackOptions {
    * the socket closed or timed out before it opened) after which the client connects over SSE. Defaults to 2.
    */
   after?: number;
-  /** How long the client keeps to SSE before a reconnect tries WebSocket again, ms. Defaults to 60000. */
+  /**
+   * How long the client keeps to SSE before it tries WebSocket again, ms: a WebSocket opened beside
+   * the stream (the client moves over when it opens), and the next reconnect's first attempt. Defaults to 60000.
+   */
   retryWebSocketAfter?: number;
   /** The stream's endpoint. Defaults to the WebSocket URL with /ws replaced by /sse, as http(s). */
   url?: string | URL;
@@ -686,7 +689,7 @@ const freezeList = (list: readonly Participant[]): readonly Participant[] =>
 /** Milliseconds from now until an RFC 3339 time; NaN when it does not parse. */
 const msUntil = (rfc3339: string): number => Date.parse(rfc3339) - Date.now();
 
-type TimerName = 'connect' | 'reconnect' | 'stable' | 'heartbeat' | 'refresh' | 'cursor';
+type TimerName = 'connect' | 'reconnect' | 'stable' | 'heartbeat' | 'refresh' | 'cursor' | 'probe';
 
 interface Pending {
   type: string;
@@ -767,7 +770,7 @@ export class HubClient extends EventTarget {
   // The client's timers: connect (the attempt's timeout), reconnect (the
   // backoff), stable (the attempt counter's reset), heartbeat, refresh (the
   // token's), cursor (the throttle window, open while it runs).
-  #timers: Record<TimerName, ReturnType<typeof setTimeout> | null> = { connect: null, reconnect: null, stable: null, heartbeat: null, refresh: null, cursor: null };
+  #timers: Record<TimerName, ReturnType<typeof setTimeout> | null> = { connect: null, reconnect: null, stable: null, heartbeat: null, refresh: null, cursor: null, probe: null };
   #lastReceived = 0; // Date.now() of the last frame received
   #pingSent = 0; // Date.now() of the heartbeat ping in flight, 0 when none
   #attempt = 0; // failed attempts since the client last had a stable connection
@@ -784,6 +787,7 @@ export class HubClient extends EventTarget {
   #attemptTransport: TransportName = 'websocket'; // of the attempt in progress
   #wsFailures = 0; // WebSocket attempts in a row that failed before they opened
   #sseUntil = 0; // Date.now() until which attempts use SSE
+  #probe: Transport | null = null; // a WebSocket tried while connected over SSE
 
   // The session, as needed to join it again after a reconnect.
   #membership: Membership | null = null;
@@ -1156,6 +1160,7 @@ export class HubClient extends EventTarget {
         this.#transport = chosen.name;
         if (chosen.name === 'websocket') this.#wsFailures = 0;
         this.#opened();
+        if (chosen.name === 'sse') this.#armProbe();
       },
       message: (data) => {
         if (gen === this.#gen) this.#onFrame(data);
@@ -1198,7 +1203,91 @@ export class HubClient extends EventTarget {
     this.#clearTimer('heartbeat');
     this.#clearTimer('stable');
     this.#clearTimer('refresh');
+    this.#clearTimer('probe');
+    if (this.#probe) {
+      this.#probe.close(1000);
+      this.#probe = null;
+    }
     this.#pingSent = 0;
+  }
+
+  /** On SSE: tries WebSocket again once fallback.retryWebSocketAfter has passed. */
+  #armProbe(): void {
+    const fb = this.#opts.fallback;
+    if (!fb) return;
+    this.#clearTimer('probe');
+    this.#timers.probe = setTimeout(() => {
+      this.#timers.probe = null;
+      this.#probeWebSocket();
+    }, Math.max(0, this.#sseUntil - Date.now()));
+  }
+
+  /**
+   * While connected over SSE, opens a WebSocket beside it (and closes it at
+   * once). When it opens, the network lets WebSockets through again: the
+   * client drops the stream (the hub's leave grace covers the switch) and
+   * reconnects over WebSocket, rejoining with recovery. When it fails, the
+   * client stays on SSE and tries again after fallback.retryWebSocketAfter.
+   */
+  #probeWebSocket(): void {
+    const fb = this.#opts.fallback;
+    if (!fb || this.#state !== States.CONNECTED || this.#transport !== 'sse') return;
+    const gen = this.#gen;
+    let url: string;
+    try {
+      url = this.#resolveURL();
+    } catch {
+      return;
+    }
+    const again = (): void => {
+      this.#sseUntil = Date.now() + fb.retryWebSocketAfter;
+      this.#armProbe();
+    };
+    const start = (token: string | undefined): void => {
+      if (gen !== this.#gen) return;
+      let settled = false;
+      const finish = (opened: boolean): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        const probe = this.#probe;
+        this.#probe = null;
+        if (probe) probe.close(1000);
+        if (gen !== this.#gen) return;
+        if (!opened) {
+          again();
+          return;
+        }
+        this.#wsFailures = 0;
+        this.#sseUntil = 0;
+        this.#switchToWebSocket();
+      };
+      const timer = setTimeout(() => finish(false), this.#opts.connectTimeout);
+      try {
+        this.#probe = webSocketTransport(
+          { url, token, batch: false, options: this.#options },
+          { open: () => finish(true), message: noop, close: () => finish(false) },
+        );
+      } catch {
+        finish(false);
+      }
+    };
+    if (typeof this.#opts.token === 'function') {
+      this.#getToken().then(start, () => {
+        if (gen === this.#gen) again();
+      });
+    } else {
+      const t = this.#opts.token;
+      start(t === undefined || t === null || t === '' ? undefined : String(t));
+    }
+  }
+
+  /** Leaves the SSE stream for a WebSocket: a drop (no close send: the leave grace covers it), then a reconnect. */
+  #switchToWebSocket(): void {
+    const info = { code: 1001, reason: 'back to WebSocket', wasClean: false };
+    this.#endConnection(1001); // the stream's close(1001) tells the hub nothing: a drop
+    this.#lastClose = info;
+    this.#dropped(info);
   }
 
   /** A connection attempt succeeded. */
