@@ -42,7 +42,7 @@ func (l *Log) Append(ctx context.Context, session, epoch string, to string, data
 		return 0, err
 	}
 	res, err := appendScript.Run(ctx, l.rdb, l.keys(session),
-		epoch, to, data, l.size, millis(l.ttl), millis(keyTTL), "", "", "", "", "0").Slice()
+		epoch, to, data, l.size, millis(l.ttl), millis(keyTTL), "", "", "", "", "0", l.maxBytes).Slice()
 	if err != nil {
 		return 0, fmt.Errorf("cluster: append to session %q: %w", session, err)
 	}

@@ -28,6 +28,9 @@ type LogOptions struct {
 	// TTL is how long an event is kept after it was appended, by the Redis
 	// clock (default 10m).
 	TTL time.Duration
+	// MaxBytes bounds the bytes of the events kept per session, oldest
+	// first (default 0: no bound besides Size).
+	MaxBytes int
 	// KeyPrefix starts the name of every key the Log uses (default
 	// "sessionhub:").
 	KeyPrefix string
@@ -67,10 +70,11 @@ type Event struct {
 // ContextTimeoutEnabled; otherwise its ReadTimeout applies). Their errors
 // wrap the client's.
 type Log struct {
-	rdb    redis.UniversalClient
-	size   int
-	ttl    time.Duration
-	prefix string
+	rdb      redis.UniversalClient
+	size     int
+	ttl      time.Duration
+	maxBytes int
+	prefix   string
 }
 
 // NewLog returns a Log on rdb with opts (nil: the defaults). It does not
@@ -87,6 +91,7 @@ func NewLog(rdb redis.UniversalClient, opts *LogOptions) *Log {
 		if opts.KeyPrefix != "" {
 			l.prefix = opts.KeyPrefix
 		}
+		l.maxBytes = max(opts.MaxBytes, 0)
 	}
 	return l
 }
@@ -109,13 +114,47 @@ func checkKeyTTL(keyTTL time.Duration) error {
 	return nil
 }
 
+// trimLua drops a session's oldest events (KEYS meta and events) while
+// there are more than size, the oldest is older than minid ms, or their
+// bytes (the meta's "bytes", kept by the scripts that add and drop
+// events) are over maxb (0: no bound); it stores the bytes kept.
+const trimLua = `
+local function trim(meta, events, minid, size, maxb)
+  local bytes = tonumber(redis.call('HGET', meta, 'bytes') or '0')
+  local n = redis.call('XLEN', events)
+  while n > 0 do
+    local first = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)
+    if #first == 0 then
+      break
+    end
+    local id = first[1][1]
+    local ms = tonumber(string.match(id, '^%d+'))
+    if n <= size and ms >= minid and (maxb <= 0 or bytes <= maxb) then
+      break
+    end
+    local f = first[1][2]
+    for i = 1, #f, 2 do
+      if f[i] == 'd' then
+        bytes = bytes - #f[i + 1]
+      end
+    end
+    redis.call('XDEL', events, id)
+    n = n - 1
+  end
+  if n == 0 or bytes < 0 then
+    bytes = 0
+  end
+  redis.call('HSET', meta, 'bytes', string.format('%.0f', bytes))
+end
+`
+
 // sinceScript returns {1, events} when the session's epoch is ARGV[1] and
 // its stream still holds every event after offset ARGV[2] (events: the
 // last ones, newest first, as XREVRANGE gives them), {1} when there is no
 // event after it, and {0} otherwise. It first drops the events older than
 // ARGV[3] ms, so an event past its TTL is neither returned nor counted as
-// kept.
-var sinceScript = redis.NewScript(`
+// kept. ARGV[4] and ARGV[5] are the Log's size and byte bound (trimLua).
+var sinceScript = redis.NewScript(trimLua + `
 local m = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
 if m[1] ~= ARGV[1] then
   return {0}
@@ -130,7 +169,9 @@ if off == cur then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', now - tonumber(ARGV[3]) + 1))
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  trim(KEYS[1], KEYS[2], now - tonumber(ARGV[3]) + 1, tonumber(ARGV[4]), tonumber(ARGV[5]))
+end
 local n = cur - off
 if redis.call('XLEN', KEYS[2]) < n then
   return {0}
@@ -152,7 +193,7 @@ return {1, es}
 // their TTL (a write) but does not keep the session's keys alive; the
 // events returned are the Log's own copies.
 func (l *Log) Since(ctx context.Context, session, epoch string, offset int64) ([]Event, bool, error) {
-	res, err := sinceScript.Run(ctx, l.rdb, l.keys(session), epoch, offset, millis(l.ttl)).Slice()
+	res, err := sinceScript.Run(ctx, l.rdb, l.keys(session), epoch, offset, millis(l.ttl), l.size, l.maxBytes).Slice()
 	if err != nil {
 		return nil, false, fmt.Errorf("cluster: history of session %q: %w", session, err)
 	}
@@ -259,13 +300,14 @@ func (l *Log) Sync(ctx context.Context, session string, floor int64, keyTTL time
 // appendScript appends an event with audience ARGV[2] when the session's
 // epoch is ARGV[1]: it takes the next offset, adds the event with ID
 // "<ms>-<offset>" (ms: the Redis time, never below the previous event's,
-// so IDs keep increasing), trims the stream to ARGV[4] events and to those
-// younger than ARGV[5] ms, and refreshes the keys' TTL (ARGV[6] ms). The
+// so IDs keep increasing), trims the stream to ARGV[4] events, to those
+// younger than ARGV[5] ms and to ARGV[12] bytes (trimLua), and refreshes
+// the keys' TTL (ARGV[6] ms). The
 // event is ARGV[3], or with ARGV[11] = "1" ARGV[3] .. offset .. ARGV[7];
 // with a channel ARGV[8] it is also published there as ARGV[9] .. offset
 // .. ARGV[10] .. event. It returns {offset, epoch}, or {0, stored epoch or
 // ""} when the epoch is not ARGV[1].
-var appendScript = redis.NewScript(`
+var appendScript = redis.NewScript(trimLua + `
 local m = redis.call('HMGET', KEYS[1], 'epoch', 'ms')
 if m[1] ~= ARGV[1] then
   return {0, m[1] or ''}
@@ -281,8 +323,9 @@ if ARGV[11] == '1' then
   data = ARGV[3] .. offs .. ARGV[7]
 end
 redis.call('HSET', KEYS[1], 'ms', msid)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], msid .. '-' .. offs, 't', ARGV[2], 'd', data)
-redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', now - tonumber(ARGV[5]) + 1))
+redis.call('XADD', KEYS[2], msid .. '-' .. offs, 't', ARGV[2], 'd', data)
+redis.call('HINCRBY', KEYS[1], 'bytes', #data)
+trim(KEYS[1], KEYS[2], now - tonumber(ARGV[5]) + 1, tonumber(ARGV[4]), tonumber(ARGV[12]))
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 if ARGV[8] ~= '' then
@@ -310,7 +353,7 @@ func (l *Log) AppendPublish(ctx context.Context, session, epoch, to string, e Pu
 		return 0, nil, err
 	}
 	res, err := appendScript.Run(ctx, l.rdb, l.keys(session),
-		epoch, to, e.Head, l.size, millis(l.ttl), millis(keyTTL), e.Tail, e.Channel, e.PubHead, e.PubMid, "1").Slice()
+		epoch, to, e.Head, l.size, millis(l.ttl), millis(keyTTL), e.Tail, e.Channel, e.PubHead, e.PubMid, "1", l.maxBytes).Slice()
 	if err != nil {
 		return 0, nil, fmt.Errorf("cluster: append to session %q: %w", session, err)
 	}

@@ -490,3 +490,35 @@ func BenchmarkLogAppend(b *testing.B) {
 		}
 	}
 }
+
+// MaxBytes bounds a session's stored events by their bytes, the oldest
+// first (issue 13: history byte budgets); a recovery that needs a dropped
+// event is incomplete, and the bytes Redis counts are those kept.
+func TestLogByteBudget(t *testing.T) {
+	s := redistest.Start(t)
+	rdb := node(t, s)
+	l := cluster.NewLog(rdb, &cluster.LogOptions{Size: 100, MaxBytes: 10})
+	ctx := ctxT(t)
+	epoch, err := l.Epoch(ctx, "s", keyTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, "s", epoch, 10) // "e1".."e9" 2 bytes, "e10" 3: 7..10 fit in 10
+	if es, ok, err := l.Since(ctx, "s", epoch, 6); err != nil || !ok || fmt.Sprint(offsets(es)) != "[7 8 9 10]" {
+		t.Errorf("Since(6) = %v, %v, %v; want [7 8 9 10], true", offsets(es), ok, err)
+	}
+	if es, ok, err := l.Since(ctx, "s", epoch, 5); err != nil || ok || len(es) != 0 {
+		t.Errorf("Since(5) = %v, %v, %v; want none, false", offsets(es), ok, err)
+	}
+	if b, err := rdb.HGet(ctx, "sessionhub:log:{s}:meta", "bytes").Int(); err != nil || b != 9 {
+		t.Errorf("bytes counted %d (%v), want 9", b, err)
+	}
+	// An event over the whole budget is not kept, and takes the others.
+	big := bytes.Repeat([]byte("x"), 11)
+	if _, err := l.Append(ctx, "s", epoch, "all", big, keyTTL); err != nil {
+		t.Fatal(err)
+	}
+	if es, ok, _ := l.Since(ctx, "s", epoch, 10); ok || len(es) != 0 {
+		t.Errorf("Since(10) after an event over the budget = %v, %v; want none, false", offsets(es), ok)
+	}
+}

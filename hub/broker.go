@@ -80,7 +80,7 @@ func newBroker(h *Hub) *broker {
 		sessions: make(map[string]bool),
 		hurry:    make(map[string]time.Time),
 	}
-	b.clog = cluster.NewLog(o.Redis, &cluster.LogOptions{Size: o.HistorySize, TTL: o.HistoryTTL})
+	b.clog = cluster.NewLog(o.Redis, &cluster.LogOptions{Size: o.HistorySize, TTL: o.HistoryTTL, MaxBytes: o.HistoryBytes})
 	b.bus = cluster.NewBus(o.Redis, &cluster.BusOptions{NodeID: o.NodeID, Logger: h.log})
 	b.pres = cluster.NewPresence(o.Redis, nil)
 	b.nodes = cluster.NewNodes(o.Redis, &cluster.NodesOptions{
