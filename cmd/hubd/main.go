@@ -91,7 +91,8 @@ type config struct {
 const defaultGCPercent = 50
 
 // parse reads args, then the HUB_* environment (and PORT) for every flag
-// not given on the command line.
+// not given on the command line; then it checks the values (validate) and
+// resolves what they name (resolve). The config is returned with any error.
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	var c config
 	fs := flag.NewFlagSet("hubd", flag.ContinueOnError)
@@ -174,21 +175,29 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range strings.Split(c.allowedHosts, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			c.hub.AllowedHosts = append(c.hub.AllowedHosts, p)
-		}
+	c.hub.AllowedHosts = splitList(c.allowedHosts)
+	c.hub.AllowedOrigins = splitList(c.allowedOrigins)
+	if err := c.validate(); err != nil {
+		return &c, err
 	}
-	if c.allowedOrigins != "" {
-		for _, p := range strings.Split(c.allowedOrigins, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				c.hub.AllowedOrigins = append(c.hub.AllowedOrigins, p)
-			}
-		}
-	}
-	return &c, c.validate()
+	return &c, c.resolve()
 }
 
+// splitList is the non-empty, trimmed items of a comma-separated flag
+// value; nil for none.
+func splitList(s string) []string {
+	var items []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			items = append(items, p)
+		}
+	}
+	return items
+}
+
+// validate checks what the flags say, and changes nothing: every value in
+// range, the patterns well formed, the flags that go together given
+// together. It reads no file and parses no URL into options; resolve does.
 func (c *config) validate() error {
 	o := &c.hub
 	switch {
@@ -211,9 +220,6 @@ func (c *config) validate() error {
 	case c.gcPercent < -1 || c.gcPercent == 0:
 		return errors.New("--gc-percent must be positive, or -1 (off)")
 	}
-	if o.LeaveGrace == 0 {
-		o.LeaveGrace = -1 // hub.Options: negative means none
-	}
 	for _, p := range o.AllowedHosts {
 		if _, err := pathMatch(p); err != nil {
 			return fmt.Errorf("--allowed-hosts: bad pattern %q: %w", p, err)
@@ -234,12 +240,9 @@ func (c *config) validate() error {
 		return errors.New("--handshake-timeout must be positive")
 	case c.jwtSecret != "" && c.jwtSecretFile != "":
 		return errors.New("give --jwt-secret or --jwt-secret-file, not both")
+	case c.jwtSecret != "" && len(c.jwtSecret) < hub.MinSecretBytes:
+		return fmt.Errorf("the JWT secret must be at least %d bytes", hub.MinSecretBytes)
 	}
-	keys, err := c.loadKeys()
-	if err != nil {
-		return err
-	}
-	o.JWTKeys = keys
 	if c.jwksURL != "" {
 		u, err := url.Parse(c.jwksURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -249,19 +252,41 @@ func (c *config) validate() error {
 	if (o.JWTIssuer != "" || o.JWTAudience != "") && !c.tokenMode() {
 		return errors.New("--jwt-issuer and --jwt-audience need token mode (a secret, a key file or --jwks-url)")
 	}
+	if c.hub.NodeHeartbeat <= 0 {
+		return errors.New("--node-heartbeat must be positive")
+	}
+	if len(c.hub.NodeID) > 128 || strings.ContainsRune(c.hub.NodeID, 0) {
+		return errors.New("--node-id must be at most 128 bytes, with no NUL")
+	}
+	return nil
+}
+
+// resolve turns what the flags name into what the hub takes, after
+// validate: it reads the key files (loadKeys), parses --redis-url into
+// redis.Options (set for the hub: no retries, contexts honoured), and writes
+// the values hub.Options spells differently (a --leave-grace of 0 is
+// hub.Options' negative; the API key). An error is a file that cannot be
+// read or holds no key the hub takes, or a Redis URL go-redis refuses.
+func (c *config) resolve() error {
+	o := &c.hub
+	if o.LeaveGrace == 0 {
+		o.LeaveGrace = -1 // hub.Options: negative means none
+	}
+	keys, err := c.loadKeys()
+	if err != nil {
+		return err
+	}
+	o.JWTKeys = keys
 	o.APIKey = c.apiKey
 	if c.redisURL != "" {
 		ro, err := redis.ParseURL(c.redisURL)
 		if err != nil {
 			return fmt.Errorf("--redis-url: %w", err)
 		}
+		// Appends are not idempotent: a retried one could be stored twice.
+		ro.MaxRetries = -1
+		ro.ContextTimeoutEnabled = true
 		c.redisOpts = ro
-	}
-	if c.hub.NodeHeartbeat <= 0 {
-		return errors.New("--node-heartbeat must be positive")
-	}
-	if len(c.hub.NodeID) > 128 || strings.ContainsRune(c.hub.NodeID, 0) {
-		return errors.New("--node-id must be at most 128 bytes, with no NUL")
 	}
 	return nil
 }
@@ -277,10 +302,7 @@ func (c *config) tokenMode() bool {
 // call, for reload). No key at all is open mode (or --jwks-url alone).
 func (c *config) loadKeys() (hub.Keys, error) {
 	var k hub.Keys
-	if c.jwtSecret != "" {
-		if len(c.jwtSecret) < hub.MinSecretBytes {
-			return k, fmt.Errorf("the JWT secret must be at least %d bytes", hub.MinSecretBytes)
-		}
+	if c.jwtSecret != "" { // its length is checked by validate
 		k.Secrets = [][]byte{[]byte(c.jwtSecret)}
 	}
 	if c.jwtSecretFile != "" {
@@ -378,9 +400,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	store := "memory"
 	if c.redisOpts != nil {
-		// Appends are not idempotent: a retried one could be stored twice.
-		c.redisOpts.MaxRetries = -1
-		c.redisOpts.ContextTimeoutEnabled = true
 		redis.SetLogger(redisLog{log})
 		rdb := redis.NewClient(c.redisOpts)
 		defer rdb.Close()
