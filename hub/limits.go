@@ -7,6 +7,7 @@ package hub
 // goroutines.
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -39,9 +40,11 @@ func ipKey(ip string) string {
 // Listener wraps ln so that every TCP connection it accepts counts toward
 // Options.MaxConnectionsPerIP while it is open, plain HTTP (keep-alive
 // connections between requests included) as well as WebSocket and SSE; IPv6
-// peers count per /64. A connection past the limit is answered 429 and
-// closed before any request is read. Without a per-address limit it returns
-// ln unchanged. Serve the hub's Handler on it (hubd does).
+// peers count per /64. A connection past the limit is answered 429 once
+// its request's head came, and closed. Without a per-address limit it returns
+// ln unchanged. Serve the hub's Handler on it (hubd does). A refused
+// connection is answered on a goroutine of its own that lives at most
+// about a second.
 func (h *Hub) Listener(ln net.Listener) net.Listener {
 	if h.opts.MaxConnectionsPerIP <= 0 {
 		return ln
@@ -73,10 +76,27 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		l.h.metrics.upgrade(upgradeLimit)
 		l.h.logRefusal(c.RemoteAddr().String(), http.StatusTooManyRequests, "too many connections from this address")
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		c.Write(tooManyFromAddress)
-		c.Close()
+		go refuseTCP(c)
 	}
+}
+
+// refuseTCP answers a connection past the per-address limit with 429 once
+// its request's head came (within a second; at most 8 KiB of it is read),
+// so that the client reads an answer to its request, then closes it. It
+// runs on a goroutine of its own, which lives at most about a second.
+func refuseTCP(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	var buf [8 << 10]byte
+	n := 0
+	for n < len(buf) {
+		m, err := c.Read(buf[n:])
+		n += m
+		if err != nil || bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
+			break
+		}
+	}
+	c.Write(tooManyFromAddress)
 }
 
 // holdTCP counts a TCP connection from key, or reports false at the limit.

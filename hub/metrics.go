@@ -178,7 +178,7 @@ func newMetrics() *metrics {
 	}
 	// Present at 0 from the start, for alerts and dashboards.
 	for _, r := range []string{"ping_timeout", "shutdown", "binary_frame", "rate_abuse", "handshake_timeout",
-		"too_big", "slow_consumer", "token_expired", "removed"} {
+		"too_big", "slow_consumer", "token_expired", "removed", "invalid_utf8"} {
 		m.closes.WithLabelValues(r)
 	}
 	m.reg.MustRegister(m.connections, m.byTransport, m.sseSends, m.sessions, m.participants, m.messagesIn, m.messagesOut,
