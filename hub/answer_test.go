@@ -141,9 +141,9 @@ func errCode(t *testing.T, m protocol.Envelope) string {
 	if m.Type != protocol.TypeError {
 		return ""
 	}
-	var e tmError
-	tmDecode(t, m, &e)
-	return e.Code
+	var e protocol.ErrorPayload
+	decode(t, m, &e)
+	return string(e.Code)
 }
 
 // byRef indexes answers by ref, failing on a ref answered twice; the
@@ -294,7 +294,7 @@ func TestFloodEndsIn1008(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := tc.opts
-			s, ln := tmStartServer(t, &opts)
+			s, ln := startServerSmallBuf(t, &opts)
 			ln.small.Store(!tc.read) // its socket fills fast: the queue fills next
 			c := anDial(t, s)
 			ping := anFrame(`{"type":"ping","ref":"flood"}`)
@@ -328,8 +328,8 @@ func TestFloodEndsIn1008(t *testing.T) {
 					}
 				}
 			}
-			tmMetricUntil(t, s, metric, func(v float64) bool { return v == 1 })
-			if v := tmMetric(t, s, `sessionhub_server_closes_total{reason="slow_consumer"}`); v != 0 {
+			metricUntil(t, s, metric, func(v float64) bool { return v == 1 })
+			if v := metricValue(t, s, `sessionhub_server_closes_total{reason="slow_consumer"}`); v != 0 {
 				t.Errorf("%v slow-consumer closes, want 0", v)
 			}
 			c.nc.Close()
@@ -386,7 +386,7 @@ func TestNotInSessionEach(t *testing.T) {
 	if m := c.answers(1)[0]; m.Type != protocol.TypePong || m.Ref != "after-cursors" {
 		t.Fatalf("got %s %s ref %q, want only the pong", m.Type, m.Data, m.Ref)
 	}
-	if v := tmMetric(t, s, "sessionhub_cursor_updates_coalesced_total"); v == 0 {
+	if v := metricValue(t, s, "sessionhub_cursor_updates_coalesced_total"); v == 0 {
 		t.Error("no cursor update was coalesced in the session")
 	}
 

@@ -239,12 +239,12 @@ func TestAPIRemove(t *testing.T) {
 			t.Errorf("tab %d closed with %v, want 4003", i+1, code)
 		}
 	}
-	// At once: within the wait of tmWaitFor, far under the 30 s grace
+	// At once: within the wait of skipUntilMatch, far under the 30 s grace
 	// that a removal must not wait for (however busy the machine).
-	m := tmWaitFor(bob, "user-left of alice", tmUserLeft("alice"))
+	m := bob.skipUntilMatch("user-left of alice", isUserLeft("alice"))
 	t.Logf("user-left %v after the DELETE", time.Since(start))
 	var ul protocol.UserLeft
-	tmDecode(t, m, &ul)
+	decode(t, m, &ul)
 	if ul.Participants == nil || !sameIDs(*ul.Participants, "bob") {
 		t.Errorf("user-left participants %+v, want bob", ul.Participants)
 	}

@@ -94,7 +94,7 @@ func auDialURL(t testing.TB, u string, opts *websocket.DialOptions) *peer {
 	}
 	ws.SetReadLimit(1 << 20)
 	t.Cleanup(func() { ws.CloseNow() })
-	return tmAsPeer(t, ws)
+	return asPeer(t, ws)
 }
 
 // auDial dials s with tok in the Authorization header.
@@ -406,12 +406,12 @@ func TestAuthTokenExpiry(t *testing.T) {
 	// The grace starts after the close, itself at exp or later: user-left
 	// comes grace after exp at the earliest (this test seeing it late only
 	// adds to that).
-	m := tmWaitFor(obs, "user-left of brief", tmUserLeft("brief"))
+	m := obs.skipUntilMatch("user-left of brief", isUserLeft("brief"))
 	if left := time.Since(exp); left < grace {
 		t.Errorf("user-left %v after exp, before the %v grace", left, grace)
 	}
 	var ul protocol.UserLeft
-	tmDecode(t, m, &ul)
+	decode(t, m, &ul)
 	if ul.Participants == nil || !sameIDs(*ul.Participants, "obs") {
 		t.Errorf("user-left participants = %+v, want obs alone", ul.Participants)
 	}

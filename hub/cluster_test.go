@@ -172,18 +172,6 @@ func TestClusterOneSessionOverTwoNodes(t *testing.T) {
 	}
 }
 
-// waitFor polls cond (a state with no event to wait on) until it holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, wait)
-		}
-		time.Sleep(5 * time.Millisecond) // polling
-	}
-}
-
 // A client that reconnects to another node recovers the broadcasts it
 // missed from the session's log in Redis.
 func TestClusterRecoverOnAnotherNode(t *testing.T) {

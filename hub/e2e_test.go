@@ -7,7 +7,6 @@ package hub_test
 // deadline; "nothing arrived" is checked with a ping round trip (collect).
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -44,62 +43,6 @@ func e2eJoinMode(p *peer, sessionID, userID string, role protocol.Role, mode pro
 	sj, _ := e2eJoin(p, protocol.JoinSession{SessionID: sessionID, Presence: mode,
 		UserInfo: protocol.UserInfo{UserID: userID, Name: "N " + userID, Role: role}}, "j")
 	return sj
-}
-
-// collect does a ping round trip and returns every message that arrived
-// before the pong (the pong excluded). Because the run loop handles one
-// message at a time, everything the hub queued for p before it handled the
-// ping is in the result.
-func (p *peer) collect() []protocol.Envelope {
-	p.t.Helper()
-	ref := "collect-" + uuid.NewString()
-	p.send(protocol.TypePing, map[string]any{"collect": true}, ref)
-	var got []protocol.Envelope
-	deadline := time.After(wait)
-	for {
-		select {
-		case m, ok := <-p.msgs:
-			if !ok {
-				p.t.Fatalf("connection ended while collecting: %v", <-p.end)
-			}
-			if m.Type == protocol.TypePong && m.Ref == ref {
-				return got
-			}
-			got = append(got, m)
-		case <-deadline:
-			p.t.Fatal("no pong within the deadline while collecting")
-		}
-	}
-}
-
-// quiet fails if any message of one of types is queued for p.
-func (p *peer) quiet(what string, types ...string) {
-	p.t.Helper()
-	for _, m := range p.collect() {
-		for _, typ := range types {
-			if m.Type == typ {
-				p.t.Fatalf("%s: unexpected %s %s", what, m.Type, m.Data)
-			}
-		}
-	}
-}
-
-// expectError reads the next message, which must be an error with code and
-// ref.
-func (p *peer) expectError(code protocol.Code, ref string) protocol.ErrorPayload {
-	p.t.Helper()
-	var e protocol.ErrorPayload
-	env := p.expect(protocol.TypeError, &e)
-	if e.Code != code {
-		p.t.Fatalf("error code = %q (%s), want %q", e.Code, e.Message, code)
-	}
-	if e.Message == "" {
-		p.t.Errorf("error %s has no message", code)
-	}
-	if env.Ref != ref {
-		p.t.Errorf("error %s ref = %q, want %q", code, env.Ref, ref)
-	}
-	return e
 }
 
 // hasKey reports whether the JSON object raw has key at its top level.
@@ -147,80 +90,6 @@ func dialHTTP(t testing.TB, s *server, opts *websocket.DialOptions) (*websocket.
 	}
 	return ws, resp, err
 }
-
-// metric returns the value of the sample whose name and labels are exactly
-// series (for example `sessionhub_messages_in_total{type="ping"}`), and
-// whether it is there.
-func metric(t testing.TB, s *server, series string) (float64, bool) {
-	t.Helper()
-	code, body := s.get(t, "/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics = %d", code)
-	}
-	sc := bufio.NewScanner(strings.NewReader(body))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, val, ok := strings.Cut(line, " ")
-		if !ok || name != series {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.Fields(val)[0], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		return f, true
-	}
-	return 0, false
-}
-
-func mustMetric(t testing.TB, s *server, series string) float64 {
-	t.Helper()
-	v, ok := metric(t, s, series)
-	if !ok {
-		t.Fatalf("/metrics has no %s", series)
-	}
-	return v
-}
-
-// waitRecipients makes from broadcast (with a ref, waiting for its ack)
-// until one broadcast reaches exactly want connections, as counted by
-// sessionhub_messages_out_total{type="broadcast"}. A connection stops
-// counting once the hub has handled its end, so this synchronises on the
-// hub having processed a departure that by itself sends nothing. It returns
-// the other messages from received meanwhile.
-func waitRecipients(t testing.TB, s *server, from *peer, want int) (others []protocol.Envelope) {
-	t.Helper()
-	const series = `sessionhub_messages_out_total{type="broadcast"}`
-	deadline := time.Now().Add(wait)
-	for i := 0; ; i++ {
-		before, _ := metric(t, s, series)
-		ref := "probe-" + strconv.Itoa(i)
-		from.send(protocol.TypeBroadcast, map[string]any{"event": "probe"}, ref)
-		for {
-			m := from.next()
-			if m.Type == protocol.TypeAck && m.Ref == ref {
-				break
-			}
-			others = append(others, m)
-		}
-		after, _ := metric(t, s, series)
-		if int(after-before) == want {
-			return others
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a broadcast still reaches %v connections, want %d", after-before, want)
-		}
-		pause()
-	}
-}
-
-// pause is the interval between two polls of a condition that has a
-// deadline.
-func pause() { <-time.After(5 * time.Millisecond) }
 
 // ---------------------------------------------------------------------------
 // Client to server / server to client.

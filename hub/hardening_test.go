@@ -23,9 +23,9 @@ import (
 // with 1007; the others stay connected and receive nothing, now or in a
 // recovery. The same for a ping, and for a bad byte outside the payload.
 func TestHardeningInvalidUTF8(t *testing.T) {
-	s := startServer(t, rcOpts())
+	s := startServer(t, recoveryOpts())
 	other := dial(t, s, nil)
-	sj := other.rcJoin("u8", "other", "", nil)
+	sj := other.joinRecover("u8", "other", "", nil)
 	frames := []struct{ name, frame string }{
 		{"broadcast payload", `{"type":"broadcast","data":{"event":"x","payload":"` + "\xff\xfe" + `"}}`},
 		{"broadcast payload in an object", `{"type":"broadcast","data":{"event":"x","payload":{"k":"a` + "\xc3" + `"}},"ref":"r"}`},
@@ -37,7 +37,7 @@ func TestHardeningInvalidUTF8(t *testing.T) {
 	for _, tc := range frames {
 		t.Run(tc.name, func(t *testing.T) {
 			p := dial(t, s, nil)
-			p.rcJoin("u8", "mallory", "", nil)
+			p.joinRecover("u8", "mallory", "", nil)
 			p.sendRaw([]byte(tc.frame))
 			if code := p.closed(); code != websocket.StatusCode(protocol.CloseInvalidData) {
 				t.Errorf("close %v, want 1007", code)
@@ -53,11 +53,11 @@ func TestHardeningInvalidUTF8(t *testing.T) {
 	}
 	// Nothing was stored: a recovery from the start replays nothing.
 	late := dial(t, s, nil)
-	rj := late.rcJoin("u8", "late", "", &protocol.Recover{Epoch: sj.Epoch, Offset: 0})
+	rj := late.joinRecover("u8", "late", "", &protocol.Recover{Epoch: sj.Epoch, Offset: 0})
 	if !rj.Recovered || rj.Offset != 0 {
 		t.Errorf("recovery after the bad frames: recovered %v, offset %d; want true, 0", rj.Recovered, rj.Offset)
 	}
-	if evs := late.rcBroadcasts(); len(evs) != 0 {
+	if evs := late.queuedBroadcasts(); len(evs) != 0 {
 		t.Errorf("replayed %v", evs)
 	}
 }
@@ -65,9 +65,9 @@ func TestHardeningInvalidUTF8(t *testing.T) {
 // Identifiers with a control character (finding 2: a NUL userId made a
 // cluster node act as if Redis were down) are bad_request, at decode.
 func TestHardeningControlCharacters(t *testing.T) {
-	s := startServer(t, rcOpts())
+	s := startServer(t, recoveryOpts())
 	p := dial(t, s, nil)
-	p.rcJoin("cc", "alice", "", nil)
+	p.joinRecover("cc", "alice", "", nil)
 	cases := []struct {
 		name string
 		typ  string
@@ -91,7 +91,7 @@ func TestHardeningControlCharacters(t *testing.T) {
 		})
 	}
 	// Still alice in cc, alone.
-	if sj := p.rcJoin("cc", "alice", "", nil); !sameIDs(sj.Participants, "alice") {
+	if sj := p.joinRecover("cc", "alice", "", nil); !sameIDs(sj.Participants, "alice") {
 		t.Errorf("participants %v", ids(sj.Participants))
 	}
 }
@@ -99,10 +99,10 @@ func TestHardeningControlCharacters(t *testing.T) {
 // A payload reaches the others at the size it was sent (finding 3: a
 // 16 KB frame of '<' reached others as 98 KB, and was stored so).
 func TestHardeningPayloadSize(t *testing.T) {
-	s := startServer(t, rcOpts())
+	s := startServer(t, recoveryOpts())
 	a, b := dial(t, s, nil), dial(t, s, nil)
-	a.rcJoin("sz", "a", "", nil)
-	b.rcJoin("sz", "b", "", nil)
+	a.joinRecover("sz", "a", "", nil)
+	b.joinRecover("sz", "b", "", nil)
 	a.collect()
 	payload := strings.Repeat("<>&", 4000)
 	frame := `{"type":"broadcast","data":{"event":"e","payload":"` + payload + `"},"ref":"r"}`
@@ -117,9 +117,9 @@ func TestHardeningPayloadSize(t *testing.T) {
 		t.Errorf("payload changed: %v", err)
 	}
 	// A recovery replays it at that size too: it is stored so.
-	sj := dial(t, s, nil).rcJoin("sz", "late", "", nil)
+	sj := dial(t, s, nil).joinRecover("sz", "late", "", nil)
 	rec := dial(t, s, nil)
-	rec.rcJoin("sz", "rec", "", &protocol.Recover{Epoch: sj.Epoch, Offset: 0})
+	rec.joinRecover("sz", "rec", "", &protocol.Recover{Epoch: sj.Epoch, Offset: 0})
 	r := rec.next()
 	if r.Type != protocol.TypeBroadcast || len(r.Data) > len(frame)+100 {
 		t.Errorf("replayed %s of %d bytes (sent a frame of %d)", r.Type, len(r.Data), len(frame))
@@ -142,9 +142,9 @@ func TestHardeningHistoryBytes(t *testing.T) {
 	recoverFrom := func(t *testing.T, s *server, session, epoch string, off int64) (bool, []int64) {
 		t.Helper()
 		p := dial(t, s, nil)
-		sj := p.rcJoin(session, "late-"+session, "", &protocol.Recover{Epoch: epoch, Offset: off})
+		sj := p.joinRecover(session, "late-"+session, "", &protocol.Recover{Epoch: epoch, Offset: off})
 		var got []int64
-		for _, ev := range p.rcBroadcasts() {
+		for _, ev := range p.queuedBroadcasts() {
 			got = append(got, ev.Offset)
 		}
 		p.ws.Close(websocket.StatusNormalClosure, "")
@@ -152,11 +152,11 @@ func TestHardeningHistoryBytes(t *testing.T) {
 	}
 
 	t.Run("per session", func(t *testing.T) {
-		o := rcOpts()
+		o := recoveryOpts()
 		o.HistoryBytes = 2500 // two events
 		s := startServer(t, o)
 		a := dial(t, s, nil)
-		sj := a.rcJoin("hb", "a", "", nil)
+		sj := a.joinRecover("hb", "a", "", nil)
 		for i := range 5 {
 			send(a, "r"+string(rune('0'+i)))
 		}
@@ -168,12 +168,12 @@ func TestHardeningHistoryBytes(t *testing.T) {
 		}
 	})
 	t.Run("total", func(t *testing.T) {
-		o := rcOpts()
+		o := recoveryOpts()
 		o.HistoryTotalBytes = 2500 // two events in all sessions
 		s := startServer(t, o)
 		a, b := dial(t, s, nil), dial(t, s, nil)
-		sa := a.rcJoin("ta", "a", "", nil)
-		sb := b.rcJoin("tb", "b", "", nil)
+		sa := a.joinRecover("ta", "a", "", nil)
+		sb := b.joinRecover("tb", "b", "", nil)
 		send(a, "a1")
 		send(a, "a2")
 		send(b, "b1") // the oldest of all, a's first, goes
@@ -192,12 +192,12 @@ func TestHardeningHistoryBytes(t *testing.T) {
 // join-session and leave-session have a rate of their own (finding 4:
 // 40 joins alternating two userIds sent 447 MB to a session of 200).
 func TestHardeningJoinRate(t *testing.T) {
-	o := rcOpts()
+	o := recoveryOpts()
 	o.JoinRate, o.JoinBurst = 0.001, 3 // no token comes back during the test
 	s := startServer(t, o)
 	p := dial(t, s, nil)
-	p.rcJoin("jr", "a", "", nil)
-	p.rcJoin("jr", "b", "", nil)
+	p.joinRecover("jr", "a", "", nil)
+	p.joinRecover("jr", "b", "", nil)
 	p.send(protocol.TypeLeaveSession, nil, "l")
 	p.skipUntil(protocol.TypeSessionLeft, nil)
 	p.send(protocol.TypeJoinSession, map[string]any{"sessionId": "jr", "userInfo": map[string]any{"userId": "c", "name": "C"}}, "j4")
@@ -214,21 +214,21 @@ func TestHardeningJoinRate(t *testing.T) {
 // The process holds at most MaxSessions sessions (finding 3: one
 // connection created 933 in 17 s); joining an existing one still works.
 func TestHardeningMaxSessions(t *testing.T) {
-	o := rcOpts()
+	o := recoveryOpts()
 	o.MaxSessions = 2
 	s := startServer(t, o)
 	a, b, c := dial(t, s, nil), dial(t, s, nil), dial(t, s, nil)
-	a.rcJoin("m1", "a", "", nil)
-	b.rcJoin("m2", "b", "", nil)
+	a.joinRecover("m1", "a", "", nil)
+	b.joinRecover("m2", "b", "", nil)
 	c.send(protocol.TypeJoinSession, map[string]any{"sessionId": "m3", "userInfo": map[string]any{"name": "C"}}, "m3")
 	c.expectError(protocol.CodeSessionFull, "m3")
-	if sj := c.rcJoin("m1", "c", "", nil); !sameIDs(sj.Participants, "a", "c") {
+	if sj := c.joinRecover("m1", "c", "", nil); !sameIDs(sj.Participants, "a", "c") {
 		t.Errorf("m1 has %v", ids(sj.Participants))
 	}
 	// a moving from m1 to a new session is refused too, and stays in m1.
 	a.send(protocol.TypeJoinSession, map[string]any{"sessionId": "m4", "userInfo": map[string]any{"name": "A"}}, "m4")
 	a.skipUntil(protocol.TypeError, nil)
-	if sj := a.rcJoin("m1", "a", "", nil); !sameIDs(sj.Participants, "a", "c") {
+	if sj := a.joinRecover("m1", "a", "", nil); !sameIDs(sj.Participants, "a", "c") {
 		t.Errorf("m1 has %v", ids(sj.Participants))
 	}
 }
@@ -237,9 +237,9 @@ func TestHardeningMaxSessions(t *testing.T) {
 // server API's is; the other participants get nothing of it, and the
 // stream goes on.
 func TestHardeningInvalidUTF8OverSSE(t *testing.T) {
-	s := startServer(t, rcOpts())
+	s := startServer(t, recoveryOpts())
 	other := dial(t, s, nil)
-	other.rcJoin("u8s", "other", "", nil)
+	other.joinRecover("u8s", "other", "", nil)
 	st := sseDial(t, s.ts.URL, "")
 	st.join("u8s", "mallory", "M", nil)
 	other.skipUntil(protocol.TypeUserJoined, nil)

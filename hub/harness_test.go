@@ -1,15 +1,22 @@
 package hub_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/google/uuid"
 
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/protocol"
@@ -79,9 +86,14 @@ func dial(t testing.TB, s *server, opts *websocket.DialOptions) *peer {
 		t.Fatalf("dial: %v", err)
 	}
 	ws.SetReadLimit(1 << 20)
+	t.Cleanup(func() { ws.CloseNow() })
+	return asPeer(t, ws)
+}
+
+// asPeer starts reading a raw connection the harness way.
+func asPeer(t testing.TB, ws *websocket.Conn) *peer {
 	p := &peer{t: t, ws: ws, msgs: make(chan protocol.Envelope, 100000), end: make(chan error, 1)}
 	go p.readLoop()
-	t.Cleanup(func() { ws.CloseNow() })
 	return p
 }
 
@@ -174,20 +186,25 @@ func (p *peer) skipUntil(typ string, data any) protocol.Envelope {
 // skipUntilAny returns the first message of one of types, dropping others.
 func (p *peer) skipUntilAny(types ...string) protocol.Envelope {
 	p.t.Helper()
+	return p.skipUntilMatch(fmt.Sprint(types), func(m protocol.Envelope) bool { return slices.Contains(types, m.Type) })
+}
+
+// skipUntilMatch returns the first message of p for which match is true,
+// dropping the others, and fails after the deadline.
+func (p *peer) skipUntilMatch(what string, match func(protocol.Envelope) bool) protocol.Envelope {
+	p.t.Helper()
 	deadline := time.After(wait)
 	for {
 		select {
 		case m, ok := <-p.msgs:
 			if !ok {
-				p.t.Fatalf("connection ended while waiting for %v: %v", types, <-p.end)
+				p.t.Fatalf("connection ended while waiting for %s: %v", what, <-p.end)
 			}
-			for _, typ := range types {
-				if m.Type == typ {
-					return m
-				}
+			if match(m) {
+				return m
 			}
 		case <-deadline:
-			p.t.Fatalf("none of %v within the deadline", types)
+			p.t.Fatalf("no %s within the deadline", what)
 		}
 	}
 }
@@ -219,12 +236,76 @@ func (p *peer) join(sessionID, userID, name string, role protocol.Role) protocol
 	return sj
 }
 
-// ping does a ping round trip: every message the server queued for p
+// sync does a ping round trip: every message the server queued for p
 // before the pong has been read when it returns.
 func (p *peer) sync() {
 	p.t.Helper()
 	p.send(protocol.TypePing, map[string]any{"sync": true}, "sync")
 	p.skipUntil(protocol.TypePong, nil)
+}
+
+// strictSync does a ping round trip and fails on any message before the
+// pong: nothing was queued for p.
+func (p *peer) strictSync() {
+	p.t.Helper()
+	p.send(protocol.TypePing, map[string]any{"strict": true}, "strict-sync")
+	p.expect(protocol.TypePong, nil)
+}
+
+// collect does a ping round trip and returns every message that arrived
+// before the pong (the pong excluded). Because the run loop handles one
+// message at a time, everything the hub queued for p before it handled the
+// ping is in the result.
+func (p *peer) collect() []protocol.Envelope {
+	p.t.Helper()
+	ref := "collect-" + uuid.NewString()
+	p.send(protocol.TypePing, map[string]any{"collect": true}, ref)
+	var got []protocol.Envelope
+	deadline := time.After(wait)
+	for {
+		select {
+		case m, ok := <-p.msgs:
+			if !ok {
+				p.t.Fatalf("connection ended while collecting: %v", <-p.end)
+			}
+			if m.Type == protocol.TypePong && m.Ref == ref {
+				return got
+			}
+			got = append(got, m)
+		case <-deadline:
+			p.t.Fatal("no pong within the deadline while collecting")
+		}
+	}
+}
+
+// quiet fails if any message of one of types is queued for p.
+func (p *peer) quiet(what string, types ...string) {
+	p.t.Helper()
+	for _, m := range p.collect() {
+		for _, typ := range types {
+			if m.Type == typ {
+				p.t.Fatalf("%s: unexpected %s %s", what, m.Type, m.Data)
+			}
+		}
+	}
+}
+
+// expectError reads the next message, which must be an error with code and
+// ref.
+func (p *peer) expectError(code protocol.Code, ref string) protocol.ErrorPayload {
+	p.t.Helper()
+	var e protocol.ErrorPayload
+	env := p.expect(protocol.TypeError, &e)
+	if e.Code != code {
+		p.t.Fatalf("error code = %q (%s), want %q", e.Code, e.Message, code)
+	}
+	if e.Message == "" {
+		p.t.Errorf("error %s has no message", code)
+	}
+	if env.Ref != ref {
+		p.t.Errorf("error %s ref = %q, want %q", code, env.Ref, ref)
+	}
+	return e
 }
 
 // get fetches an HTTP path of s.
@@ -245,4 +326,320 @@ func (s *server) get(t testing.TB, path string) (int, string) {
 		}
 	}
 	return resp.StatusCode, sb.String()
+}
+
+// ---------------------------------------------------------------------------
+// Decoding and matching messages.
+
+// decode decodes a message's data, failing the test on error.
+func decode(t testing.TB, m protocol.Envelope, v any) {
+	t.Helper()
+	if err := json.Unmarshal(m.Data, v); err != nil {
+		t.Fatalf("decode %s %s: %v", m.Type, m.Data, err)
+	}
+}
+
+// decodeBroadcast decodes a broadcast envelope.
+func decodeBroadcast(t testing.TB, m protocol.Envelope) protocol.BroadcastEvent {
+	t.Helper()
+	if m.Type != protocol.TypeBroadcast {
+		t.Fatalf("got %s %s, want broadcast", m.Type, m.Data)
+	}
+	var ev protocol.BroadcastEvent
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// isUserLeft matches a user-left of userID.
+func isUserLeft(userID string) func(protocol.Envelope) bool {
+	return func(m protocol.Envelope) bool {
+		if m.Type != protocol.TypeUserLeft {
+			return false
+		}
+		var ul protocol.UserLeft
+		return json.Unmarshal(m.Data, &ul) == nil && ul.UserID == userID
+	}
+}
+
+// isActivity matches a user-activity-changed of userID to active.
+func isActivity(userID string, active bool) func(protocol.Envelope) bool {
+	return func(m protocol.Envelope) bool {
+		if m.Type != protocol.TypeUserActivityChanged {
+			return false
+		}
+		var ac protocol.UserActivityChanged
+		return json.Unmarshal(m.Data, &ac) == nil && ac.UserID == userID && ac.IsActive == active
+	}
+}
+
+// eventNames returns the event names of evs in order.
+func eventNames(evs []protocol.BroadcastEvent) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.Event
+	}
+	return out
+}
+
+// ---------------------------------------------------------------------------
+// Broadcasts and recovery.
+
+// recoveryOpts are the options of the recovery tests: a leave grace that outlasts
+// every drop, and rates that never refuse a test's bursts of broadcasts.
+func recoveryOpts() *hub.Options {
+	return &hub.Options{LeaveGrace: 5 * time.Second, MessageRate: 1e6, MessageBurst: 1e6}
+}
+
+// joinRecover sends join-session with rec (nil: none) and returns the reply.
+func (p *peer) joinRecover(sessionID, userID string, role protocol.Role, rec *protocol.Recover) protocol.SessionJoined {
+	p.t.Helper()
+	p.send(protocol.TypeJoinSession, protocol.JoinSession{SessionID: sessionID, Recover: rec,
+		UserInfo: protocol.UserInfo{UserID: userID, Name: "N-" + userID, Role: role}}, "j-"+userID)
+	var sj protocol.SessionJoined
+	p.expect(protocol.TypeSessionJoined, &sj)
+	return sj
+}
+
+// broadcastAcked broadcasts event to `to` ("" leaves it out) with a ref, waits for
+// its ack and returns the ack's offset. Other messages before the ack are
+// dropped.
+func (p *peer) broadcastAcked(event, to string) int64 {
+	p.t.Helper()
+	data := map[string]any{"event": event, "payload": map[string]any{"e": event}}
+	if to != "" {
+		data["to"] = to
+	}
+	ref := "ack-" + event
+	p.send(protocol.TypeBroadcast, data, ref)
+	for {
+		m := p.next()
+		switch {
+		case m.Type == protocol.TypeError:
+			p.t.Fatalf("broadcast %s: error %s", event, m.Data)
+		case m.Type == protocol.TypeAck && m.Ref == ref:
+			var ack protocol.Ack
+			if err := json.Unmarshal(m.Data, &ack); err != nil {
+				p.t.Fatal(err)
+			}
+			return ack.Offset
+		}
+	}
+}
+
+// queuedBroadcasts returns the broadcasts queued for p so far (a ping round
+// trip), in the order received.
+func (p *peer) queuedBroadcasts() []protocol.BroadcastEvent {
+	p.t.Helper()
+	var out []protocol.BroadcastEvent
+	for _, m := range p.collect() {
+		if m.Type == protocol.TypeBroadcast {
+			out = append(out, decodeBroadcast(p.t, m))
+		}
+	}
+	return out
+}
+
+// readReplay reads the n messages right after session-joined, each of which
+// must be a broadcast, and returns their events.
+func (p *peer) readReplay(n int) []protocol.BroadcastEvent {
+	p.t.Helper()
+	out := make([]protocol.BroadcastEvent, n)
+	for i := range out {
+		out[i] = decodeBroadcast(p.t, p.next())
+	}
+	return out
+}
+
+// waitRecipients makes from broadcast (with a ref, waiting for its ack)
+// until one broadcast reaches exactly want connections, as counted by
+// sessionhub_messages_out_total{type="broadcast"}. A connection stops
+// counting once the hub has handled its end, so this synchronises on the
+// hub having processed a departure that by itself sends nothing. It returns
+// the other messages from received meanwhile.
+func waitRecipients(t testing.TB, s *server, from *peer, want int) (others []protocol.Envelope) {
+	t.Helper()
+	const series = `sessionhub_messages_out_total{type="broadcast"}`
+	deadline := time.Now().Add(wait)
+	for i := 0; ; i++ {
+		before, _ := metric(t, s, series)
+		ref := "probe-" + strconv.Itoa(i)
+		from.send(protocol.TypeBroadcast, map[string]any{"event": "probe"}, ref)
+		for {
+			m := from.next()
+			if m.Type == protocol.TypeAck && m.Ref == ref {
+				break
+			}
+			others = append(others, m)
+		}
+		after, _ := metric(t, s, series)
+		if int(after-before) == want {
+			return others
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a broadcast still reaches %v connections, want %d", after-before, want)
+		}
+		pause()
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Metrics and polling: for a state with no event to wait on.
+
+// metric returns the value of the sample whose name and labels are exactly
+// series (for example `sessionhub_messages_in_total{type="ping"}`), and
+// whether it is there.
+func metric(t testing.TB, s *server, series string) (float64, bool) {
+	t.Helper()
+	code, body := s.get(t, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics = %d", code)
+	}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || name != series {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.Fields(val)[0], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		return f, true
+	}
+	return 0, false
+}
+
+func mustMetric(t testing.TB, s *server, series string) float64 {
+	t.Helper()
+	v, ok := metric(t, s, series)
+	if !ok {
+		t.Fatalf("/metrics has no %s", series)
+	}
+	return v
+}
+
+// metricValue is metric's value, 0 for a sample not exposed yet.
+func metricValue(t testing.TB, s *server, series string) float64 {
+	t.Helper()
+	v, _ := metric(t, s, series)
+	return v
+}
+
+// metricUntil polls /metrics until name satisfies ok, and fails after the
+// deadline.
+func metricUntil(t testing.TB, s *server, name string, ok func(float64) bool) float64 {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		v := metricValue(t, s, name)
+		if ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v after the deadline", name, v)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an event
+	}
+}
+
+// waitFor polls cond (a state with no event to wait on) until it holds.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, wait)
+		}
+		time.Sleep(5 * time.Millisecond) // polling
+	}
+}
+
+// pause is the interval between two polls of a condition that has a
+// deadline.
+func pause() { <-time.After(5 * time.Millisecond) }
+
+// ---------------------------------------------------------------------------
+// Raw connections: WebSockets nobody reads, and a listener whose send
+// buffers are small, for back-pressure.
+
+// rawDial opens a WebSocket to s that nobody reads (coder/websocket then
+// answers no ping either). A small receive buffer makes its TCP buffers fill
+// fast. It is dropped at the end of the test.
+func rawDial(t testing.TB, s *server, smallRcvBuf bool) *websocket.Conn {
+	t.Helper()
+	tr := &http.Transport{}
+	if smallRcvBuf {
+		d := &net.Dialer{Control: setRcvBuf}
+		tr.DialContext = d.DialContext
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, s.url, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	ws.SetReadLimit(1 << 20)
+	t.Cleanup(func() { ws.CloseNow() })
+	return ws
+}
+
+// rawJoin sends join-session on ws and reads session-joined.
+func rawJoin(t testing.TB, ws *websocket.Conn, sessionID, userID string, read bool) {
+	t.Helper()
+	b, err := protocol.Encode(protocol.TypeJoinSession, "j", protocol.JoinSession{SessionID: sessionID,
+		UserInfo: protocol.UserInfo{UserID: userID, Name: userID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if !read {
+		return
+	}
+	_, b, err = ws.Read(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	var env protocol.Envelope
+	if err := json.Unmarshal(b, &env); err != nil || env.Type != protocol.TypeSessionJoined {
+		t.Fatalf("got %s, want session-joined", b)
+	}
+}
+
+// shrinkListener shrinks the send buffer of the connections it accepts while
+// small is set, so that a client that does not read fills it fast (without
+// it the kernel grows the buffer to megabytes).
+type shrinkListener struct {
+	net.Listener
+	small atomic.Bool
+}
+
+func (l *shrinkListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok && l.small.Load() {
+		tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// startServerSmallBuf is startServer with a shrinkListener.
+func startServerSmallBuf(t testing.TB, opts *hub.Options) (*server, *shrinkListener) {
+	t.Helper()
+	var ln *shrinkListener
+	s := startServerWith(t, opts, func(ts *httptest.Server) {
+		ln = &shrinkListener{Listener: ts.Listener}
+		ts.Listener = ln
+	})
+	return s, ln
 }

@@ -31,14 +31,14 @@ import (
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
-// hoStart is startServerOn with a tmListener and the HTTP server's header
+// hoStart is startServerOn with a shrinkListener and the HTTP server's header
 // limits set as hubd sets them (httptest leaves them off), with a shorter
 // ReadHeaderTimeout so that the test runs fast.
-func hoStart(t testing.TB, opts *hub.Options, readHeader time.Duration) (*server, *tmListener) {
+func hoStart(t testing.TB, opts *hub.Options, readHeader time.Duration) (*server, *shrinkListener) {
 	t.Helper()
-	var ln *tmListener
+	var ln *shrinkListener
 	s := startServerWith(t, opts, func(ts *httptest.Server) {
-		ln = &tmListener{Listener: ts.Listener}
+		ln = &shrinkListener{Listener: ts.Listener}
 		ts.Listener = ln
 		ts.Config.ReadHeaderTimeout = readHeader
 		ts.Config.MaxHeaderBytes = 16 << 10
@@ -47,7 +47,7 @@ func hoStart(t testing.TB, opts *hub.Options, readHeader time.Duration) (*server
 	return s, ln
 }
 
-// hoRawDial is tmRawDial with a token: a WebSocket nobody reads, with a
+// hoRawDial is rawDial with a token: a WebSocket nobody reads, with a
 // small receive buffer.
 func hoRawDial(t testing.TB, s *server, tok string) *websocket.Conn {
 	t.Helper()
@@ -65,18 +65,6 @@ func hoRawDial(t testing.TB, s *server, tok string) *websocket.Conn {
 	ws.SetReadLimit(1 << 20)
 	t.Cleanup(func() { ws.CloseNow() })
 	return ws
-}
-
-// hoUntil polls cond until it holds, failing after the deadline.
-func hoUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within the deadline", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an event
-	}
 }
 
 func TestHostile(t *testing.T) {
@@ -135,7 +123,7 @@ func TestHostile(t *testing.T) {
 					pong = pong || m.Ref == ref
 				case protocol.TypeCursorMoved:
 					var cm protocol.CursorMoved
-					tmDecode(t, m, &cm)
+					decode(t, m, &cm)
 					cursor = cursor || (cm.UserID == "good2" && cm.Cursor.Line == row)
 				default:
 					t.Errorf("good1 got %s %s", m.Type, m.Data)
@@ -144,14 +132,14 @@ func TestHostile(t *testing.T) {
 				t.Fatalf("good1: pong %v, cursor-moved %v within the deadline", pong, cursor)
 			}
 		}
-		tmStrictSync(good2)
+		good2.strictSync()
 	}
 	check(t) // the baseline
 
 	// connsFromHere waits until only want WebSockets are open.
 	connsAre := func(t *testing.T, want float64) {
 		t.Helper()
-		tmMetricUntil(t, s, "sessionhub_connections", func(v float64) bool { return v == want })
+		metricUntil(t, s, "sessionhub_connections", func(v float64) bool { return v == want })
 	}
 
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -277,9 +265,9 @@ func TestHostile(t *testing.T) {
 						t.Errorf("got %s %s", m.Type, m.Data)
 						continue
 					}
-					var e tmError
-					tmDecode(t, m, &e)
-					codes[e.Code]++
+					var e protocol.ErrorPayload
+					decode(t, m, &e)
+					codes[string(e.Code)]++
 				case <-deadline:
 					t.Fatal("the garbage client is still open")
 				}
@@ -299,7 +287,7 @@ func TestHostile(t *testing.T) {
 			}
 			// The flood was refused (what it got before the close depends on
 			// how fast it read: a queue full of its own errors ends it too).
-			if v := tmMetric(t, s, "sessionhub_rate_limited_total"); v == 0 {
+			if v := metricValue(t, s, "sessionhub_rate_limited_total"); v == 0 {
 				t.Error("no message of the flood was refused with rate_limited")
 			}
 		}},
@@ -380,7 +368,7 @@ func TestHostile(t *testing.T) {
 			// leaves, and only upgraded connections count.
 			p := auDial(t, s, tok("fresh"))
 			p.join("h-fresh", "", "", "")
-			if v := tmMetric(t, s, "sessionhub_connections"); v != goodConns+1 {
+			if v := metricValue(t, s, "sessionhub_connections"); v != goodConns+1 {
 				t.Errorf("sessionhub_connections = %v with %d stalled requests, want %d", v, len(stalled), goodConns+1)
 			}
 			check(t)
@@ -404,7 +392,7 @@ func TestHostile(t *testing.T) {
 			// How long it lived, as the server measured it (from the
 			// upgrade): a busy machine only delays the client's view.
 			var line string
-			hoUntil(t, "mute's disconnect line", func() bool {
+			waitFor(t, "mute's disconnect line", func() bool {
 				for _, l := range strings.Split(logs.String(), "\n") {
 					if strings.Contains(l, "msg=disconnect") && strings.Contains(l, "user=mute") {
 						line = l
@@ -423,18 +411,18 @@ func TestHostile(t *testing.T) {
 			}
 		}},
 		{"a client that joins and never reads", func(t *testing.T) {
-			before := tmMetric(t, s, "sessionhub_slow_consumer_closes_total")
+			before := metricValue(t, s, "sessionhub_slow_consumer_closes_total")
 			ln.small.Store(true)
 			ws := hoRawDial(t, s, tok("stuck"))
 			ln.small.Store(false)
-			tmRawJoin(t, ws, "h-slow", "stuck", true) // and read nothing more
+			rawJoin(t, ws, "h-slow", "stuck", true) // and read nothing more
 			body := []byte(`{"event":"fill","payload":"` + strings.Repeat("y", 8000) + `"}`)
 			var res struct {
 				Offset int64 `json:"offset"`
 			}
 			for i := 0; ; i++ {
 				apiJSON(t, s, "POST", "/api/sessions/h-slow/broadcast", body, http.StatusAccepted, &res)
-				if i%8 == 7 && tmMetric(t, s, "sessionhub_slow_consumer_closes_total") > before {
+				if i%8 == 7 && metricValue(t, s, "sessionhub_slow_consumer_closes_total") > before {
 					t.Logf("closed as a slow consumer after %d broadcasts", i+1)
 					break
 				}
@@ -442,7 +430,7 @@ func TestHostile(t *testing.T) {
 					t.Fatal("5000 broadcasts of 8 KB and the client that reads nothing is still served")
 				}
 			}
-			if code := tmAsPeer(t, ws).closed(); code != websocket.StatusCode(protocol.CloseSlowConsumer) {
+			if code := asPeer(t, ws).closed(); code != websocket.StatusCode(protocol.CloseSlowConsumer) {
 				t.Errorf("closed with %v, want 1013", code)
 			}
 		}},
@@ -461,7 +449,7 @@ func TestHostile(t *testing.T) {
 	if !sameIDs(one.Participants, "good1", "good2") {
 		t.Errorf("good = %v, want good1 and good2", ids(one.Participants))
 	}
-	hoUntil(t, "every other session empty", func() bool {
+	waitFor(t, "every other session empty", func() bool {
 		var list apiSessionsList
 		apiJSON(t, s, "GET", "/api/sessions", nil, http.StatusOK, &list)
 		for _, e := range list.Sessions {
@@ -472,7 +460,7 @@ func TestHostile(t *testing.T) {
 		return true
 	})
 	connsAre(t, goodConns)
-	tmMetricUntil(t, s, "sessionhub_participants", func(v float64) bool { return v == 2 })
+	metricUntil(t, s, "sessionhub_participants", func(v float64) bool { return v == 2 })
 	check(t)
 	// The log has the refusals and the disconnects, and no token or key.
 	log := logs.String()
@@ -505,7 +493,7 @@ func TestMaxConnections(t *testing.T) {
 		t.Errorf("503 body %q", body)
 	}
 	open[0].Close(websocket.StatusNormalClosure, "")
-	hoUntil(t, "a slot frees", func() bool {
+	waitFor(t, "a slot frees", func() bool {
 		ws, _, err := dialHTTP(t, s, nil)
 		if err != nil {
 			return false

@@ -257,7 +257,7 @@ func TestKeysIssuerAudience(t *testing.T) {
 	p.join("ia", "", "", "")
 	m := rfRefresh(p, auToken(t, c("https://evil.example.com/", "sessionhub")), "iss")
 	var e protocol.ErrorPayload
-	tmDecode(t, m, &e)
+	decode(t, m, &e)
 	if m.Type != protocol.TypeError || e.Code != protocol.CodeInvalidToken {
 		t.Errorf("refresh with a wrong iss: %s %s, want invalid_token", m.Type, m.Data)
 	}

@@ -18,23 +18,23 @@ import (
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
-type prState int
+type userState int
 
 const (
-	prAbsent    prState = iota // never joined
-	prConnected                // a participant with a live connection
-	prDropped                  // a participant whose connection was cut (in its leave grace)
-	prLeft                     // left with leave-session
+	stateAbsent    userState = iota // never joined
+	stateConnected                  // a participant with a live connection
+	stateDropped                    // a participant whose connection was cut (in its leave grace)
+	stateLeft                       // left with leave-session
 )
 
-// prSpan is a range of offsets [lo, hi] a user is entitled to; hi < 0
+// offsetSpan is a range of offsets [lo, hi] a user is entitled to; hi < 0
 // while it is open.
-type prSpan struct{ lo, hi int64 }
+type offsetSpan struct{ lo, hi int64 }
 
-type prUser struct {
+type modelUser struct {
 	id    string
 	role  protocol.Role
-	state prState
+	state userState
 	p     *peer
 	// connJoined is the session offset in the current connection's
 	// session-joined: its broadcasts at or below it are replays, above it
@@ -44,31 +44,31 @@ type prUser struct {
 	// saw in a broadcast, or in a session-joined that did not recover.
 	lastSeen int64
 	epoch    string
-	spans    []prSpan
+	spans    []offsetSpan
 	got      map[int64]int // non-own broadcasts received (live or replayed), by offset
 	ownLive  []int64       // own broadcasts received live (must stay empty)
 }
 
-type prEvent struct {
+type modelEvent struct {
 	offset int64
 	name   string
 	from   string
 	to     string
 }
 
-type prModel struct {
+type recoveryModel struct {
 	t      *testing.T
 	s      *server
 	sid    string
 	rnd    *rand.Rand
-	users  []*prUser
-	events map[int64]prEvent
+	users  []*modelUser
+	events map[int64]modelEvent
 	offset int64 // the session's offset: every broadcast is acked before the next step
 	epoch  string
 	steps  []string // a log of the steps, printed on failure
 }
 
-func prAddressed(u *prUser, to string) bool {
+func addressedTo(u *modelUser, to string) bool {
 	switch to {
 	case protocol.ToAll, "":
 		return true
@@ -80,13 +80,13 @@ func prAddressed(u *prUser, to string) bool {
 	return u.id == to
 }
 
-func (m *prModel) fail(format string, args ...any) {
+func (m *recoveryModel) fail(format string, args ...any) {
 	m.t.Helper()
 	m.t.Fatalf("%s\nsteps:\n%v", fmt.Sprintf(format, args...), m.steps)
 }
 
 // absorb records one message read from u's current connection.
-func (m *prModel) absorb(u *prUser, env protocol.Envelope) {
+func (m *recoveryModel) absorb(u *modelUser, env protocol.Envelope) {
 	m.t.Helper()
 	switch env.Type {
 	case protocol.TypeError:
@@ -108,7 +108,7 @@ func (m *prModel) absorb(u *prUser, env protocol.Envelope) {
 	if !ok || want.name != ev.Event || want.from != ev.From {
 		m.fail("%s got %+v, the model has %+v", u.id, ev, want)
 	}
-	if !prAddressed(u, want.to) {
+	if !addressedTo(u, want.to) {
 		m.fail("%s (%s) got %s addressed to %q", u.id, u.role, ev.Event, want.to)
 	}
 	if ev.From == u.id {
@@ -121,7 +121,7 @@ func (m *prModel) absorb(u *prUser, env protocol.Envelope) {
 }
 
 // drain reads everything u's connection was sent up to now.
-func (m *prModel) drain(u *prUser) {
+func (m *recoveryModel) drain(u *modelUser) {
 	m.t.Helper()
 	for _, env := range u.p.collect() {
 		m.absorb(u, env)
@@ -129,17 +129,14 @@ func (m *prModel) drain(u *prUser) {
 }
 
 // join opens a connection for u and joins, with recover when rec.
-func (m *prModel) join(u *prUser, rec bool) {
+func (m *recoveryModel) join(u *modelUser, rec bool) {
 	m.t.Helper()
 	var r *protocol.Recover
 	if rec {
 		r = &protocol.Recover{Epoch: u.epoch, Offset: u.lastSeen}
 	}
 	u.p = dial(m.t, m.s, nil)
-	u.p.send(protocol.TypeJoinSession, protocol.JoinSession{SessionID: m.sid, Recover: r,
-		UserInfo: protocol.UserInfo{UserID: u.id, Name: u.id, Role: u.role}}, "j")
-	var sj protocol.SessionJoined
-	u.p.expect(protocol.TypeSessionJoined, &sj)
+	sj := u.p.joinRecover(m.sid, u.id, u.role, r)
 	if m.epoch == "" {
 		m.epoch = sj.Epoch
 	}
@@ -149,13 +146,13 @@ func (m *prModel) join(u *prUser, rec bool) {
 	if sj.Recovered != rec {
 		m.fail("%s: recovered %v from %+v, want %v (history is large, epoch unchanged)", u.id, sj.Recovered, r, rec)
 	}
-	if u.state != prConnected && u.state != prDropped {
-		u.spans = append(u.spans, prSpan{lo: sj.Offset + 1, hi: -1})
+	if u.state != stateConnected && u.state != stateDropped {
+		u.spans = append(u.spans, offsetSpan{lo: sj.Offset + 1, hi: -1})
 	}
 	if rec {
-		u.spans = append(u.spans, prSpan{lo: r.Offset + 1, hi: sj.Offset})
+		u.spans = append(u.spans, offsetSpan{lo: r.Offset + 1, hi: sj.Offset})
 	}
-	u.state, u.epoch = prConnected, sj.Epoch
+	u.state, u.epoch = stateConnected, sj.Epoch
 	u.connJoined, u.connLast = sj.Offset, 0
 	if !rec {
 		// A fresh start: what is at or below sj.Offset is not owed. After a
@@ -168,17 +165,17 @@ func (m *prModel) join(u *prUser, rec bool) {
 
 // drop cuts u's connection without a close frame and reads what reached
 // it before the cut: what did not is for the recovery.
-func (m *prModel) drop(u *prUser) {
+func (m *recoveryModel) drop(u *modelUser) {
 	m.t.Helper()
 	u.p.ws.CloseNow()
 	for env := range u.p.msgs {
 		m.absorb(u, env)
 	}
-	u.p, u.state = nil, prDropped
+	u.p, u.state = nil, stateDropped
 }
 
 // leave sends leave-session and reads up to session-left.
-func (m *prModel) leave(u *prUser) {
+func (m *recoveryModel) leave(u *modelUser) {
 	m.t.Helper()
 	u.p.send(protocol.TypeLeaveSession, nil, "leave")
 	for {
@@ -194,11 +191,11 @@ func (m *prModel) leave(u *prUser) {
 		}
 	}
 	u.p.ws.CloseNow()
-	u.p, u.state = nil, prLeft
+	u.p, u.state = nil, stateLeft
 }
 
 // broadcast sends from u to `to` and waits for the ack.
-func (m *prModel) broadcast(u *prUser, to string) {
+func (m *recoveryModel) broadcast(u *modelUser, to string) {
 	m.t.Helper()
 	name := "ev-" + strconv.Itoa(len(m.steps))
 	ref := "r-" + name
@@ -214,15 +211,15 @@ func (m *prModel) broadcast(u *prUser, to string) {
 				m.fail("%s: ack offset %d, want %d", u.id, ack.Offset, m.offset+1)
 			}
 			m.offset = ack.Offset
-			m.events[ack.Offset] = prEvent{offset: ack.Offset, name: name, from: u.id, to: to}
+			m.events[ack.Offset] = modelEvent{offset: ack.Offset, name: name, from: u.id, to: to}
 			return
 		}
 		m.absorb(u, env)
 	}
 }
 
-func (m *prModel) pick(state ...prState) *prUser {
-	var c []*prUser
+func (m *recoveryModel) pick(state ...userState) *modelUser {
+	var c []*modelUser
 	for _, u := range m.users {
 		if slices.Contains(state, u.state) {
 			c = append(c, u)
@@ -234,41 +231,41 @@ func (m *prModel) pick(state ...prState) *prUser {
 	return c[m.rnd.IntN(len(c))]
 }
 
-func (m *prModel) step() {
+func (m *recoveryModel) step() {
 	m.t.Helper()
 	switch k := m.rnd.IntN(100); {
 	case k < 12:
-		if u := m.pick(prAbsent, prLeft); u != nil {
+		if u := m.pick(stateAbsent, stateLeft); u != nil {
 			// A user that left may come back with or without recover.
-			rec := u.state == prLeft && m.rnd.IntN(2) == 0
+			rec := u.state == stateLeft && m.rnd.IntN(2) == 0
 			m.steps = append(m.steps, fmt.Sprintf("join %s recover=%v", u.id, rec))
 			m.join(u, rec)
 			return
 		}
 	case k < 26:
-		if u := m.pick(prConnected); u != nil {
+		if u := m.pick(stateConnected); u != nil {
 			m.steps = append(m.steps, "drop "+u.id)
 			m.drop(u)
 			return
 		}
 	case k < 40:
-		if u := m.pick(prDropped); u != nil {
+		if u := m.pick(stateDropped); u != nil {
 			m.steps = append(m.steps, "rejoin "+u.id)
 			m.join(u, true)
 			return
 		}
 	case k < 46:
-		if u := m.pick(prConnected); u != nil {
+		if u := m.pick(stateConnected); u != nil {
 			m.steps = append(m.steps, "leave "+u.id)
 			m.leave(u)
 			return
 		}
 	}
-	u := m.pick(prConnected)
+	u := m.pick(stateConnected)
 	if u == nil {
-		u = m.pick(prAbsent, prLeft, prDropped)
+		u = m.pick(stateAbsent, stateLeft, stateDropped)
 		m.steps = append(m.steps, "join "+u.id+" (nobody connected)")
-		m.join(u, u.state == prDropped)
+		m.join(u, u.state == stateDropped)
 		return
 	}
 	tos := []string{protocol.ToAll, protocol.ToInstructors, protocol.ToLearners, "ghost"}
@@ -304,22 +301,22 @@ func TestRecoverProperty(t *testing.T) {
 				MessageRate:  1e6,
 				MessageBurst: 1e6,
 			})
-			m := &prModel{t: t, s: s, sid: "prop", rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), events: map[int64]prEvent{}}
+			m := &recoveryModel{t: t, s: s, sid: "prop", rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), events: map[int64]modelEvent{}}
 			for i, role := range []protocol.Role{protocol.RoleInstructor, protocol.RoleLearner, protocol.RoleLearner, protocol.RoleInstructor, protocol.RoleLearner} {
-				m.users = append(m.users, &prUser{id: "u" + strconv.Itoa(i), role: role, got: map[int64]int{}})
+				m.users = append(m.users, &modelUser{id: "u" + strconv.Itoa(i), role: role, got: map[int64]int{}})
 			}
 			for range 60 {
 				m.step()
 			}
 			// Bring every dropped user back, then read everything.
 			for _, u := range m.users {
-				if u.state == prDropped {
+				if u.state == stateDropped {
 					m.steps = append(m.steps, "final rejoin "+u.id)
 					m.join(u, true)
 				}
 			}
 			for _, u := range m.users {
-				if u.state == prConnected {
+				if u.state == stateConnected {
 					m.drain(u)
 				}
 			}
@@ -331,7 +328,7 @@ func TestRecoverProperty(t *testing.T) {
 				var want, got []int64
 				for off := int64(1); off <= m.offset; off++ {
 					e := m.events[off]
-					if e.from == u.id || !prAddressed(u, e.to) {
+					if e.from == u.id || !addressedTo(u, e.to) {
 						continue
 					}
 					for _, sp := range u.spans {

@@ -60,7 +60,7 @@ func TestRefreshTokenAccepted(t *testing.T) {
 		t.Fatalf("refresh answered %s %s, want token-refreshed", m.Type, m.Data)
 	}
 	var tr protocol.TokenRefreshed
-	tmDecode(t, m, &tr)
+	decode(t, m, &tr)
 	if !tr.ExpiresAt.Equal(rfExpiresAt(second)) {
 		t.Errorf("token-refreshed expiresAt = %v, want %v", tr.ExpiresAt, rfExpiresAt(second))
 	}
@@ -124,7 +124,7 @@ func TestRefreshTokenRefused(t *testing.T) {
 				t.Fatalf("answered %s %s, want error %s", m.Type, m.Data, tt.code)
 			}
 			var e protocol.ErrorPayload
-			tmDecode(t, m, &e)
+			decode(t, m, &e)
 			if e.Code != tt.code {
 				t.Errorf("code = %s (%s), want %s", e.Code, e.Message, tt.code)
 			}
@@ -142,7 +142,7 @@ func TestRefreshTokenRefused(t *testing.T) {
 
 	// Still served under the old token, in its session.
 	p.sync()
-	if v := tmMetric(t, s, `sessionhub_server_closes_total{reason="token_expired"}`); v != 0 {
+	if v := metricValue(t, s, `sessionhub_server_closes_total{reason="token_expired"}`); v != 0 {
 		t.Fatalf("token_expired closes = %v before the old exp", v)
 	}
 	// The old token ends the connection at its exp.
@@ -152,7 +152,7 @@ func TestRefreshTokenRefused(t *testing.T) {
 	if now := time.Now(); now.Before(rfExpiresAt(old)) {
 		t.Errorf("closed %v before the old token's exp", rfExpiresAt(old).Sub(now))
 	}
-	if v := tmMetric(t, s, `sessionhub_server_closes_total{reason="token_expired"}`); v != 1 {
+	if v := metricValue(t, s, `sessionhub_server_closes_total{reason="token_expired"}`); v != 1 {
 		t.Errorf("token_expired closes = %v, want 1", v)
 	}
 }
@@ -168,7 +168,7 @@ func TestRefreshTokenOpenMode(t *testing.T) {
 	}
 	m := rfRefresh(p, auToken(t, rfClaims("u", "", "", nil, time.Hour)), "o")
 	var e protocol.ErrorPayload
-	tmDecode(t, m, &e)
+	decode(t, m, &e)
 	if m.Type != protocol.TypeError || e.Code != protocol.CodeBadRequest {
 		t.Errorf("open mode refresh: %s %s, want error bad_request", m.Type, m.Data)
 	}
@@ -204,10 +204,10 @@ func TestRefreshTokenKeepsConnection(t *testing.T) {
 		last = rfExpiresAt(c)
 	}
 	// Server-side: nothing closed, the participant never left.
-	if v := tmMetric(t, s, `sessionhub_server_closes_total{reason="token_expired"}`); v != 0 {
+	if v := metricValue(t, s, `sessionhub_server_closes_total{reason="token_expired"}`); v != 0 {
 		t.Fatalf("token_expired closes = %v while refreshed", v)
 	}
-	if v := tmMetric(t, s, "sessionhub_connections"); v != 2 {
+	if v := metricValue(t, s, "sessionhub_connections"); v != 2 {
 		t.Fatalf("sessionhub_connections = %v, want 2", v)
 	}
 	obs.sync()
@@ -224,8 +224,8 @@ func TestRefreshTokenKeepsConnection(t *testing.T) {
 	if now := time.Now(); now.Before(last) {
 		t.Errorf("closed %v before the last token's exp", last.Sub(now))
 	}
-	tmWaitFor(obs, "user-left of kid", tmUserLeft("kid"))
-	if v := tmMetric(t, s, `sessionhub_server_closes_total{reason="token_expired"}`); v != 1 {
+	obs.skipUntilMatch("user-left of kid", isUserLeft("kid"))
+	if v := metricValue(t, s, `sessionhub_server_closes_total{reason="token_expired"}`); v != 1 {
 		t.Errorf("token_expired closes = %v, want 1", v)
 	}
 }

@@ -393,7 +393,7 @@ func TestSSEAbuse(t *testing.T) {
 		st.hold.Store(true)
 		payload := strings.Repeat("p", 8<<10)
 		left := false
-		for i := 0; i%64 != 0 || tmMetric(t, s, `sessionhub_server_closes_total{reason="slow_consumer"}`) == 0; i++ {
+		for i := 0; i%64 != 0 || metricValue(t, s, `sessionhub_server_closes_total{reason="slow_consumer"}`) == 0; i++ {
 			sender.send(protocol.TypeBroadcast, map[string]any{"event": "big", "payload": payload}, "")
 			for m := other.next(); m.Type != protocol.TypeBroadcast; m = other.next() { // the others keep up
 				left = left || m.Type == protocol.TypeUserLeft
@@ -416,7 +416,7 @@ func TestSSEAbuse(t *testing.T) {
 			other.skipUntil(protocol.TypeBroadcast, &bc)
 		}
 		// A writer stuck on the stream is dropped within closeWait.
-		for deadline := time.Now().Add(wait + 10*time.Second); tmMetric(t, s, `sessionhub_transport_connections{transport="sse"}`) != 0; {
+		for deadline := time.Now().Add(wait + 10*time.Second); metricValue(t, s, `sessionhub_transport_connections{transport="sse"}`) != 0; {
 			if time.Now().After(deadline) {
 				t.Fatal("the slow stream is still served")
 			}
@@ -500,18 +500,18 @@ func TestSSELifetimes(t *testing.T) {
 		payload := strings.Repeat("p", 8<<10)
 		// One broadcast at a time (each acked): a sender that floods would
 		// have its own pongs stuck behind its frames.
-		for i := 0; i%32 != 0 || tmMetric(t, s, `sessionhub_transport_connections{transport="sse"}`) != 0; i++ {
+		for i := 0; i%32 != 0 || metricValue(t, s, `sessionhub_transport_connections{transport="sse"}`) != 0; i++ {
 			sender.send(protocol.TypeBroadcast, map[string]any{"event": "big", "payload": payload}, "b")
 			sender.skipUntil(protocol.TypeAck, nil)
 			if i > 100000 {
 				t.Fatal("the stalled stream was never dropped")
 			}
 		}
-		if v := tmMetric(t, s, `sessionhub_server_closes_total{reason="ping_timeout"}`); v < 1 {
+		if v := metricValue(t, s, `sessionhub_server_closes_total{reason="ping_timeout"}`); v < 1 {
 			t.Errorf("ping_timeout closes = %v, want the stream's", v)
 		}
 		sender.sync() // the WebSocket is still served
-		if v := tmMetric(t, s, `sessionhub_server_closes_total{reason="slow_consumer"}`); v != 0 {
+		if v := metricValue(t, s, `sessionhub_server_closes_total{reason="slow_consumer"}`); v != 0 {
 			t.Errorf("slow_consumer closes = %v, want the ping timeout only", v)
 		}
 	})

@@ -7,17 +7,12 @@ package hub_test
 // let a duration pass to show that something did NOT happen.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,191 +21,6 @@ import (
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/protocol"
 )
-
-// tmError is the payload of an error message.
-type tmError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// tmWaitFor returns the first message of p for which match is true,
-// dropping the others, and fails after the deadline.
-func tmWaitFor(p *peer, what string, match func(protocol.Envelope) bool) protocol.Envelope {
-	p.t.Helper()
-	deadline := time.After(wait)
-	for {
-		select {
-		case m, ok := <-p.msgs:
-			if !ok {
-				p.t.Fatalf("connection ended while waiting for %s: %v", what, <-p.end)
-			}
-			if match(m) {
-				return m
-			}
-		case <-deadline:
-			p.t.Fatalf("no %s within the deadline", what)
-		}
-	}
-}
-
-// tmDecode decodes a message's data, failing the test on error.
-func tmDecode(t testing.TB, m protocol.Envelope, v any) {
-	t.Helper()
-	if err := json.Unmarshal(m.Data, v); err != nil {
-		t.Fatalf("decode %s %s: %v", m.Type, m.Data, err)
-	}
-}
-
-// tmUserLeft matches a user-left of userID.
-func tmUserLeft(userID string) func(protocol.Envelope) bool {
-	return func(m protocol.Envelope) bool {
-		if m.Type != protocol.TypeUserLeft {
-			return false
-		}
-		var ul protocol.UserLeft
-		return json.Unmarshal(m.Data, &ul) == nil && ul.UserID == userID
-	}
-}
-
-// tmActivity matches a user-activity-changed of userID to active.
-func tmActivity(userID string, active bool) func(protocol.Envelope) bool {
-	return func(m protocol.Envelope) bool {
-		if m.Type != protocol.TypeUserActivityChanged {
-			return false
-		}
-		var ac protocol.UserActivityChanged
-		return json.Unmarshal(m.Data, &ac) == nil && ac.UserID == userID && ac.IsActive == active
-	}
-}
-
-// tmStrictSync does a ping round trip and fails on any message before the
-// pong: nothing was queued for p.
-func tmStrictSync(p *peer) {
-	p.t.Helper()
-	p.send(protocol.TypePing, map[string]any{"strict": true}, "strict-sync")
-	p.expect(protocol.TypePong, nil)
-}
-
-// tmMetric reads one sample of /metrics (name with its labels, if any, as
-// the exposition writes them); a sample not exposed yet reads 0.
-func tmMetric(t testing.TB, s *server, name string) float64 {
-	t.Helper()
-	code, body := s.get(t, "/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics: %d", code)
-	}
-	sc := bufio.NewScanner(strings.NewReader(body))
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			if err != nil {
-				t.Fatalf("metric %q: %v", line, err)
-			}
-			return v
-		}
-	}
-	return 0
-}
-
-// tmMetricUntil polls /metrics until name satisfies ok, and fails after the
-// deadline.
-func tmMetricUntil(t testing.TB, s *server, name string, ok func(float64) bool) float64 {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		v := tmMetric(t, s, name)
-		if ok(v) {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v after the deadline", name, v)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an event
-	}
-}
-
-// tmRawDial opens a WebSocket to s that nobody reads (coder/websocket then
-// answers no ping either). A small receive buffer makes its TCP buffers fill
-// fast. It is dropped at the end of the test.
-func tmRawDial(t testing.TB, s *server, smallRcvBuf bool) *websocket.Conn {
-	t.Helper()
-	tr := &http.Transport{}
-	if smallRcvBuf {
-		d := &net.Dialer{Control: setRcvBuf}
-		tr.DialContext = d.DialContext
-	}
-	t.Cleanup(tr.CloseIdleConnections)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, s.url, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	ws.SetReadLimit(1 << 20)
-	t.Cleanup(func() { ws.CloseNow() })
-	return ws
-}
-
-// tmRawJoin sends join-session on ws and reads session-joined.
-func tmRawJoin(t testing.TB, ws *websocket.Conn, sessionID, userID string, read bool) {
-	t.Helper()
-	b, err := protocol.Encode(protocol.TypeJoinSession, "j", protocol.JoinSession{SessionID: sessionID,
-		UserInfo: protocol.UserInfo{UserID: userID, Name: userID}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
-		t.Fatalf("write: %v", err)
-	}
-	if !read {
-		return
-	}
-	_, b, err = ws.Read(ctx)
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	var env protocol.Envelope
-	if err := json.Unmarshal(b, &env); err != nil || env.Type != protocol.TypeSessionJoined {
-		t.Fatalf("got %s, want session-joined", b)
-	}
-}
-
-// tmListener shrinks the send buffer of the connections it accepts while
-// small is set, so that a client that does not read fills it fast (without
-// it the kernel grows the buffer to megabytes).
-type tmListener struct {
-	net.Listener
-	small atomic.Bool
-}
-
-func (l *tmListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok && l.small.Load() {
-		tc.SetWriteBuffer(4096)
-	}
-	return c, err
-}
-
-// tmStartServer is startServer with a tmListener.
-func tmStartServer(t testing.TB, opts *hub.Options) (*server, *tmListener) {
-	t.Helper()
-	var ln *tmListener
-	s := startServerWith(t, opts, func(ts *httptest.Server) {
-		ln = &tmListener{Listener: ts.Listener}
-		ts.Listener = ln
-	})
-	return s, ln
-}
-
-// tmAsPeer starts reading a raw connection the harness way.
-func tmAsPeer(t testing.TB, ws *websocket.Conn) *peer {
-	p := &peer{t: t, ws: ws, msgs: make(chan protocol.Envelope, 100000), end: make(chan error, 1)}
-	go p.readLoop()
-	return p
-}
 
 // Every other participant ends on the sender's true last position, and the
 // updates over the cursor rate are coalesced, not all fanned out.
@@ -231,7 +41,7 @@ func TestCursorCoalescing(t *testing.T) {
 		got, last := 0, 0
 		for {
 			var cm protocol.CursorMoved
-			tmDecode(t, o.expect(protocol.TypeCursorMoved, nil), &cm)
+			decode(t, o.expect(protocol.TypeCursorMoved, nil), &cm)
 			got++
 			if cm.UserID != "sender" {
 				t.Fatalf("cursor-moved of %q", cm.UserID)
@@ -251,9 +61,9 @@ func TestCursorCoalescing(t *testing.T) {
 			t.Errorf("an observer got %d cursor-moved for %d updates: nothing was coalesced", got, n)
 		}
 		t.Logf("an observer got %d cursor-moved for %d updates", got, n)
-		tmStrictSync(o) // and nothing after the final position
+		o.strictSync() // and nothing after the final position
 	}
-	if v := tmMetric(t, s, "sessionhub_cursor_updates_coalesced_total"); v <= 0 {
+	if v := metricValue(t, s, "sessionhub_cursor_updates_coalesced_total"); v <= 0 {
 		t.Errorf("sessionhub_cursor_updates_coalesced_total = %v, want > 0", v)
 	}
 	// A later joiner sees the final position in the list.
@@ -270,16 +80,16 @@ func TestCursorCoalescing(t *testing.T) {
 // anybody else; the others see it leave after the grace, and it gets 1013.
 func TestSlowConsumer(t *testing.T) {
 	const grace = 300 * time.Millisecond
-	s, ln := tmStartServer(t, &hub.Options{SendQueue: 256, CursorRate: 1e9, LeaveGrace: grace})
+	s, ln := startServerSmallBuf(t, &hub.Options{SendQueue: 256, CursorRate: 1e9, LeaveGrace: grace})
 	obs := dial(t, s, &websocket.DialOptions{Subprotocols: []string{protocol.BatchSubprotocol}})
 	sender := dial(t, s, nil)
 	obs.join("slow", "obs", "Obs", "")
 	sender.join("slow", "sender", "Sender", "")
 	ln.small.Store(true)
-	stuck := tmRawDial(t, s, true)
+	stuck := rawDial(t, s, true)
 	ln.small.Store(false)
-	tmRawJoin(t, stuck, "slow", "stuck", true) // and read nothing more
-	tmWaitFor(obs, "user-joined of stuck", func(m protocol.Envelope) bool {
+	rawJoin(t, stuck, "slow", "stuck", true) // and read nothing more
+	obs.skipUntilMatch("user-joined of stuck", func(m protocol.Envelope) bool {
 		var uj protocol.UserJoined
 		return m.Type == protocol.TypeUserJoined && json.Unmarshal(m.Data, &uj) == nil && uj.User.UserID == "stuck"
 	})
@@ -356,7 +166,7 @@ loop:
 				maxRTT = max(maxRTT, rtt)
 				pinging = false
 				pings++
-			case tmUserLeft("stuck")(m):
+			case isUserLeft("stuck")(m):
 				leftAt = time.Since(start)
 				break loop
 			case m.Type == protocol.TypeUserLeft:
@@ -377,7 +187,7 @@ loop:
 	close(stop)
 	flood.Wait()
 	if pinging { // the last ping is answered too
-		tmWaitFor(obs, "the pong of the last ping", func(m protocol.Envelope) bool {
+		obs.skipUntilMatch("the pong of the last ping", func(m protocol.Envelope) bool {
 			return m.Type == protocol.TypePong && m.Ref == "rtt"+strconv.Itoa(seq)
 		})
 		pings++
@@ -393,7 +203,7 @@ loop:
 	if cursors == 0 {
 		t.Error("observer got no cursor-moved during the flood")
 	}
-	if v := tmMetric(t, s, "sessionhub_slow_consumer_closes_total"); v < 1 {
+	if v := metricValue(t, s, "sessionhub_slow_consumer_closes_total"); v < 1 {
 		t.Errorf("sessionhub_slow_consumer_closes_total = %v, want >= 1", v)
 	}
 	// The sender and the observer are still connected.
@@ -401,7 +211,7 @@ loop:
 	sender.sync()
 
 	// Now the stuck client reads: what it had, then the close frame.
-	p := tmAsPeer(t, stuck)
+	p := asPeer(t, stuck)
 	if code := p.closed(); code != websocket.StatusCode(protocol.CloseSlowConsumer) {
 		t.Errorf("stuck client's connection ended with %v, want 1013", code)
 	}
@@ -467,11 +277,11 @@ func leaveGraceRejoin(t *testing.T, grace time.Duration) bool {
 	obs.expect(protocol.TypeCursorMoved, nil)
 	obs.expect(protocol.TypeUserActivityChanged, nil)
 
-	before := tmMetric(t, s, "sessionhub_connections")
+	before := metricValue(t, s, "sessionhub_connections")
 	dropped := time.Now()
 	a.ws.CloseNow() // no close frame
 	// The hub has seen the drop once its connection count goes down.
-	tmMetricUntil(t, s, "sessionhub_connections", func(v float64) bool { return v == before-1 })
+	metricUntil(t, s, "sessionhub_connections", func(v float64) bool { return v == before-1 })
 	obs.sync()
 
 	a2 := dial(t, s, nil)
@@ -522,15 +332,15 @@ func TestIdleMarking(t *testing.T) {
 	quiet.join("idle", "quiet", "Quiet", "")
 	obs.expect(protocol.TypeUserJoined, nil)
 
-	tmWaitFor(obs, "quiet inactive", tmActivity("quiet", false))
+	obs.skipUntilMatch("quiet inactive", isActivity("quiet", false))
 	if d := time.Since(joining); d < idle {
 		t.Errorf("marked inactive %v after its join, before %v", d, idle)
 	}
 	quiet.send(protocol.TypeCursorUpdate, protocol.Cursor{Line: 1, Column: 1}, "")
 	moved := false
-	tmWaitFor(obs, "quiet active again", func(m protocol.Envelope) bool {
+	obs.skipUntilMatch("quiet active again", func(m protocol.Envelope) bool {
 		moved = moved || m.Type == protocol.TypeCursorMoved
-		return tmActivity("quiet", true)(m)
+		return isActivity("quiet", true)(m)
 	})
 	if !moved {
 		t.Error("no cursor-moved for the update that woke it")
@@ -569,7 +379,7 @@ func TestPingIsNotActivity(t *testing.T) {
 		}
 	})
 	defer func() { close(stop); pinger.Wait() }()
-	tmWaitFor(obs, "quiet inactive while it pings", tmActivity("quiet", false))
+	obs.skipUntilMatch("quiet inactive while it pings", isActivity("quiet", false))
 }
 
 // An empty session goes away after the session TTL, and not before: its
@@ -586,13 +396,13 @@ func TestSessionTTL(t *testing.T) {
 		return before
 	}
 	first := a.join("ttl", "alice", "Alice", "").Epoch
-	tmMetricUntil(t, s, "sessionhub_sessions", func(v float64) bool { return v == 1 })
+	metricUntil(t, s, "sessionhub_sessions", func(v float64) bool { return v == 1 })
 	leave()
 	if e := a.join("ttl", "alice", "Alice", "").Epoch; e != first {
 		t.Errorf("rejoin before the TTL: epoch %q, want the same %q", e, first)
 	}
 	left := leave()
-	tmMetricUntil(t, s, "sessionhub_sessions", func(v float64) bool { return v == 0 })
+	metricUntil(t, s, "sessionhub_sessions", func(v float64) bool { return v == 0 })
 	if d := time.Since(left); d < ttl {
 		t.Errorf("session removed %v after it emptied, before the %v TTL", d, ttl)
 	}
@@ -629,10 +439,10 @@ func TestRateAbuse(t *testing.T) {
 	})
 	defer func() { close(stop); flood.Wait() }()
 
-	var e tmError
-	m := tmWaitFor(abuser, "rate_limited", func(m protocol.Envelope) bool { return m.Type == protocol.TypeError })
-	tmDecode(t, m, &e)
-	if e.Code != string(protocol.CodeRateLimited) {
+	var e protocol.ErrorPayload
+	m := abuser.skipUntilMatch("rate_limited", func(m protocol.Envelope) bool { return m.Type == protocol.TypeError })
+	decode(t, m, &e)
+	if e.Code != protocol.CodeRateLimited {
 		t.Fatalf("error %+v, want rate_limited", e)
 	}
 	// Meanwhile the polite client pings 4 times a second (under 5, burst 5).
@@ -657,8 +467,8 @@ func TestPingTimeout(t *testing.T) {
 	obs := dial(t, s, nil) // reads, so it answers pings
 	obs.join("pt", "obs", "Obs", "")
 	start := time.Now() // before the server starts the mute connection's ping timer
-	mute := tmRawDial(t, s, false)
-	tmRawJoin(t, mute, "pt", "mute", false) // never reads
+	mute := rawDial(t, s, false)
+	rawJoin(t, mute, "pt", "mute", false) // never reads
 	obs.expect(protocol.TypeUserJoined, nil)
 	var ul protocol.UserLeft
 	obs.expect(protocol.TypeUserLeft, &ul)
@@ -670,7 +480,7 @@ func TestPingTimeout(t *testing.T) {
 	}
 	obs.sync() // the observer, who answers pings, is still there
 	// The mute client's connection was dropped.
-	p := tmAsPeer(t, mute)
+	p := asPeer(t, mute)
 	p.skipUntil(protocol.TypeSessionJoined, nil)
 	if code := p.closed(); code != -1 {
 		t.Errorf("mute client's connection ended with %v, want a drop without close frame", code)
@@ -686,7 +496,7 @@ func TestIdleWokenBySecondTab(t *testing.T) {
 	obs.join("idle2", "obs", "Obs", "")
 	quiet.join("idle2", "quiet", "Quiet", "")
 	obs.expect(protocol.TypeUserJoined, nil)
-	tmWaitFor(obs, "quiet inactive", tmActivity("quiet", false))
+	obs.skipUntilMatch("quiet inactive", isActivity("quiet", false))
 
 	tab2 := dial(t, s, nil)
 	sj := tab2.join("idle2", "quiet", "Quiet", "")
@@ -695,7 +505,7 @@ func TestIdleWokenBySecondTab(t *testing.T) {
 			t.Errorf("the second tab's session-joined shows quiet inactive, though its join made it active")
 		}
 	}
-	tmWaitFor(obs, "quiet active again", tmActivity("quiet", true))
+	obs.skipUntilMatch("quiet active again", isActivity("quiet", true))
 }
 
 // A cursor update still waiting for the cursor rate when its sender leaves
@@ -712,7 +522,7 @@ func TestPendingCursorAcrossLeave(t *testing.T) {
 		a.send(protocol.TypeLeaveSession, nil, "l")
 		a.skipUntil(protocol.TypeSessionLeft, nil)
 		time.Sleep(200 * time.Millisecond) // past the cursor window: nothing may come
-		tmStrictSync(a)
+		a.strictSync()
 	})
 	t.Run("join another session", func(t *testing.T) {
 		a, oa, ob := dial(t, s, nil), dial(t, s, nil), dial(t, s, nil)
@@ -725,7 +535,7 @@ func TestPendingCursorAcrossLeave(t *testing.T) {
 		a.join("pb2", "a", "A", "")
 		ob.expect(protocol.TypeUserJoined, nil)
 		time.Sleep(200 * time.Millisecond) // past the cursor window: nothing may come
-		tmStrictSync(ob)
+		ob.strictSync()
 		sj := dial(t, s, nil).join("pb2", "late", "Late", "")
 		for _, p := range sj.Participants {
 			if p.UserID == "a" && p.Cursor != nil {
