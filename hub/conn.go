@@ -645,13 +645,11 @@ func (c *conn) handle(b []byte) bool {
 			c.kill(closeRateAbuse)
 			return false
 		}
-		h.metrics.out(protocol.TypeError, 1)
 		return h.submit(inbound{c: c, at: now, refused: true, reply: protocol.EncodeError(m.Ref,
 			protocol.Errorf(protocol.CodeRateLimited, "over %g messages per second", h.opts.MessageRate))})
 	}
 	if err != nil {
 		h.metrics.in("invalid")
-		h.metrics.out(protocol.TypeError, 1)
 		return h.submit(inbound{c: c, at: now, reply: protocol.EncodeError(m.Ref, err)})
 	}
 	h.metrics.in(m.Type)
@@ -659,7 +657,6 @@ func (c *conn) handle(b []byte) bool {
 		// Membership changes cost every participant a message (the whole
 		// list in full presence): they have a rate of their own.
 		h.metrics.rateLimited.Inc()
-		h.metrics.out(protocol.TypeError, 1)
 		return h.submit(inbound{c: c, at: now, reply: protocol.EncodeError(m.Ref,
 			protocol.Errorf(protocol.CodeRateLimited, "over %g joins and leaves per second", h.opts.JoinRate))})
 	}
@@ -675,7 +672,6 @@ func (c *conn) handle(b []byte) bool {
 		// run does bookkeeping only.
 		id, perr := h.verifyRefresh(m.Payload.(*protocol.RefreshToken).Token, now)
 		if perr != nil {
-			h.metrics.out(protocol.TypeError, 1)
 			return h.submit(inbound{c: c, at: now, reply: protocol.EncodeError(m.Ref, perr)})
 		}
 		in.refreshed = id

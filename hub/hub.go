@@ -96,9 +96,10 @@ type Hub struct {
 }
 
 // inbound is a decoded message from a connection's reader, or (msg.Type
-// empty) a reply the reader encoded itself, such as an error for a frame
-// that did not decode; run delivers it in order with the connection's other
-// messages.
+// empty) an error reply the reader encoded itself, such as rate_limited or
+// the error for a frame that did not decode; run delivers it in order with
+// the connection's other messages, and counts it as sent once it is queued
+// (as dropped if it is not).
 type inbound struct {
 	c     *conn
 	msg   protocol.Message
@@ -327,6 +328,9 @@ func (h *Hub) wake(c *conn) {
 func (h *Hub) handle(in inbound) {
 	c, m := in.c, in.msg
 	if c.gone {
+		if m.Type == "" {
+			h.metrics.droppedGone.Inc() // the reader's reply, not sent
+		}
 		return
 	}
 	if c.joining != nil {
@@ -337,7 +341,9 @@ func (h *Hub) handle(in inbound) {
 	now := time.Now()
 	switch m.Type {
 	case "":
-		h.queue(c, in.reply, in.refused)
+		if h.queue(c, in.reply, in.refused) {
+			h.metrics.out(protocol.TypeError, 1)
+		}
 	case protocol.TypeJoinSession:
 		c.runSeq = in.seq
 		h.join(c, m.Ref, m.Payload.(*protocol.JoinSession), now)
@@ -387,8 +393,9 @@ func (h *Hub) handle(in inbound) {
 	case protocol.TypePing:
 		// Liveness, not activity: client libraries ping in every quiet
 		// spell, and a participant who only pings still goes idle.
-		h.deliver(c, in.reply)
-		h.metrics.out(protocol.TypePong, 1)
+		if h.deliver(c, in.reply) {
+			h.metrics.out(protocol.TypePong, 1)
+		}
 	case protocol.TypeRefreshToken:
 		h.refreshToken(c, m.Ref, in.refreshed)
 	}
@@ -687,8 +694,9 @@ func (h *Hub) publishLocal(r *room, from string, skip *conn, b *protocol.Broadca
 		if rc == skip || rc.gone || !addressed(r.s.Get(rc.userID), b.To) {
 			continue
 		}
-		h.deliver(rc, data)
-		n++
+		if h.deliver(rc, data) {
+			n++
+		}
 	}
 	h.metrics.out(protocol.TypeBroadcast, n)
 	return ev.Offset, nil
@@ -803,15 +811,17 @@ func (h *Hub) sweep(now time.Time) {
 // allocates only while c falls behind and hands to the channel when the
 // writer has drained it (wake). A connection whose send queue (channel and
 // backlog) holds Options.SendQueue messages is dropped as a slow consumer.
-func (h *Hub) deliver(c *conn, b []byte) { h.queue(c, b, false) }
+// It reports whether b was queued; one that was not is counted in
+// sessionhub_dropped_messages_total, and must not be counted as sent.
+func (h *Hub) deliver(c *conn, b []byte) bool { return h.queue(c, b, false) }
 
 // queue is deliver; refused marks a rate_limited reply, with which (or
 // while its reader refuses a flood) an overflowing queue is closed for
 // rate abuse (1008) rather than as a slow consumer (1013).
-func (h *Hub) queue(c *conn, b []byte, refused bool) {
+func (h *Hub) queue(c *conn, b []byte, refused bool) bool {
 	if c.gone {
 		h.metrics.droppedGone.Inc()
-		return
+		return false
 	}
 	// The first message queued since the writer's last frame marks when
 	// its event entered the hub (run is the only one to set a mark, the
@@ -825,7 +835,7 @@ func (h *Hub) queue(c *conn, b []byte, refused bool) {
 		select {
 		case c.send <- b:
 			h.queued(c)
-			return
+			return true
 		default:
 		}
 		// Raise the flag, then try once more: either the writer made room
@@ -835,7 +845,7 @@ func (h *Hub) queue(c *conn, b []byte, refused bool) {
 		case c.send <- b:
 			c.backlogged.Store(false)
 			h.queued(c)
-			return
+			return true
 		default:
 		}
 		// A full channel has a writer, or gets one, delay or not.
@@ -854,10 +864,11 @@ func (h *Hub) queue(c *conn, b []byte, refused bool) {
 		c.backlog = nil
 		c.queued.Store(0)
 		h.gone = append(h.gone, c)
-		return
+		return false
 	}
 	c.backlog = append(c.backlog, b)
 	c.queued.Store(int32(len(c.backlog)))
+	return true
 }
 
 // queued gets c's writer going for what deliver just put on its send
@@ -967,8 +978,9 @@ func (h *Hub) fanout(r *room, typ string, data any, skipUser string, encode bool
 				return nil
 			}
 		}
-		h.deliver(c, b)
-		n++
+		if h.deliver(c, b) {
+			n++
+		}
 	}
 	h.metrics.out(typ, n)
 	return b
@@ -994,8 +1006,9 @@ func (h *Hub) fanoutPresence(r *room, typ, skipUser string, full, diff func() an
 				return
 			}
 		}
-		h.deliver(c, *bp)
-		n++
+		if h.deliver(c, *bp) {
+			n++
+		}
 	}
 	h.metrics.out(typ, n)
 }
@@ -1006,11 +1019,13 @@ func (h *Hub) reply(c *conn, typ, ref string, data any) {
 		h.log.Error("encode", "type", typ, "err", err)
 		b = protocol.EncodeError(ref, err)
 	}
-	h.deliver(c, b)
-	h.metrics.out(typ, 1)
+	if h.deliver(c, b) {
+		h.metrics.out(typ, 1)
+	}
 }
 
 func (h *Hub) replyError(c *conn, ref string, err error) {
-	h.deliver(c, protocol.EncodeError(ref, err))
-	h.metrics.out(protocol.TypeError, 1)
+	if h.deliver(c, protocol.EncodeError(ref, err)) {
+		h.metrics.out(protocol.TypeError, 1)
+	}
 }
