@@ -76,7 +76,7 @@ func benchRoom(b *testing.B, opts *Options, n int, msg func(i int) protocol.Mess
 
 	conns := make([]*conn, n)
 	for i := range conns {
-		conns[i] = playedWriter(&conn{
+		conns[i] = testReadsSend(&conn{
 			id:      h.nextID.Add(1),
 			hub:     h,
 			start:   time.Now(),

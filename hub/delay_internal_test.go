@@ -203,7 +203,7 @@ func TestWriteDelaySlowConsumer(t *testing.T) {
 	const queue = 100
 	h := New(&Options{WriteDelay: time.Hour, SendQueue: queue, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	t.Cleanup(func() { h.Shutdown(context.Background()) })
-	c := playedWriter(&conn{id: h.nextID.Add(1), hub: h, batch: true, delay: true,
+	c := testReadsSend(&conn{id: h.nextID.Add(1), hub: h, batch: true, delay: true,
 		send: make(chan []byte, delayedChanSize), closing: make(chan struct{}), wrote: make(chan struct{})})
 	h.call(func() {
 		for i := range queue + 1 {

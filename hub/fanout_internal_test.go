@@ -14,7 +14,7 @@ import (
 // socketless returns a connection the run loop can serve without a
 // WebSocket: the test reads its send queue directly.
 func socketless(h *Hub) *conn {
-	return playedWriter(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, 64), closing: make(chan struct{}), wrote: make(chan struct{})})
+	return testReadsSend(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, 64), closing: make(chan struct{}), wrote: make(chan struct{})})
 }
 
 func startSocketless(t *testing.T) *Hub {
@@ -97,9 +97,9 @@ func TestFanoutEncodesOncePerMode(t *testing.T) {
 	}
 }
 
-// playedWriter marks c's writer as the test's own: the test reads c.send,
+// testReadsSend marks c's writer as the test's own: the test reads c.send,
 // and no writePump starts (c has no WebSocket).
-func playedWriter(c *conn) *conn {
+func testReadsSend(c *conn) *conn {
 	c.writer.Store(writerDone)
 	return c
 }

@@ -21,7 +21,7 @@ func TestSendQueueBacklog(t *testing.T) {
 	h := New(&Options{SendQueue: queue, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	t.Cleanup(func() { h.Shutdown(context.Background()) })
 	newConn := func() *conn {
-		return playedWriter(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, sendChanSize), closing: make(chan struct{}), wrote: make(chan struct{})})
+		return testReadsSend(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, sendChanSize), closing: make(chan struct{}), wrote: make(chan struct{})})
 	}
 	msg := func(i int) []byte { return fmt.Appendf(nil, "%d", i) }
 
@@ -83,7 +83,7 @@ func TestReplayLongerThanSendQueue(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	t.Cleanup(func() { h.Shutdown(context.Background()) })
 	newConn := func() *conn {
-		return playedWriter(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, sendChanSize), closing: make(chan struct{}), wrote: make(chan struct{})})
+		return testReadsSend(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, sendChanSize), closing: make(chan struct{}), wrote: make(chan struct{})})
 	}
 	drain := func(c *conn, n int) []string {
 		var got []string

@@ -22,7 +22,7 @@ func TestRateLimitedReplyCountedOnce(t *testing.T) {
 	const queue, frames = 4, 10
 	h := New(&Options{SendQueue: queue, AbuseWindow: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	t.Cleanup(func() { h.Shutdown(context.Background()) })
-	c := playedWriter(h.newConn(nil, "192.0.2.1:1", false))
+	c := testReadsSend(h.newConn(nil, "192.0.2.1:1", false))
 	c.msgLimiter = rate.NewLimiter(0, 0) // every message over the rate
 
 	out, limited := h.metrics.out_[protocol.TypeError], h.metrics.rateLimited
