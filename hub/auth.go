@@ -234,12 +234,14 @@ func lastPart(s string) string {
 	return s
 }
 
-// tokenReason turns a parse error into a short reason without the token.
+// tokenReason turns a parse error into a short reason without the token;
+// errors.Is finds jwt.ErrTokenUnverifiable and the other jwt errors it names
+// in it (a missing claim's reason is its own).
 func tokenReason(err error) error {
 	var nk *noKeyError
 	if errors.As(err, &nk) {
 		// Which key was missing is no secret: "no RS256 key", "unknown key id".
-		return errors.New("token is unverifiable: " + nk.why)
+		return fmt.Errorf("%w: %s", jwt.ErrTokenUnverifiable, nk.why)
 	}
 	if errors.Is(err, jwt.ErrTokenRequiredClaimMissing) {
 		// jwt's text names the claim ("iss claim is required"), never a value.
@@ -249,8 +251,8 @@ func tokenReason(err error) error {
 		jwt.ErrTokenUnverifiable, jwt.ErrTokenMalformed, jwt.ErrTokenUsedBeforeIssued,
 		jwt.ErrTokenInvalidIssuer, jwt.ErrTokenInvalidAudience} {
 		if errors.Is(err, known) {
-			if errors.Is(err, jwt.ErrTokenUnverifiable) {
-				return fmt.Errorf("token is unverifiable: only %s are accepted, each with its own keys", strings.Join(tokenMethods, ", "))
+			if known == jwt.ErrTokenUnverifiable {
+				return fmt.Errorf("%w: only %s are accepted, each with its own keys", known, strings.Join(tokenMethods, ", "))
 			}
 			return known
 		}
