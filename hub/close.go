@@ -24,3 +24,12 @@ var (
 	closeTokenExpired = closeReason{protocol.CloseTokenExpired, "token expired", "token_expired"}
 	closeRemoved      = closeReason{protocol.CloseRemovedByAPI, "removed by the server", "removed"}
 )
+
+// closeTooBig is the label of the library's 1009 close.
+const closeTooBig = "too_big"
+
+// closeLabels are the labels of sessionhub_server_closes_total: every close
+// above, and the library's 1009.
+var closeLabels = []string{closePingTimeout.label, closeShutdown.label, closeBinary.label, closeRateAbuse.label,
+	closeHandshake.label, closeTooBig, closeSlowConsumer.label, closeTokenExpired.label, closeRemoved.label,
+	closeInvalidUTF8.label}

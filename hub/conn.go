@@ -591,7 +591,7 @@ func (c *conn) readFailed(err error) readEnd {
 	case status == websocket.StatusNormalClosure || status == websocket.StatusGoingAway:
 		return readEnd{end: true, clean: true, code: protocol.StatusCode(status), why: "client closed"}
 	case errors.Is(err, websocket.ErrMessageTooBig):
-		c.hub.metrics.closes.WithLabelValues("too_big").Inc()
+		c.hub.metrics.closes.WithLabelValues(closeTooBig).Inc()
 		return readEnd{end: true, code: protocol.CloseTooBig, why: "frame too large"}
 	case status != -1:
 		return readEnd{end: true, code: protocol.StatusCode(status), why: "client closed"}

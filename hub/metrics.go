@@ -177,8 +177,7 @@ func newMetrics() *metrics {
 		m.join_[k] = m.joins.WithLabelValues(k)
 	}
 	// Present at 0 from the start, for alerts and dashboards.
-	for _, r := range []string{"ping_timeout", "shutdown", "binary_frame", "rate_abuse", "handshake_timeout",
-		"too_big", "slow_consumer", "token_expired", "removed", "invalid_utf8"} {
+	for _, r := range closeLabels {
 		m.closes.WithLabelValues(r)
 	}
 	m.reg.MustRegister(m.connections, m.byTransport, m.sseSends, m.sessions, m.participants, m.messagesIn, m.messagesOut,
@@ -291,8 +290,6 @@ func (m *metrics) cluster(b *broker) {
 	}
 }
 
-// queueDepth registers the send-queue gauges, read at scrape time from the
-// connections that h tracks.
 // readiness registers sessionhub_ready: what /readyz says, as a metric for
 // alerts (1 while it would answer 200).
 func (m *metrics) readiness(h *Hub) {
@@ -306,6 +303,8 @@ func (m *metrics) readiness(h *Hub) {
 		}))
 }
 
+// queueDepth registers the send-queue gauges, read at scrape time from the
+// connections that h tracks.
 func (m *metrics) queueDepth(h *Hub) {
 	depths := func() (sum, most int) {
 		h.mu.Lock()
