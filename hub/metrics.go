@@ -296,7 +296,7 @@ func (m *metrics) readiness(h *Hub) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sessionhub_ready", Help: "1 while /readyz answers 200 (accepting, and in a cluster reaching Redis), else 0."},
 		func() float64 {
-			if !h.ready.Load() || (h.cl != nil && !h.cl.nodes.Healthy()) {
+			if h.notReady() != "" {
 				return 0
 			}
 			return 1

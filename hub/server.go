@@ -37,14 +37,9 @@ func (h *Hub) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !h.ready.Load() {
+		if why := h.notReady(); why != "" {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte("shutting down\n"))
-			return
-		}
-		if h.cl != nil && !h.cl.nodes.Healthy() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte("redis unreachable\n"))
+			w.Write([]byte(why + "\n"))
 			return
 		}
 		w.Write([]byte("ready\n"))
@@ -58,6 +53,19 @@ func (h *Hub) Handler() http.Handler {
 		mux.Handle(path, static)
 	}
 	return h.checkHost(mux)
+}
+
+// notReady says why /readyz answers 503, and sessionhub_ready is 0: the hub
+// is shutting down, or (in a cluster) does not reach Redis. It is "" while
+// the hub is ready.
+func (h *Hub) notReady() string {
+	if !h.ready.Load() {
+		return "shutting down"
+	}
+	if h.cl != nil && !h.cl.nodes.Healthy() {
+		return "redis unreachable"
+	}
+	return ""
 }
 
 // ServeWS upgrades the request to a WebSocket and serves it until it ends.
