@@ -136,23 +136,25 @@ func (b *Budget) enforce() {
 		b.queue[b.head] = budgetEntry{}
 		b.head++
 	}
-	if b.head > 0 && b.head >= len(b.queue)-b.head {
-		n := copy(b.queue, b.queue[b.head:])
-		clear(b.queue[n:])
-		b.queue = b.queue[:n]
-		b.head = 0
-	}
+	b.queue, b.head = compactFront(b.queue, b.head)
 }
 
 // compact moves the kept events to the front once the dropped front is as
 // large as what is kept, so the backing array stays within twice Size.
 func (h *History) compact() {
-	if h.head > 0 && h.head >= len(h.events)-h.head {
-		n := copy(h.events, h.events[h.head:])
-		clear(h.events[n:])
-		h.events = h.events[:n]
-		h.head = 0
+	h.events, h.head = compactFront(h.events, h.head)
+}
+
+// compactFront moves s[head:], what a queue keeps, to the front of s once
+// the dropped s[:head] is as large as it, clearing what it moved from; it
+// returns the queue and its new head.
+func compactFront[T any](s []T, head int) ([]T, int) {
+	if head == 0 || head < len(s)-head {
+		return s, head
 	}
+	n := copy(s, s[head:])
+	clear(s[n:])
+	return s[:n], 0
 }
 
 // Since returns the kept events after offset, oldest first, and whether
@@ -181,12 +183,11 @@ func (h *History) Since(offset int64) ([]Event, bool) {
 // such as a node's copy of a cluster session's history, which holds only
 // what reached the node.
 func (h *History) Forget(through int64) {
-	h.lost = max(h.lost, through)
+	lost := max(h.lost, through)
 	for h.head < len(h.events) && h.events[h.head].Offset <= through {
-		h.addBytes(-len(h.events[h.head].Data))
-		h.events[h.head] = Event{}
-		h.head++
+		h.dropOldest()
 	}
+	h.lost = lost
 	h.compact()
 }
 
