@@ -33,16 +33,10 @@ type Info struct {
 	GoVersion string
 }
 
-var (
-	once sync.Once
-	info Info
-)
-
 // Get returns the build's identity, computed once.
-func Get() Info {
-	once.Do(func() { info = read(debug.ReadBuildInfo) })
-	return info
-}
+func Get() Info { return get() }
+
+var get = sync.OnceValue(func() Info { return read(debug.ReadBuildInfo) })
 
 // read resolves Info from the -ldflags variables and then the build
 // information that readBuild returns.
