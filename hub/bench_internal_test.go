@@ -144,8 +144,8 @@ func benchRoom(b *testing.B, opts *Options, n int, msg func(i int) protocol.Mess
 		b.Fatalf("%d deliveries, want %d", deliveries, want)
 	}
 	for _, c := range conns {
-		if c.gone || len(c.send) != 0 {
-			b.Fatalf("conn %d: gone=%v, %d left in its queue", c.id, c.gone, len(c.send))
+		if c.ended || len(c.send) != 0 {
+			b.Fatalf("conn %d: gone=%v, %d left in its queue", c.id, c.ended, len(c.send))
 		}
 	}
 	if check != nil {

@@ -123,12 +123,12 @@ type roomCluster struct {
 	// dirty marks local users whose cursor or activity Redis has not got.
 	dirty map[string]bool
 	// cursors holds the latest cursor-moved of other nodes' users, not
-	// decoded until a participant list needs it (freshen).
+	// decoded until a participant list needs it (decodeRemoteCursors).
 	cursors map[string][]byte
-	// filling is set while a gap in the offsets is being filled; held
-	// keeps the broadcasts that arrived meanwhile.
-	filling bool
-	held    []heldBroadcast
+	// filling is set while a gap in the offsets is being filled;
+	// heldDuringFill keeps the broadcasts that arrived meanwhile.
+	filling        bool
+	heldDuringFill []heldBroadcast
 }
 
 type heldBroadcast struct {
@@ -207,7 +207,7 @@ func (h *Hub) joined(c *conn, pj *pendingJoin, res *joinResult) {
 	if res.snap != nil {
 		h.applySnapshot(r, res.snap, pj.at)
 	}
-	if res.err == nil && !r.cl.synced && !c.gone {
+	if res.err == nil && !r.cl.synced && !c.ended {
 		// The join that was to load the session failed: this one loads
 		// it before it completes.
 		h.reload(c, pj, res)
@@ -218,7 +218,7 @@ func (h *Hub) joined(c *conn, pj *pendingJoin, res *joinResult) {
 		delete(r.cl.pendingMember, uid)
 	}
 	c.joining = nil
-	if c.gone {
+	if c.ended {
 		// It ended while Redis answered: take back what Redis recorded.
 		if res.err == nil {
 			h.clDetach(r.s.ID, uid, c.departGrace)
@@ -245,13 +245,14 @@ func (h *Hub) joined(c *conn, pj *pendingJoin, res *joinResult) {
 		}
 		r.cl.seen[uid] = now
 		r.s.Join(pj.info, now) // one more connection of the participant Redis holds
-		h.attachConn(c, pj.ref, j, pj.info, r, now, isNew, false, &clusterReplay{res.replay, res.complete})
+		h.attachConn(c, attachment{ref: pj.ref, join: j, info: pj.info, room: r, now: now, isNew: isNew,
+			replay: &clusterReplay{res.replay, res.complete}})
 	}
 	// What the client sent meanwhile, in order.
-	held := c.held
-	c.held = nil
+	held := c.heldDuringJoin
+	c.heldDuringJoin = nil
 	for _, in := range held {
-		h.handle(in)
+		h.apply(in)
 	}
 }
 
@@ -487,9 +488,9 @@ func (h *Hub) fromBus(m cluster.Message) {
 	}
 }
 
-// freshen decodes the cursors other nodes sent since the last time a
+// decodeRemoteCursors decodes the cursors other nodes sent since the last time a
 // participant list of r was needed.
-func (h *Hub) freshen(r *room) {
+func (h *Hub) decodeRemoteCursors(r *room) {
 	if r.cl == nil || len(r.cl.cursors) == 0 {
 		return
 	}
@@ -509,7 +510,7 @@ func (h *Hub) freshen(r *room) {
 func (h *Hub) fanoutBytes(r *room, typ string, b []byte, skipUser string) {
 	n := 0
 	for _, c := range r.conns {
-		if c.userID == skipUser || c.gone {
+		if c.userID == skipUser || c.ended {
 			continue
 		}
 		h.deliver(c, b)
@@ -635,13 +636,13 @@ func (h *Hub) remoteBroadcast(r *room, data []byte) {
 		return
 	}
 	if r.cl.filling {
-		if len(r.cl.held) < fillHold {
-			r.cl.held = append(r.cl.held, ev)
+		if len(r.cl.heldDuringFill) < fillHold {
+			r.cl.heldDuringFill = append(r.cl.heldDuringFill, ev)
 		}
 		return
 	}
 	if off > r.s.Offset+1 {
-		r.cl.held = append(r.cl.held, ev)
+		r.cl.heldDuringFill = append(r.cl.heldDuringFill, ev)
 		h.fillGap(r)
 		return
 	}
@@ -668,7 +669,7 @@ func (h *Hub) deliverBroadcast(r *room, ev heldBroadcast, now time.Time) {
 	}
 	n := 0
 	for _, rc := range r.conns {
-		if rc.gone || rc.id == skip || !addressed(r.s.Get(rc.userID), ev.to) {
+		if rc.ended || rc.id == skip || !addressed(r.s.Get(rc.userID), ev.to) {
 			continue
 		}
 		h.deliver(rc, ev.data)
@@ -711,8 +712,8 @@ func (h *Hub) fillGap(r *room) {
 func (h *Hub) filled(r *room, events []cluster.Event, latest int64) {
 	r.cl.filling = false
 	now := time.Now()
-	held := r.cl.held
-	r.cl.held = nil
+	held := r.cl.heldDuringFill
+	r.cl.heldDuringFill = nil
 	for _, e := range events {
 		// The log does not name the sending connection: a local sender
 		// whose event the bus lost gets its own event back, once.

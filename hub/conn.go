@@ -84,10 +84,10 @@ type conn struct {
 	// send is the head of the send queue: run puts encoded messages on it
 	// without blocking, writePump drains it.
 	send chan []byte
-	// writer is the writer's state (writerIdle, …); wrote is closed when the
-	// last writer ended with the connection.
-	writer atomic.Int32
-	wrote  chan struct{}
+	// writer is the writer's state (writerIdle, …); writersDone is closed
+	// when the last writer ended with the connection.
+	writer      atomic.Int32
+	writersDone chan struct{}
 	// pingTimer runs ping: it sends the next ping or, while a ping is out
 	// (pingOut), ends the wait for its pong. pingOff, once set, keeps it
 	// from being re-armed. pingDue asks the writer to send a ping.
@@ -118,27 +118,27 @@ type conn struct {
 	closeTimer *time.Timer
 
 	// Owned by run.
-	joining     *pendingJoin  // a cluster join waiting for Redis
-	held        []inbound     // what arrived meanwhile, handled after it
-	departGrace time.Duration // the grace of a connection that ended while joining
-	room        *room
-	userID      string
-	presence    protocol.Presence
-	idx         int      // index in room.conns
-	gone        bool     // run will deliver nothing more to it
-	backlog     [][]byte // the send queue past send, allocated while needed
-	replayRoom  int      // extra queue room for a recovery replay, until the backlog drains
-	delayed     bool     // a delay connection waiting in run's delay queue
+	joining        *pendingJoin  // a cluster join waiting for Redis
+	heldDuringJoin []inbound     // what arrived meanwhile, handled after it
+	departGrace    time.Duration // the grace of a connection that ended while joining
+	room           *room
+	userID         string
+	presence       protocol.Presence
+	idx            int      // index in room.conns
+	ended          bool     // run will deliver nothing more to it
+	backlog        [][]byte // the send queue past send, allocated while needed
+	replayRoom     int      // extra queue room for a recovery replay, until the backlog drains
+	delayed        bool     // a delay connection waiting in run's delay queue
 
 	// The reader's. bufMu guards br, the library's read buffer, which the
 	// reader peeks at between messages and the writer's close handshake
 	// reads. awaitReadable waits shallowly for the next bytes (nil: the
-	// reader waits in its read); bursts carries the end of a readFrames.
-	bufMu         sync.Mutex
-	br            *bufio.Reader
-	early         bool // bytes came behind the upgrade request (hijacker.early)
-	awaitReadable func()
-	bursts        chan readEnd
+	// reader waits in its read); burstEnd carries the end of a readFrames.
+	bufMu             sync.Mutex
+	br                *bufio.Reader
+	bytesAfterUpgrade bool // bytes came behind the upgrade request (hijacker.bytesAfterUpgrade)
+	awaitReadable     func()
+	burstEnd          chan readEnd
 
 	// Owned by the reader.
 	msgLimiter  *rate.Limiter
@@ -395,7 +395,7 @@ func (c *conn) flushQueued() {
 // writerEnded records that no writer will run again, and tells serve.
 func (c *conn) writerEnded() {
 	c.writer.Store(writerDone)
-	close(c.wrote)
+	close(c.writersDone)
 }
 
 func (c *conn) isClosing() bool {
@@ -498,20 +498,20 @@ func (c *conn) readPump(ctx context.Context) readEnd {
 			}
 			continue
 		}
-		if c.early {
-			c.early = false
+		if c.bytesAfterUpgrade {
+			c.bytesAfterUpgrade = false
 		} else if !c.buffered() {
 			c.awaitReadable()
 		}
 		go c.readBurst(ctx)
-		if r := <-c.bursts; r.end {
+		if r := <-c.burstEnd; r.end {
 			return r
 		}
 	}
 }
 
 // readBurst is readFrames on a goroutine of its own.
-func (c *conn) readBurst(ctx context.Context) { c.bursts <- c.readFrames(ctx) }
+func (c *conn) readBurst(ctx context.Context) { c.burstEnd <- c.readFrames(ctx) }
 
 // buffered reports whether br holds bytes not read yet.
 func (c *conn) buffered() bool {

@@ -61,7 +61,7 @@ func (r *frameRecorder) take() []recordedFrame {
 func delayConn(h *Hub) (*conn, *frameRecorder) {
 	rec := &frameRecorder{}
 	return &conn{id: h.nextID.Add(1), hub: h, tr: wsTransport{}, batch: true, delay: true, netConn: rec,
-		send: make(chan []byte, delayedChanSize), closing: make(chan struct{}), wrote: make(chan struct{})}, rec
+		send: make(chan []byte, delayedChanSize), closing: make(chan struct{}), writersDone: make(chan struct{})}, rec
 }
 
 // writePumps counts the goroutines running a writer.
@@ -204,7 +204,7 @@ func TestWriteDelaySlowConsumer(t *testing.T) {
 	h := New(&Options{WriteDelay: time.Hour, SendQueue: queue, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	t.Cleanup(func() { h.Shutdown(context.Background()) })
 	c := testReadsSend(&conn{id: h.nextID.Add(1), hub: h, batch: true, delay: true,
-		send: make(chan []byte, delayedChanSize), closing: make(chan struct{}), wrote: make(chan struct{})})
+		send: make(chan []byte, delayedChanSize), closing: make(chan struct{}), writersDone: make(chan struct{})})
 	h.call(func() {
 		for i := range queue + 1 {
 			h.deliver(c, fmt.Appendf(nil, "%d", i))

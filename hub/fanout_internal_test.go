@@ -14,7 +14,7 @@ import (
 // socketless returns a connection the run loop can serve without a
 // WebSocket: the test reads its send queue directly.
 func socketless(h *Hub) *conn {
-	return testReadsSend(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, 64), closing: make(chan struct{}), wrote: make(chan struct{})})
+	return testReadsSend(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, 64), closing: make(chan struct{}), writersDone: make(chan struct{})})
 }
 
 func startSocketless(t *testing.T) *Hub {

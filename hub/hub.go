@@ -49,7 +49,7 @@ type Hub struct {
 	// histBudget is Options.HistoryTotalBytes, shared by every room's
 	// history.
 	histBudget *session.Budget
-	gone       []*conn // dropped during a step, detached at its end
+	toDetach   []*conn // ended during a step, detached at its end
 	clUp       bool    // the broker reaches Redis (cluster only)
 	// eventMark is when the event the loop is handling entered the hub,
 	// as a mark (markOf): deliver stamps it on the connections it queues
@@ -69,7 +69,7 @@ type Hub struct {
 	delayArmed bool
 
 	// Cluster only (Options.Redis set; nil on a single node): the broker
-	// between run and Redis (cluster.go), and its results for run.
+	// between run and Redis (broker.go), and its results for run.
 	cl   *broker
 	clIn chan func()
 	// relay carries the sends of SSE streams between nodes (sse_cluster.go).
@@ -273,7 +273,7 @@ func (h *Hub) run() {
 		case in := <-h.inbox:
 			h.metrics.loopLatency.Observe(time.Since(in.at).Seconds())
 			h.eventMark = h.markOf(in.at)
-			h.handle(in)
+			h.apply(in)
 		case d := <-h.departures:
 			h.eventMark = h.markOf(time.Now())
 			h.depart(d.c, d.clean)
@@ -325,9 +325,12 @@ func (h *Hub) wake(c *conn) {
 	}
 }
 
-func (h *Hub) handle(in inbound) {
+// apply is run's step for one inbound (the reader's step before it is
+// conn.handle): it applies a message of c's to the hub's state and
+// queues the answers, or queues the reply the reader made.
+func (h *Hub) apply(in inbound) {
 	c, m := in.c, in.msg
-	if c.gone {
+	if c.ended {
 		if m.Type == "" {
 			h.metrics.droppedGone.Inc() // the reader's reply, not sent
 		}
@@ -335,7 +338,7 @@ func (h *Hub) handle(in inbound) {
 	}
 	if c.joining != nil {
 		// Its join waits for Redis: what it sends meanwhile waits too.
-		c.held = append(c.held, in)
+		c.heldDuringJoin = append(c.heldDuringJoin, in)
 		return
 	}
 	now := time.Now()
@@ -512,13 +515,30 @@ func (h *Hub) joinLocal(c *conn, ref string, j *protocol.JoinSession, info proto
 		r.s.Epoch = uuid.NewString() // a cluster's island: Redis gives the real one later
 	}
 	_, isNew := r.s.Join(info, now)
-	h.attachConn(c, ref, j, info, r, now, isNew, publish, nil)
+	h.attachConn(c, attachment{ref: ref, join: j, info: info, room: r, now: now, isNew: isNew, publish: publish})
 }
 
-// attachConn finishes a join whose participant r holds already: it adds
-// c to r, answers with session-joined (and the replay), and announces a
-// new user.
-func (h *Hub) attachConn(c *conn, ref string, j *protocol.JoinSession, info protocol.UserInfo, r *room, now time.Time, isNew, publish bool, cr *clusterReplay) {
+// attachment is what attachConn needs to finish a join.
+type attachment struct {
+	ref  string                // the join-session's ref, for the reply
+	join *protocol.JoinSession // what the client asked: presence mode, recover
+	info protocol.UserInfo     // the identity the join resolved to
+	room *room                 // holds the participant already
+	now  time.Time
+	// isNew: the user is new to the session, and is announced. publish:
+	// the announcement goes to the other nodes too (a cluster node that
+	// joined without Redis).
+	isNew, publish bool
+	// replay is what the session's log in Redis had for a recovery
+	// (cluster joins only; nil otherwise).
+	replay *clusterReplay
+}
+
+// attachConn finishes a join whose participant a.room holds already: it
+// adds c to the room, answers with session-joined (and the replay), and
+// announces a new user.
+func (h *Hub) attachConn(c *conn, a attachment) {
+	r, j, info, now, isNew := a.room, a.join, a.info, a.now, a.isNew
 	r.add(c)
 	c.joined.Store(true) // the handshake timeout is met
 	c.room, c.userID, c.presence = r, info.UserID, j.Presence
@@ -527,16 +547,16 @@ func (h *Hub) attachConn(c *conn, ref string, j *protocol.JoinSession, info prot
 	if !isNew {
 		h.touch(r, c.userID, now) // before the reply, so that it shows the user active
 	}
-	h.metrics.joined(j.Recover != nil, h.replyJoined(c, ref, r, j.Recover, cr), isNew)
+	h.metrics.joined(j.Recover != nil, h.replyJoined(c, a.ref, r, j.Recover, a.replay), isNew)
 	if isNew {
-		h.announceJoined(r, r.s.Get(info.UserID), publish)
+		h.announceJoined(r, r.s.Get(info.UserID), a.publish)
 	}
 }
 
 // announceJoined tells r's connections but p's that p joined, and, when
 // publish is set in a cluster, the other nodes.
 func (h *Hub) announceJoined(r *room, p *session.Participant, publish bool) {
-	h.freshen(r)
+	h.decodeRemoteCursors(r)
 	u := p.Wire()
 	h.fanoutPresence(r, protocol.TypeUserJoined, p.UserID,
 		func() any { return protocol.UserJoined{User: u, Participants: r.s.Wire()} },
@@ -563,7 +583,7 @@ func (h *Hub) touch(r *room, userID string, now time.Time) {
 // rec.Offset, for when the node's own history does not reach back. It
 // reports whether it recovered.
 func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover, cr *clusterReplay) bool {
-	h.freshen(r)
+	h.decodeRemoteCursors(r)
 	var replay []session.Event
 	recovered := false
 	if rec != nil && rec.Epoch == r.s.Epoch && rec.Offset <= r.s.Offset {
@@ -635,7 +655,7 @@ func (h *Hub) announceLeft(r *room, p *session.Participant, publish bool) {
 		// the broker counts it: broker.left).
 		h.metrics.participantLeft(p.JoinedAt, time.Now())
 	}
-	h.freshen(r)
+	h.decodeRemoteCursors(r)
 	u := p.Wire()
 	h.fanoutPresence(r, protocol.TypeUserLeft, "",
 		func() any {
@@ -691,7 +711,7 @@ func (h *Hub) publishLocal(r *room, from string, skip *conn, b *protocol.Broadca
 	r.s.History.Append(session.Event{Offset: ev.Offset, At: now, To: b.To, Data: data}, now)
 	n := 0
 	for _, rc := range r.conns {
-		if rc == skip || rc.gone || !addressed(r.s.Get(rc.userID), b.To) {
+		if rc == skip || rc.ended || !addressed(r.s.Get(rc.userID), b.To) {
 			continue
 		}
 		if h.deliver(rc, data) {
@@ -737,7 +757,7 @@ func closeUser(r *room, userID string) bool {
 	for i := len(r.conns) - 1; i >= 0; i-- {
 		if c := r.conns[i]; c.userID == userID {
 			c.kill(closeRemoved)
-			c.gone = true
+			c.ended = true
 			r.remove(c)
 			c.room = nil
 			c.markRoom()
@@ -749,7 +769,7 @@ func closeUser(r *room, userID string) bool {
 
 // depart handles the end of a connection.
 func (h *Hub) depart(c *conn, clean bool) {
-	c.gone = true
+	c.ended = true
 	grace := h.opts.LeaveGrace
 	if clean {
 		grace = 0
@@ -767,9 +787,9 @@ func (h *Hub) depart(c *conn, clean bool) {
 // reap detaches the connections dropped during the last step (slow
 // consumers); their users leave after the grace.
 func (h *Hub) reap() {
-	for len(h.gone) > 0 {
-		c := h.gone[len(h.gone)-1]
-		h.gone = h.gone[:len(h.gone)-1]
+	for len(h.toDetach) > 0 {
+		c := h.toDetach[len(h.toDetach)-1]
+		h.toDetach = h.toDetach[:len(h.toDetach)-1]
 		if c.room != nil {
 			h.detach(c, h.opts.LeaveGrace, time.Now())
 		}
@@ -819,7 +839,7 @@ func (h *Hub) deliver(c *conn, b []byte) bool { return h.queue(c, b, false) }
 // while its reader refuses a flood) an overflowing queue is closed for
 // rate abuse (1008) rather than as a slow consumer (1013).
 func (h *Hub) queue(c *conn, b []byte, refused bool) bool {
-	if c.gone {
+	if c.ended {
 		h.metrics.droppedGone.Inc()
 		return false
 	}
@@ -860,10 +880,10 @@ func (h *Hub) queue(c *conn, b []byte, refused bool) bool {
 			h.metrics.slowConsumers.Inc()
 			c.kill(closeSlowConsumer)
 		}
-		c.gone = true
+		c.ended = true
 		c.backlog = nil
 		c.queued.Store(0)
-		h.gone = append(h.gone, c)
+		h.toDetach = append(h.toDetach, c)
 		return false
 	}
 	c.backlog = append(c.backlog, b)
@@ -904,7 +924,7 @@ func (h *Hub) flushDelayed(now time.Time) {
 		c := q[i].c
 		q[i] = delayedConn{}
 		c.delayed = false
-		if !c.gone {
+		if !c.ended {
 			c.flushDue.Store(true)
 			c.startWriter()
 		}
@@ -925,7 +945,7 @@ func (h *Hub) flushDelayed(now time.Time) {
 // flushBacklog moves what fits of c's backlog to its send channel, and
 // releases the backlog once it is empty.
 func (h *Hub) flushBacklog(c *conn) {
-	if c.gone || len(c.backlog) == 0 {
+	if c.ended || len(c.backlog) == 0 {
 		return
 	}
 	n := 0
@@ -968,7 +988,7 @@ func (h *Hub) fanout(r *room, typ string, data any, skipUser string, encode bool
 	}
 	n := 0
 	for _, c := range r.conns {
-		if c.userID == skipUser || c.gone {
+		if c.userID == skipUser || c.ended {
 			continue
 		}
 		if b == nil {
@@ -992,7 +1012,7 @@ func (h *Hub) fanoutPresence(r *room, typ, skipUser string, full, diff func() an
 	var fb, db []byte
 	n := 0
 	for _, c := range r.conns {
-		if c.userID == skipUser || c.gone {
+		if c.userID == skipUser || c.ended {
 			continue
 		}
 		bp, mk := &fb, full

@@ -21,7 +21,7 @@ func TestSendQueueBacklog(t *testing.T) {
 	h := New(&Options{SendQueue: queue, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	t.Cleanup(func() { h.Shutdown(context.Background()) })
 	newConn := func() *conn {
-		return testReadsSend(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, sendChanSize), closing: make(chan struct{}), wrote: make(chan struct{})})
+		return testReadsSend(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, sendChanSize), closing: make(chan struct{}), writersDone: make(chan struct{})})
 	}
 	msg := func(i int) []byte { return fmt.Appendf(nil, "%d", i) }
 
@@ -66,7 +66,7 @@ func TestSendQueueBacklog(t *testing.T) {
 			t.Fatalf("killed = %v with %d, want 1013 once %d messages wait", killed, code, queue)
 		}
 		var gone bool
-		h.call(func() { gone = c.gone && c.backlog == nil })
+		h.call(func() { gone = c.ended && c.backlog == nil })
 		if !gone {
 			t.Error("the slow consumer was not marked gone with its backlog released")
 		}
@@ -83,7 +83,7 @@ func TestReplayLongerThanSendQueue(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	t.Cleanup(func() { h.Shutdown(context.Background()) })
 	newConn := func() *conn {
-		return testReadsSend(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, sendChanSize), closing: make(chan struct{}), wrote: make(chan struct{})})
+		return testReadsSend(&conn{id: h.nextID.Add(1), hub: h, send: make(chan []byte, sendChanSize), closing: make(chan struct{}), writersDone: make(chan struct{})})
 	}
 	drain := func(c *conn, n int) []string {
 		var got []string

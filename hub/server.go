@@ -94,12 +94,12 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	batch := ws.Subprotocol() == protocol.BatchSubprotocol
 	c := h.newConn(wsTransport{}, r.RemoteAddr, batch && h.opts.WriteDelay > 0)
 	c.ws, c.batch = ws, batch
-	c.netConn, c.ip, c.identity, c.br, c.early = hw.conn, ip, id, hw.br, hw.early
+	c.netConn, c.ip, c.identity, c.br, c.bytesAfterUpgrade = hw.conn, ip, id, hw.br, hw.bytesAfterUpgrade
 	if id != nil {
 		c.tokenUser = id.userID
 	}
 	if c.awaitReadable = readableWaiter(hw.conn); c.awaitReadable != nil {
-		c.bursts = make(chan readEnd, 1)
+		c.burstEnd = make(chan readEnd, 1)
 	}
 	if !h.track(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
@@ -175,7 +175,7 @@ func (h *Hub) newConn(tr transport, addr string, delay bool) *conn {
 		delay:       delay,
 		send:        make(chan []byte, min(chanSize, h.opts.SendQueue)),
 		closing:     make(chan struct{}),
-		wrote:       make(chan struct{}),
+		writersDone: make(chan struct{}),
 		msgLimiter:  rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst),
 		joinLimiter: rate.NewLimiter(rate.Limit(h.opts.JoinRate), h.opts.JoinBurst),
 	}
@@ -229,7 +229,7 @@ func (h *Hub) serve(c *conn) {
 	c.stopPings()
 	c.closeOnce.Do(func() { close(c.closing) }) // the writer stops if nobody asked
 	c.startWriter()
-	<-c.wrote
+	<-c.writersDone
 	if c.closeTimer != nil {
 		c.closeTimer.Stop()
 	}

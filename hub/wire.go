@@ -72,10 +72,10 @@ type hijacker struct {
 	http.ResponseWriter
 	conn net.Conn
 	br   *bufio.Reader // the library's read buffer, peeked at for pongs
-	// early is set when the client sent bytes behind its upgrade request:
-	// the library takes them from behind br's back (it resets br to read
-	// them first), so they are not seen as buffered.
-	early bool
+	// bytesAfterUpgrade is set when the client sent bytes behind its
+	// upgrade request: the library takes them from behind br's back (it
+	// resets br to read them first), so they are not seen as buffered.
+	bytesAfterUpgrade bool
 	// status is the status of a refused upgrade (403 for the Origin), for
 	// sessionhub_upgrades_total.
 	status int
@@ -98,11 +98,11 @@ func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.conn = c
 	r := bufio.NewReaderSize(c, wireReadBuf)
 	if n := rw.Reader.Buffered(); n > 0 {
-		w.early = true
+		w.bytesAfterUpgrade = true
 		// Peek fills the new buffer from the old first: the library takes
 		// what is buffered from it before reading the connection.
-		early, _ := rw.Reader.Peek(n)
-		r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(early), c), max(n, wireReadBuf))
+		ahead, _ := rw.Reader.Peek(n)
+		r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(ahead), c), max(n, wireReadBuf))
 		if _, err := r.Peek(n); err != nil {
 			c.Close()
 			return nil, nil, err
