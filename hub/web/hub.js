@@ -131,6 +131,8 @@ export const sseTransport = (req, events) => {
         es.close();
         events.close(info);
     };
+    const fail = (reason) => finish({ code: 1006, reason, wasClean: false });
+    const postBody = (body, keepalive = false) => post(sendURL, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body, keepalive });
     es.addEventListener('open', (ev) => {
         // The stream's own open event carries its id; EventSource's (no data) does not.
         const data = ev.data;
@@ -147,7 +149,7 @@ export const sseTransport = (req, events) => {
             sendURL = su.toString();
         }
         catch (err) {
-            finish({ code: 1006, reason: `bad open event: ${errText(err)}`, wasClean: false });
+            fail(`bad open event: ${errText(err)}`);
             return;
         }
         events.open();
@@ -171,23 +173,22 @@ export const sseTransport = (req, events) => {
         }
         finish({ code, reason, wasClean: code !== 1006 });
     });
-    es.onerror = () => finish({ code: 1006, reason: 'stream lost', wasClean: false });
+    es.onerror = () => fail('stream lost');
     const pump = () => {
         if (inFlight || done || queue.length === 0)
             return;
         const batch = queue.splice(0, MAX_SEND_MESSAGES);
         inFlight = true;
         const body = `{"streamId":${JSON.stringify(streamId)},"messages":[${batch.join(',')}]}`;
-        post(sendURL, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body }).then((res) => {
+        postBody(body).then((res) => {
             inFlight = false;
-            if (res.status !== 202) {
-                finish({ code: 1006, reason: `send answered ${res.status}`, wasClean: false });
-                return;
-            }
-            pump();
+            if (res.status !== 202)
+                fail(`send answered ${res.status}`);
+            else
+                pump();
         }, (err) => {
             inFlight = false;
-            finish({ code: 1006, reason: `send failed: ${errText(err)}`, wasClean: false });
+            fail(`send failed: ${errText(err)}`);
         });
     };
     return {
@@ -204,8 +205,7 @@ export const sseTransport = (req, events) => {
             es.close();
             // A clean close tells the hub, so that the user leaves at once.
             if (code === 1000 && sendURL) {
-                const body = JSON.stringify({ streamId, close: 1000 });
-                post(sendURL, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body, keepalive: true }).catch(noop);
+                postBody(JSON.stringify({ streamId, close: 1000 }), true).catch(noop);
             }
         },
     };
@@ -227,15 +227,6 @@ export const States = Object.freeze({
  * from a function), 4003 (removed by the server API).
  */
 export const FINAL_CLOSE_CODES = Object.freeze([1000, 1003, 1008, 4001, 4003]);
-const DEFAULTS = Object.freeze({
-    connectTimeout: 20000,
-    heartbeatInterval: 25000,
-    heartbeatTimeout: 10000,
-    reconnect: Object.freeze({ initial: 500, factor: 2, max: 10000, maxAttempts: 5, resetAfter: 10000 }),
-    cursorThrottle: 50,
-    idleAfter: 60000,
-    fallback: Object.freeze({ after: 2, retryWebSocketAfter: 60000 }),
-});
 /** Refresh a token this long before it expires, at the latest. */
 const REFRESH_AHEAD = 60000;
 /** The server messages that answer a request (they echo its ref), by request type. */
@@ -269,9 +260,9 @@ const SERVER_MESSAGES = Object.freeze({
     'token-refreshed': (d) => optString(d.expiresAt),
     error: (d) => isString(d.code),
 });
-/** An Error with a `code`: a server error code, or one of the client's own. */
+/** An Error with a `code` (a server error code, or one of the client's own) and the message `sessionhub: ${message}`. */
 function hubError(code, message, extra) {
-    const err = new Error(message);
+    const err = new Error(`sessionhub: ${message}`);
     err.name = 'HubError';
     err.code = code;
     if (extra)
@@ -310,7 +301,18 @@ const msUntil = (rfc3339) => Date.parse(rfc3339) - Date.now();
 export class HubClient extends EventTarget {
     #url;
     #options;
-    #opts;
+    // The options, resolved with their defaults (see HubClientOptions).
+    #connectTimeout;
+    #heartbeatInterval;
+    #heartbeatTimeout;
+    #reconnect;
+    #cursorThrottle;
+    #idleAfter; // 0: no activity monitor
+    #token;
+    #batch;
+    #network;
+    #factory;
+    #fallback; // null: no fallback (off, or a transport of the caller's)
     #state = States.IDLE;
     #conn = null; // the current connection (connecting or open)
     #gen = 0; // bumped for every attempt and every end of one: stale callbacks compare it
@@ -318,7 +320,7 @@ export class HubClient extends EventTarget {
     // The client's timers: connect (the attempt's timeout), reconnect (the
     // backoff), stable (the attempt counter's reset), heartbeat, refresh (the
     // token's), cursor (the throttle window, open while it runs).
-    #timers = { connect: null, reconnect: null, stable: null, heartbeat: null, refresh: null, cursor: null, probe: null };
+    #timers = { connect: null, reconnect: null, stable: null, heartbeat: null, refresh: null, cursor: null, probe: null, idle: null };
     #lastReceived = 0; // Date.now() of the last frame received
     #pingSent = 0; // Date.now() of the heartbeat ping in flight, 0 when none
     #attempt = 0; // failed attempts since the client last had a stable connection
@@ -330,7 +332,7 @@ export class HubClient extends EventTarget {
     #lastError = null;
     #expiresAt = null;
     #offline = false;
-    #netListeners = [];
+    #net = null; // aborting it removes the offline and online listeners
     #transport = null; // of the current or last open connection
     #attemptTransport = 'websocket'; // of the attempt in progress
     #wsFailures = 0; // WebSocket attempts in a row that failed before they opened
@@ -345,7 +347,7 @@ export class HubClient extends EventTarget {
     #cursorPending = null; // the latest position not sent yet
     // Activity: what the page (or the activity monitor) wants the server to know.
     #wantActive = null; // null until setActive() or the monitor says something
-    #activity = null;
+    #activity = null; // the monitor's listeners: aborting it removes them
     constructor(url, options) {
         super();
         if (isObject(url) && !(typeof URL === 'function' && url instanceof URL) && options === undefined) {
@@ -359,35 +361,30 @@ export class HubClient extends EventTarget {
         const nonNegative = (v, d) => (isNumber(v) && v >= 0 ? v : d);
         this.#url = url;
         this.#options = o;
-        const initial = positive(r.initial, DEFAULTS.reconnect.initial);
-        this.#opts = {
-            connectTimeout: positive(o.connectTimeout, DEFAULTS.connectTimeout),
-            heartbeatInterval: nonNegative(o.heartbeatInterval, DEFAULTS.heartbeatInterval),
-            heartbeatTimeout: positive(o.heartbeatTimeout, DEFAULTS.heartbeatTimeout),
-            reconnect: {
-                initial,
-                factor: isNumber(r.factor) && r.factor >= 1 ? r.factor : DEFAULTS.reconnect.factor,
-                max: Math.max(initial, positive(r.max, DEFAULTS.reconnect.max)),
-                // 0 = forever; -1 (reconnect: false) = never.
-                maxAttempts: isNumber(r.maxAttempts) ? Math.max(-1, Math.floor(r.maxAttempts)) : DEFAULTS.reconnect.maxAttempts,
-                resetAfter: nonNegative(r.resetAfter, DEFAULTS.reconnect.resetAfter),
-            },
-            cursorThrottle: nonNegative(o.cursorThrottle, DEFAULTS.cursorThrottle),
-            activity: o.activity
-                ? { idleAfter: positive(isObject(o.activity) ? o.activity.idleAfter : undefined, DEFAULTS.idleAfter) }
-                : null,
-            batch: o.batch !== false,
-            network: o.network !== false,
-            token: o.token,
-            transport: typeof o.transport === 'function' ? o.transport : webSocketTransport,
-            fallback: o.fallback === false || typeof o.transport === 'function'
-                ? null
-                : {
-                    after: positive(isObject(o.fallback) ? o.fallback.after : undefined, DEFAULTS.fallback.after),
-                    retryWebSocketAfter: nonNegative(isObject(o.fallback) ? o.fallback.retryWebSocketAfter : undefined, DEFAULTS.fallback.retryWebSocketAfter),
-                },
+        const initial = positive(r.initial, 500);
+        this.#connectTimeout = positive(o.connectTimeout, 20000);
+        this.#heartbeatInterval = nonNegative(o.heartbeatInterval, 25000);
+        this.#heartbeatTimeout = positive(o.heartbeatTimeout, 10000);
+        this.#reconnect = {
+            initial,
+            factor: isNumber(r.factor) && r.factor >= 1 ? r.factor : 2,
+            max: Math.max(initial, positive(r.max, 10000)),
+            // 0 = forever; -1 (reconnect: false) = never.
+            maxAttempts: isNumber(r.maxAttempts) ? Math.max(-1, Math.floor(r.maxAttempts)) : 5,
+            resetAfter: nonNegative(r.resetAfter, 10000),
         };
-        if (this.#opts.activity)
+        this.#cursorThrottle = nonNegative(o.cursorThrottle, 50);
+        this.#idleAfter = o.activity ? positive(isObject(o.activity) ? o.activity.idleAfter : undefined, 60000) : 0;
+        this.#token = o.token;
+        this.#batch = o.batch !== false;
+        this.#network = o.network !== false;
+        this.#factory = typeof o.transport === 'function' ? o.transport : webSocketTransport;
+        const fb = isObject(o.fallback) ? o.fallback : {};
+        this.#fallback =
+            o.fallback === false || typeof o.transport === 'function'
+                ? null
+                : { after: positive(fb.after, 2), retryWebSocketAfter: nonNegative(fb.retryWebSocketAfter, 60000) };
+        if (this.#idleAfter)
             this.#startActivityMonitor();
     }
     // ----- public state -----
@@ -443,7 +440,7 @@ export class HubClient extends EventTarget {
             case States.CONNECTED:
                 return Promise.resolve();
             case States.CLOSED:
-                return Promise.reject(hubError('closed', 'sessionhub: the client is closed'));
+                return Promise.reject(hubError('closed', 'the client is closed'));
             case States.CONNECTING:
             case States.RECONNECTING:
                 return new Promise((resolve, reject) => this.#connectWaiters.push({ resolve, reject }));
@@ -471,10 +468,10 @@ export class HubClient extends EventTarget {
         this.#cursorPending = null;
         this.#stopActivityMonitor();
         this.#unlistenNetwork();
-        this.#failRequests(() => hubError('closed', 'sessionhub: the client was closed'));
+        this.#failRequests(() => hubError('closed', 'the client was closed'));
         this.#forgetSession();
         this.#setState(States.CLOSED);
-        this.#settleConnect(hubError('closed', 'sessionhub: the client was closed'));
+        this.#settleConnect(hubError('closed', 'the client was closed'));
     }
     // ----- requests -----
     /**
@@ -522,7 +519,7 @@ export class HubClient extends EventTarget {
     async refreshToken() {
         const token = await this.#getToken();
         if (!token)
-            throw hubError('token_failed', 'sessionhub: no token to refresh with');
+            throw hubError('token_failed', 'no token to refresh with');
         const d = await this.#request('refresh-token', { token });
         const exp = isString(d.expiresAt) ? d.expiresAt : null;
         this.#expiresAt = exp;
@@ -562,6 +559,14 @@ export class HubClient extends EventTarget {
             this.#sendActivity(this.#wantActive);
     }
     // ----- internals: connection lifecycle -----
+    /** Arms timer name, replacing it: fn runs after ms unless the timer is cleared first. */
+    #after(name, ms, fn) {
+        this.#clearTimer(name);
+        this.#timers[name] = setTimeout(() => {
+            this.#timers[name] = null;
+            fn();
+        }, ms);
+    }
     #clearTimer(name) {
         const t = this.#timers[name];
         if (t !== null)
@@ -612,9 +617,26 @@ export class HubClient extends EventTarget {
     }
     /** The token of the next attempt or refresh: the option's value, or what its function returns. */
     async #getToken() {
-        const t = this.#opts.token;
-        const v = typeof t === 'function' ? await t() : t;
-        return v === undefined || v === null || v === '' ? undefined : String(v);
+        const t = this.#token;
+        return tokenText(typeof t === 'function' ? await t() : t);
+    }
+    /**
+     * Calls use with the token of an attempt made in gen: at once for a token
+     * value, or once the token function resolves; failed when it fails. Neither
+     * is called when gen is stale by then.
+     */
+    #withToken(gen, use, failed) {
+        if (typeof this.#token !== 'function') {
+            use(tokenText(this.#token));
+            return;
+        }
+        this.#getToken().then((token) => {
+            if (gen === this.#gen)
+                use(token);
+        }, (err) => {
+            if (gen === this.#gen)
+                failed(err);
+        });
     }
     /** Makes one connection attempt (state connecting or reconnecting). */
     #open() {
@@ -629,39 +651,28 @@ export class HubClient extends EventTarget {
             return;
         }
         // The connect timeout covers getting the token too.
-        this.#timers.connect = setTimeout(() => {
-            this.#timers.connect = null;
+        this.#after('connect', this.#connectTimeout, () => {
             if (gen !== this.#gen)
                 return;
             this.#lastClose = { code: 1006, reason: 'connect timeout', wasClean: false };
             this.#notOpened();
-            this.#attemptFailed({ code: 1006, reason: `no connection within ${this.#opts.connectTimeout} ms` }, 'connect_timeout');
-        }, this.#opts.connectTimeout);
-        if (typeof this.#opts.token === 'function') {
-            this.#getToken().then((token) => {
-                if (gen === this.#gen)
-                    this.#openTransport(gen, url, token);
-            }, (err) => {
-                if (gen !== this.#gen)
-                    return;
-                this.#emit('error', { code: 'token_failed', message: `sessionhub: the token function failed: ${errText(err)}` });
-                this.#attemptFailed({ code: 1006, reason: `the token function failed: ${errText(err)}` }, 'token_failed');
-            });
-        }
-        else {
-            const t = this.#opts.token;
-            this.#openTransport(gen, url, t === undefined || t === null || t === '' ? undefined : String(t));
-        }
+            this.#attemptFailed({ code: 1006, reason: `no connection within ${this.#connectTimeout} ms` }, 'connect_timeout');
+        });
+        this.#withToken(gen, (token) => this.#openTransport(gen, url, token), (err) => {
+            const reason = `the token function failed: ${errText(err)}`;
+            this.#emit('error', { code: 'token_failed', message: `sessionhub: ${reason}` });
+            this.#attemptFailed({ code: 1006, reason }, 'token_failed');
+        });
     }
     /** The transport of the next attempt: SSE while the fallback holds (and the platform has EventSource and fetch), else the configured one. */
     #chooseTransport() {
-        if (this.#opts.fallback && Date.now() < this.#sseUntil && sseAvailable(this.#options))
+        if (this.#fallback && Date.now() < this.#sseUntil && sseAvailable(this.#options))
             return { name: 'sse', factory: sseTransport };
-        return { name: this.#opts.fallback ? 'websocket' : typeof this.#options.transport === 'function' ? 'custom' : 'websocket', factory: this.#opts.transport };
+        return { name: this.#fallback ? 'websocket' : typeof this.#options.transport === 'function' ? 'custom' : 'websocket', factory: this.#factory };
     }
     /** The attempt in progress failed before it opened: WebSocket failures in a row start the fallback. */
     #notOpened() {
-        const fb = this.#opts.fallback;
+        const fb = this.#fallback;
         if (!fb)
             return;
         if (this.#attemptTransport === 'sse') {
@@ -714,7 +725,7 @@ export class HubClient extends EventTarget {
             },
         };
         try {
-            this.#conn = chosen.factory({ url, token, batch: this.#opts.batch, options: this.#options }, events);
+            this.#conn = chosen.factory({ url, token, batch: this.#batch, options: this.#options }, events);
         }
         catch (err) {
             // No WebSocket, or a URL the implementation refuses: no attempt can succeed.
@@ -747,14 +758,10 @@ export class HubClient extends EventTarget {
     }
     /** On SSE: tries WebSocket again once fallback.retryWebSocketAfter has passed. */
     #armProbe() {
-        const fb = this.#opts.fallback;
+        const fb = this.#fallback;
         if (!fb)
             return;
-        this.#clearTimer('probe');
-        this.#timers.probe = setTimeout(() => {
-            this.#timers.probe = null;
-            this.#probeWebSocket();
-        }, Math.max(0, this.#sseUntil - Date.now()));
+        this.#after('probe', Math.max(0, this.#sseUntil - Date.now()), () => this.#probeWebSocket());
     }
     /**
      * While connected over SSE, opens a WebSocket beside it (and closes it at
@@ -764,7 +771,7 @@ export class HubClient extends EventTarget {
      * client stays on SSE and tries again after fallback.retryWebSocketAfter.
      */
     #probeWebSocket() {
-        const fb = this.#opts.fallback;
+        const fb = this.#fallback;
         if (!fb || this.#state !== States.CONNECTED || this.#transport !== 'sse')
             return;
         const gen = this.#gen;
@@ -802,7 +809,7 @@ export class HubClient extends EventTarget {
                 this.#sseUntil = 0;
                 this.#switchToWebSocket();
             };
-            const timer = setTimeout(() => finish(false), this.#opts.connectTimeout);
+            const timer = setTimeout(() => finish(false), this.#connectTimeout);
             try {
                 this.#probe = webSocketTransport({ url, token, batch: false, options: this.#options }, { open: () => finish(true), message: noop, close: () => finish(false) });
             }
@@ -810,23 +817,18 @@ export class HubClient extends EventTarget {
                 finish(false);
             }
         };
-        if (typeof this.#opts.token === 'function') {
-            this.#getToken().then(start, () => {
-                if (gen === this.#gen)
-                    again();
-            });
-        }
-        else {
-            const t = this.#opts.token;
-            start(t === undefined || t === null || t === '' ? undefined : String(t));
-        }
+        this.#withToken(gen, start, again);
     }
     /** Leaves the SSE stream for a WebSocket: a drop (no close send: the leave grace covers it), then a reconnect. */
     #switchToWebSocket() {
-        const info = { code: 1001, reason: 'back to WebSocket', wasClean: false };
-        this.#endConnection(1001); // the stream's close(1001) tells the hub nothing: a drop
-        this.#lastClose = info;
-        this.#dropped(info);
+        // The stream's close(1001) tells the hub nothing: a drop.
+        this.#abandon(1001, undefined, { code: 1001, reason: 'back to WebSocket', wasClean: false });
+    }
+    /** Ends the open connection with code and reason, and handles it as the drop close. */
+    #abandon(code, reason, close) {
+        this.#endConnection(code, reason);
+        this.#lastClose = close;
+        this.#dropped(close);
     }
     /** A connection attempt succeeded. */
     #opened() {
@@ -834,7 +836,7 @@ export class HubClient extends EventTarget {
         const attempt = this.#attempt;
         this.#lastError = null;
         this.#lastReceived = Date.now();
-        this.#armHeartbeat(this.#opts.heartbeatInterval);
+        this.#armHeartbeat(this.#heartbeatInterval);
         this.#setState(States.CONNECTED);
         this.#settleConnect();
         if (reconnected && this.#membership)
@@ -845,15 +847,15 @@ export class HubClient extends EventTarget {
     /** A connection attempt failed before it opened. */
     #attemptFailed(close, code, hopeless = false) {
         this.#endConnection(1000);
-        const err = hubError(code, `sessionhub: could not connect to the hub (${describeClose(close)})`, { closeCode: close.code });
+        const err = hubError(code, `could not connect to the hub (${describeClose(close)})`, { closeCode: close.code });
         this.#lastError = err;
-        if (!hopeless && this.#opts.reconnect.maxAttempts >= 0) {
+        if (!hopeless && this.#reconnect.maxAttempts >= 0) {
             this.#emit('error', { code, message: err.message });
             if (this.#state === States.CONNECTING || this.#state === States.RECONNECTING)
                 this.#scheduleReconnect();
             return;
         }
-        this.#failRequests(() => hubError('connection_lost', 'sessionhub: the connection could not be made'));
+        this.#failRequests(() => hubError('connection_lost', 'the connection could not be made'));
         this.#forgetSession();
         this.#unlistenNetwork();
         this.#setState(States.DISCONNECTED, close);
@@ -861,10 +863,10 @@ export class HubClient extends EventTarget {
     }
     /** An open connection ended without close() being called. */
     #dropped(close) {
-        this.#failRequests(() => hubError('connection_lost', 'sessionhub: connection lost before the reply'), true);
+        this.#failRequests(() => hubError('connection_lost', 'connection lost before the reply'), true);
         // A token that expired is not final when a new one can be had.
-        const expired = close.code === 4001 && typeof this.#opts.token === 'function';
-        const final = (FINAL_CLOSE_CODES.includes(close.code) && !expired) || this.#opts.reconnect.maxAttempts < 0;
+        const expired = close.code === 4001 && typeof this.#token === 'function';
+        const final = (FINAL_CLOSE_CODES.includes(close.code) && !expired) || this.#reconnect.maxAttempts < 0;
         if (final) {
             this.#giveUp({ code: close.code, reason: close.reason });
             return;
@@ -874,7 +876,7 @@ export class HubClient extends EventTarget {
     }
     /** Waits the backoff delay of the next attempt (or for `online`), or gives up after the last one. */
     #scheduleReconnect() {
-        const { initial, factor, max, maxAttempts } = this.#opts.reconnect;
+        const { initial, factor, max, maxAttempts } = this.#reconnect;
         this.#clearTimer('reconnect');
         if (maxAttempts > 0 && this.#attempt >= maxAttempts) {
             this.#giveUp({ attempts: this.#attempt });
@@ -886,17 +888,14 @@ export class HubClient extends EventTarget {
         // Full jitter: a random delay in [0, min(max, initial * factor^(n-1))].
         const bound = Math.min(max, initial * factor ** (this.#attempt - 1));
         const delay = Math.random() * bound;
-        this.#timers.reconnect = setTimeout(() => {
-            this.#timers.reconnect = null;
-            this.#open();
-        }, delay);
+        this.#after('reconnect', delay, () => this.#open());
     }
     /** Ends in state 'disconnected': a final close code, or retrying gave up. */
     #giveUp(error) {
         this.#clearTimer('reconnect');
         this.#endConnection(1000);
         this.#unlistenNetwork();
-        this.#failRequests(() => hubError('connection_lost', 'sessionhub: disconnected'));
+        this.#failRequests(() => hubError('connection_lost', 'disconnected'));
         this.#forgetSession();
         const message = 'attempts' in error
             ? `sessionhub: gave up after ${error.attempts} failed attempts${this.#lastError ? ` (${this.#lastError.message.replace(/^sessionhub: /, '')})` : ''}`
@@ -939,11 +938,9 @@ export class HubClient extends EventTarget {
         this.#syncActivity();
         if (this.#cursorPending && this.#timers.cursor === null)
             this.#flushCursor();
-        this.#clearTimer('stable');
-        this.#timers.stable = setTimeout(() => {
-            this.#timers.stable = null;
+        this.#after('stable', this.#reconnect.resetAfter, () => {
             this.#attempt = 0;
-        }, this.#opts.reconnect.resetAfter);
+        });
     }
     /**
      * Rejects the pending requests. With keepQueued (a dropped connection that
@@ -965,16 +962,15 @@ export class HubClient extends EventTarget {
     /** Arms the heartbeat check in ms. */
     #armHeartbeat(ms) {
         this.#clearTimer('heartbeat');
-        if (this.#opts.heartbeatInterval <= 0)
+        if (this.#heartbeatInterval <= 0)
             return;
-        this.#timers.heartbeat = setTimeout(() => this.#heartbeatCheck(), Math.max(0, ms));
+        this.#after('heartbeat', Math.max(0, ms), () => this.#heartbeatCheck());
     }
     /**
      * Silence for heartbeatInterval: send a ping; no frame within
      * heartbeatTimeout after it: the connection is dead, replace it.
      */
     #heartbeatCheck() {
-        this.#timers.heartbeat = null;
         if (!this.#conn || this.#state !== States.CONNECTED)
             return;
         const now = Date.now();
@@ -983,46 +979,40 @@ export class HubClient extends EventTarget {
                 this.#pingSent = 0;
             }
             else {
-                const left = this.#pingSent + this.#opts.heartbeatTimeout - now;
+                const left = this.#pingSent + this.#heartbeatTimeout - now;
                 if (left > 0) {
                     this.#armHeartbeat(left);
                     return;
                 }
-                const close = { code: 1006, reason: `no answer to a ping within ${this.#opts.heartbeatTimeout} ms`, wasClean: false };
-                this.#endConnection(4000, 'heartbeat timeout');
-                this.#lastClose = close;
-                this.#dropped(close);
+                this.#abandon(4000, 'heartbeat timeout', { code: 1006, reason: `no answer to a ping within ${this.#heartbeatTimeout} ms`, wasClean: false });
                 return;
             }
         }
         const quiet = now - this.#lastReceived;
-        if (quiet < this.#opts.heartbeatInterval) {
-            this.#armHeartbeat(this.#opts.heartbeatInterval - quiet);
+        if (quiet < this.#heartbeatInterval) {
+            this.#armHeartbeat(this.#heartbeatInterval - quiet);
             return;
         }
         this.#pingSent = now;
         // Not a request: any frame that arrives proves the connection alive, and
         // the pong (its ref unknown) is dispatched as a pong event like any other.
         this.#write(this.#frame('ping', { heartbeat: true }));
-        this.#armHeartbeat(this.#opts.heartbeatTimeout);
+        this.#armHeartbeat(this.#heartbeatTimeout);
     }
     /** Follows the browser's offline and online events while connecting or connected. */
     #listenNetwork() {
         const win = globalThis.window;
-        if (!this.#opts.network || !win || typeof win.addEventListener !== 'function' || this.#netListeners.length > 0)
+        if (!this.#network || !win || typeof win.addEventListener !== 'function' || this.#net)
             return;
         const nav = globalThis.navigator;
         this.#offline = !!nav && nav.onLine === false;
-        const onOffline = () => this.#goOffline();
-        const onOnline = () => this.#goOnline();
-        win.addEventListener('offline', onOffline);
-        win.addEventListener('online', onOnline);
-        this.#netListeners.push(() => win.removeEventListener('offline', onOffline), () => win.removeEventListener('online', onOnline));
+        const net = (this.#net = new AbortController());
+        win.addEventListener('offline', () => this.#goOffline(), { signal: net.signal });
+        win.addEventListener('online', () => this.#goOnline(), { signal: net.signal });
     }
     #unlistenNetwork() {
-        for (const remove of this.#netListeners)
-            remove();
-        this.#netListeners = [];
+        this.#net?.abort();
+        this.#net = null;
         this.#offline = false;
     }
     /** `offline`: the connection is of no use; reconnecting, with no attempt until `online`. */
@@ -1030,10 +1020,7 @@ export class HubClient extends EventTarget {
         this.#offline = true;
         this.#clearTimer('reconnect');
         if (this.#state === States.CONNECTED) {
-            const close = { code: 1006, reason: 'the browser went offline', wasClean: false };
-            this.#endConnection(4000, 'offline');
-            this.#lastClose = close;
-            this.#dropped(close);
+            this.#abandon(4000, 'offline', { code: 1006, reason: 'the browser went offline', wasClean: false });
         }
         else if (this.#state === States.CONNECTING || this.#state === States.RECONNECTING) {
             this.#endConnection(4000, 'offline'); // the attempt in flight cannot succeed
@@ -1055,15 +1042,14 @@ export class HubClient extends EventTarget {
      */
     #scheduleRefresh() {
         this.#clearTimer('refresh');
-        if (typeof this.#opts.token !== 'function' || !this.#expiresAt || !this.#conn)
+        if (typeof this.#token !== 'function' || !this.#expiresAt || !this.#conn)
             return;
         const left = msUntil(this.#expiresAt);
         if (!(left > 0))
             return;
         const delay = left >= 2 * REFRESH_AHEAD ? left - REFRESH_AHEAD : 0.9 * left;
         const gen = this.#gen;
-        this.#timers.refresh = setTimeout(() => {
-            this.#timers.refresh = null;
+        this.#after('refresh', delay, () => {
             if (gen !== this.#gen)
                 return;
             this.refreshToken().catch((err) => {
@@ -1073,14 +1059,13 @@ export class HubClient extends EventTarget {
                 // Try again halfway to the expiry; past it, the hub's 4001 makes the client reconnect with a new token.
                 const rest = this.#expiresAt ? msUntil(this.#expiresAt) : NaN;
                 if (rest > 1000 && this.#conn) {
-                    this.#timers.refresh = setTimeout(() => {
-                        this.#timers.refresh = null;
+                    this.#after('refresh', rest / 2, () => {
                         if (gen === this.#gen)
                             this.#scheduleRefreshNow();
-                    }, rest / 2);
+                    });
                 }
             });
-        }, delay);
+        });
     }
     #scheduleRefreshNow() {
         this.refreshToken().catch(noop);
@@ -1110,10 +1095,10 @@ export class HubClient extends EventTarget {
     #request(type, data, extra = {}) {
         switch (this.#state) {
             case States.CLOSED:
-                return Promise.reject(hubError('closed', 'sessionhub: the client is closed'));
+                return Promise.reject(hubError('closed', 'the client is closed'));
             case States.IDLE:
             case States.DISCONNECTED:
-                return Promise.reject(hubError('not_connected', 'sessionhub: not connected (call connect() first)'));
+                return Promise.reject(hubError('not_connected', 'not connected (call connect() first)'));
             default:
         }
         return this.#sendRequest(type, data, extra, !this.#ready);
@@ -1126,7 +1111,7 @@ export class HubClient extends EventTarget {
             frame = this.#frame(type, data, ref);
         }
         catch (err) {
-            return Promise.reject(hubError('bad_request', `sessionhub: cannot encode ${type}: ${errText(err)}`));
+            return Promise.reject(hubError('bad_request', `cannot encode ${type}: ${errText(err)}`));
         }
         return new Promise((resolve, reject) => {
             this.#pending.set(ref, { type, resolve, reject, ...extra });
@@ -1144,11 +1129,9 @@ export class HubClient extends EventTarget {
         this.#cursorPending = null;
         if (this.#write(this.#frame('cursor-update', c)))
             this.#patchSelf({ cursor: c });
-        if (this.#opts.cursorThrottle > 0) {
-            this.#timers.cursor = setTimeout(() => {
-                this.#timers.cursor = null;
-                this.#flushCursor(); // trailing edge: the latest position, if one came within the window
-            }, this.#opts.cursorThrottle);
+        if (this.#cursorThrottle > 0) {
+            // Trailing edge: the latest position, if one came within the window.
+            this.#after('cursor', this.#cursorThrottle, () => this.#flushCursor());
         }
     }
     #sendActivity(isActive) {
@@ -1204,111 +1187,90 @@ export class HubClient extends EventTarget {
         if (!check) {
             this.#badInput(`unknown message type ${JSON.stringify(type)}`);
             if (p)
-                p.reject(hubError('bad_server_message', `sessionhub: unexpected reply ${JSON.stringify(type)}`));
+                p.reject(hubError('bad_server_message', `unexpected reply ${JSON.stringify(type)}`));
             return;
         }
         if (!isObject(data) || !check(data)) {
             this.#badInput(`invalid ${type} data`);
             if (p)
-                p.reject(hubError('bad_server_message', `sessionhub: invalid ${type} from the server`));
+                p.reject(hubError('bad_server_message', `invalid ${type} from the server`));
             return;
         }
         if (p && type !== 'error' && REPLY_TYPE[p.type] !== type) {
             this.#badInput(`${type} does not answer ${p.type}`);
-            p.reject(hubError('bad_server_message', `sessionhub: unexpected reply ${type} to ${p.type}`));
+            p.reject(hubError('bad_server_message', `unexpected reply ${type} to ${p.type}`));
             return;
         }
         this.#handle(type, data, isString(ref) ? ref : undefined, p);
     }
     #handle(type, data, ref, p) {
+        if (type === 'error') {
+            // An error that answers a request also rejects it; detail.ref says which.
+            this.#emit(type, ref !== undefined ? { ...data, ref } : data);
+            if (p)
+                p.reject(hubError(data.code, `${data.code}: ${data.message || ''}`, { serverMessage: data.message }));
+            return;
+        }
+        // Exactly once: a broadcast offset already seen (a replayed event the page
+        // already had, or our own acked broadcast) is not dispatched again.
+        if (type === 'broadcast' && !this.#seen(data.offset))
+            return;
+        if (type === 'ack')
+            this.#seen(data.offset);
+        if (type === 'session-joined') {
+            const d = data;
+            if (p && p.join) {
+                const { userInfo, presence, recover } = p.join;
+                const epoch = isString(d.epoch) ? d.epoch : undefined;
+                // A recovered rejoin keeps the offset it asked from: the replay of
+                // what was missed follows and advances it. A first join or a fresh
+                // start (recovered: false) starts from the session's offset: the
+                // events before it are not coming.
+                const recovered = d.recovered === true && recover && recover.epoch === epoch;
+                this.#membership = {
+                    sessionId: d.sessionId,
+                    userInfo: { ...userInfo, userId: d.selfId },
+                    presence,
+                    epoch,
+                    offset: recovered && recover ? recover.offset : isNumber(d.offset) ? d.offset : 0,
+                };
+            }
+            this.#sessionId = d.sessionId;
+            this.#selfId = d.selfId;
+            if (isString(d.expiresAt)) {
+                this.#expiresAt = d.expiresAt;
+                this.#scheduleRefresh();
+            }
+        }
+        // The event first, then what changes with it.
+        this.#emit(type, data);
         switch (type) {
-            case 'session-joined': {
-                const d = data;
-                if (p && p.join) {
-                    const { userInfo, presence, recover } = p.join;
-                    const epoch = isString(d.epoch) ? d.epoch : undefined;
-                    // A recovered rejoin keeps the offset it asked from: the replay of
-                    // what was missed follows and advances it. A first join or a fresh
-                    // start (recovered: false) starts from the session's offset: the
-                    // events before it are not coming.
-                    const recovered = d.recovered === true && recover && recover.epoch === epoch;
-                    this.#membership = {
-                        sessionId: d.sessionId,
-                        userInfo: { ...userInfo, userId: d.selfId },
-                        presence,
-                        epoch,
-                        offset: recovered && recover ? recover.offset : isNumber(d.offset) ? d.offset : 0,
-                    };
-                }
-                this.#sessionId = d.sessionId;
-                this.#selfId = d.selfId;
-                if (isString(d.expiresAt)) {
-                    this.#expiresAt = d.expiresAt;
-                    this.#scheduleRefresh();
-                }
-                this.#emit(type, data);
-                this.#setParticipants(d.participants); // already in the server's order
+            case 'session-joined':
+                this.#setParticipants(data.participants); // already in the server's order
                 if (p && p.rejoin !== undefined)
                     this.#emit('rejoined', { ...data, attempt: p.rejoin });
                 else if (p && this.#ready)
                     this.#syncActivity();
                 break;
-            }
             case 'session-left':
-                this.#emit(type, data);
                 this.#forgetSession();
                 break;
             case 'user-joined': {
                 const d = data;
-                this.#emit(type, data);
-                if (d.participants)
-                    this.#setParticipants(d.participants);
-                else
-                    this.#setParticipants([...this.#participants.filter((x) => x.userId !== d.user.userId), d.user].sort(compareParticipants));
+                this.#setParticipants(d.participants || [...this.#participants.filter((x) => x.userId !== d.user.userId), d.user].sort(compareParticipants));
                 break;
             }
             case 'user-left': {
                 const d = data;
-                this.#emit(type, data);
-                if (d.participants)
-                    this.#setParticipants(d.participants);
-                else
-                    this.#setParticipants(this.#participants.filter((x) => x.userId !== d.userId));
+                this.#setParticipants(d.participants || this.#participants.filter((x) => x.userId !== d.userId));
                 break;
             }
             case 'cursor-moved':
-                this.#emit(type, data);
                 this.#patchParticipant(data.userId, { cursor: data.cursor });
                 break;
             case 'user-activity-changed':
-                this.#emit(type, data);
                 this.#patchParticipant(data.userId, { isActive: data.isActive });
                 break;
-            case 'broadcast':
-                // Exactly once: an offset already seen (a replayed event the page
-                // already had, or our own acked broadcast) is not dispatched again.
-                if (this.#seen(data.offset))
-                    this.#emit(type, data);
-                break;
-            case 'ack':
-                this.#seen(data.offset);
-                this.#emit(type, data);
-                break;
-            case 'pong':
-                this.#emit(type, data);
-                break;
-            case 'token-refreshed':
-                this.#emit(type, data);
-                break;
-            case 'error': {
-                // An error that answers a request also rejects it; detail.ref says which.
-                this.#emit(type, ref !== undefined ? { ...data, ref } : data);
-                if (p) {
-                    p.reject(hubError(data.code, `sessionhub: ${data.code}: ${data.message || ''}`, { serverMessage: data.message }));
-                    return;
-                }
-                break;
-            }
             default:
         }
         if (p)
@@ -1365,28 +1327,23 @@ export class HubClient extends EventTarget {
     #startActivityMonitor() {
         const doc = globalThis.document;
         const win = globalThis.window;
-        if (!doc || !win || !this.#opts.activity)
+        const idleAfter = this.#idleAfter;
+        if (!doc || !win || !idleAfter)
             return; // not in a browser: nothing to watch
-        const idleAfter = this.#opts.activity.idleAfter;
-        const a = { lastInput: Date.now(), timer: null, listeners: [] };
-        this.#activity = a;
+        let lastInput = Date.now();
+        const listening = (this.#activity = new AbortController());
         const visible = () => doc.visibilityState !== 'hidden';
-        const armIdle = (ms) => {
-            if (a.timer !== null)
-                clearTimeout(a.timer);
-            a.timer = setTimeout(onIdleCheck, ms);
-        };
+        const armIdle = (ms) => this.#after('idle', ms, onIdleCheck);
         const onIdleCheck = () => {
-            a.timer = null;
-            const left = idleAfter - (Date.now() - a.lastInput);
+            const left = idleAfter - (Date.now() - lastInput);
             if (left > 0)
                 armIdle(left);
             else
                 this.#monitorSays(false);
         };
         const onInput = () => {
-            a.lastInput = Date.now();
-            if (a.timer === null)
+            lastInput = Date.now();
+            if (this.#timers.idle === null)
                 armIdle(idleAfter); // only re-armed after it fired: cheap for pointermove
             if (visible() && this.#wantActive !== true)
                 this.#monitorSays(true);
@@ -1397,28 +1354,17 @@ export class HubClient extends EventTarget {
             else
                 this.#monitorSays(false);
         };
-        const listen = (target, type, fn) => {
-            target.addEventListener(type, fn, { passive: true, capture: true });
-            a.listeners.push(() => target.removeEventListener(type, fn, { capture: true }));
-        };
+        const listen = (target, type, fn) => target.addEventListener(type, fn, { passive: true, capture: true, signal: listening.signal });
         listen(doc, 'visibilitychange', onVisibility);
-        for (const type of ['keydown', 'pointerdown', 'pointermove', 'wheel', 'touchstart', 'scroll', 'input']) {
+        for (const type of ['keydown', 'pointerdown', 'pointermove', 'wheel', 'touchstart', 'scroll', 'input', 'focus']) {
             listen(win, type, onInput);
         }
-        listen(win, 'focus', onInput);
         this.#wantActive = visible();
         armIdle(idleAfter);
     }
     #stopActivityMonitor() {
-        const a = this.#activity;
-        if (!a)
-            return;
-        if (a.timer !== null)
-            clearTimeout(a.timer);
-        a.timer = null;
-        for (const remove of a.listeners)
-            remove();
-        a.listeners = [];
+        this.#clearTimer('idle');
+        this.#activity?.abort();
         this.#activity = null;
     }
     /** The monitor's view changed: only a change is sent, and only in a session. */
@@ -1429,6 +1375,8 @@ export class HubClient extends EventTarget {
         this.#syncActivity();
     }
 }
+/** A token as sent: undefined when there is none. */
+const tokenText = (v) => (v === undefined || v === null || v === '' ? undefined : String(v));
 /** The message of an error, or the thing itself as text. */
 function errText(err) {
     return err && typeof err.message === 'string' ? err.message : String(err);

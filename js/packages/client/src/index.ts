@@ -515,6 +515,9 @@ export const sseTransport: TransportFactory = (req, events) => {
     es.close();
     events.close(info);
   };
+  const fail = (reason: string): void => finish({ code: 1006, reason, wasClean: false });
+  const postBody = (body: string, keepalive = false): Promise<Response> =>
+    post(sendURL, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body, keepalive });
   es.addEventListener('open', (ev) => {
     // The stream's own open event carries its id; EventSource's (no data) does not.
     const data = (ev as MessageEvent).data;
@@ -527,7 +530,7 @@ export const sseTransport: TransportFactory = (req, events) => {
       if (req.token) su.searchParams.set('token', req.token);
       sendURL = su.toString();
     } catch (err) {
-      finish({ code: 1006, reason: `bad open event: ${errText(err)}`, wasClean: false });
+      fail(`bad open event: ${errText(err)}`);
       return;
     }
     events.open();
@@ -547,24 +550,21 @@ export const sseTransport: TransportFactory = (req, events) => {
     }
     finish({ code, reason, wasClean: code !== 1006 });
   });
-  es.onerror = () => finish({ code: 1006, reason: 'stream lost', wasClean: false });
+  es.onerror = () => fail('stream lost');
   const pump = (): void => {
     if (inFlight || done || queue.length === 0) return;
     const batch = queue.splice(0, MAX_SEND_MESSAGES);
     inFlight = true;
     const body = `{"streamId":${JSON.stringify(streamId)},"messages":[${batch.join(',')}]}`;
-    post(sendURL, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body }).then(
+    postBody(body).then(
       (res) => {
         inFlight = false;
-        if (res.status !== 202) {
-          finish({ code: 1006, reason: `send answered ${res.status}`, wasClean: false });
-          return;
-        }
-        pump();
+        if (res.status !== 202) fail(`send answered ${res.status}`);
+        else pump();
       },
       (err) => {
         inFlight = false;
-        finish({ code: 1006, reason: `send failed: ${errText(err)}`, wasClean: false });
+        fail(`send failed: ${errText(err)}`);
       },
     );
   };
@@ -580,8 +580,7 @@ export const sseTransport: TransportFactory = (req, events) => {
       es.close();
       // A clean close tells the hub, so that the user leaves at once.
       if (code === 1000 && sendURL) {
-        const body = JSON.stringify({ streamId, close: 1000 });
-        post(sendURL, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body, keepalive: true }).catch(noop);
+        postBody(JSON.stringify({ streamId, close: 1000 }), true).catch(noop);
       }
     },
   };
@@ -606,16 +605,6 @@ export const States = Object.freeze({
  * from a function), 4003 (removed by the server API).
  */
 export const FINAL_CLOSE_CODES: readonly number[] = Object.freeze([1000, 1003, 1008, 4001, 4003]);
-
-const DEFAULTS = Object.freeze({
-  connectTimeout: 20000,
-  heartbeatInterval: 25000,
-  heartbeatTimeout: 10000,
-  reconnect: Object.freeze({ initial: 500, factor: 2, max: 10000, maxAttempts: 5, resetAfter: 10000 }),
-  cursorThrottle: 50,
-  idleAfter: 60000,
-  fallback: Object.freeze({ after: 2, retryWebSocketAfter: 60000 }),
-});
 
 /** Refresh a token this long before it expires, at the latest. */
 const REFRESH_AHEAD = 60000;
@@ -656,9 +645,9 @@ const SERVER_MESSAGES: Readonly<Record<string, (d: Dict) => boolean>> = Object.f
   error: (d) => isString(d.code),
 });
 
-/** An Error with a `code`: a server error code, or one of the client's own. */
+/** An Error with a `code` (a server error code, or one of the client's own) and the message `sessionhub: ${message}`. */
 function hubError(code: string, message: string, extra?: Partial<HubError>): HubError {
-  const err = new Error(message) as HubError;
+  const err = new Error(`sessionhub: ${message}`) as HubError;
   err.name = 'HubError';
   err.code = code;
   if (extra) Object.assign(err, extra);
@@ -689,7 +678,7 @@ const freezeList = (list: readonly Participant[]): readonly Participant[] =>
 /** Milliseconds from now until an RFC 3339 time; NaN when it does not parse. */
 const msUntil = (rfc3339: string): number => Date.parse(rfc3339) - Date.now();
 
-type TimerName = 'connect' | 'reconnect' | 'stable' | 'heartbeat' | 'refresh' | 'cursor' | 'probe';
+type TimerName = 'connect' | 'reconnect' | 'stable' | 'heartbeat' | 'refresh' | 'cursor' | 'probe' | 'idle';
 
 interface Pending {
   type: string;
@@ -712,27 +701,6 @@ interface Membership {
   presence?: Presence;
   epoch?: string;
   offset: number;
-}
-
-interface ActivityMonitor {
-  lastInput: number;
-  timer: ReturnType<typeof setTimeout> | null;
-  listeners: Array<() => void>;
-}
-
-interface ResolvedOptions {
-  connectTimeout: number;
-  heartbeatInterval: number;
-  heartbeatTimeout: number;
-  reconnect: Required<ReconnectOptions>;
-  cursorThrottle: number;
-  activity: { idleAfter: number } | null;
-  batch: boolean;
-  network: boolean;
-  token: TokenSource;
-  transport: TransportFactory;
-  /** null: no fallback (off, or a transport of the caller's). */
-  fallback: { after: number; retryWebSocketAfter: number } | null;
 }
 
 /** The typed event methods of HubClient (merged into the class). */
@@ -762,7 +730,18 @@ export interface HubClient {
 export class HubClient extends EventTarget {
   #url: string | URL | undefined;
   #options: HubClientOptions;
-  #opts: ResolvedOptions;
+  // The options, resolved with their defaults (see HubClientOptions).
+  #connectTimeout: number;
+  #heartbeatInterval: number;
+  #heartbeatTimeout: number;
+  #reconnect: Required<ReconnectOptions>;
+  #cursorThrottle: number;
+  #idleAfter: number; // 0: no activity monitor
+  #token: TokenSource;
+  #batch: boolean;
+  #network: boolean;
+  #factory: TransportFactory;
+  #fallback: Required<Omit<FallbackOptions, 'url'>> | null; // null: no fallback (off, or a transport of the caller's)
   #state: HubState = States.IDLE;
   #conn: Transport | null = null; // the current connection (connecting or open)
   #gen = 0; // bumped for every attempt and every end of one: stale callbacks compare it
@@ -770,7 +749,7 @@ export class HubClient extends EventTarget {
   // The client's timers: connect (the attempt's timeout), reconnect (the
   // backoff), stable (the attempt counter's reset), heartbeat, refresh (the
   // token's), cursor (the throttle window, open while it runs).
-  #timers: Record<TimerName, ReturnType<typeof setTimeout> | null> = { connect: null, reconnect: null, stable: null, heartbeat: null, refresh: null, cursor: null, probe: null };
+  #timers: Record<TimerName, ReturnType<typeof setTimeout> | null> = { connect: null, reconnect: null, stable: null, heartbeat: null, refresh: null, cursor: null, probe: null, idle: null };
   #lastReceived = 0; // Date.now() of the last frame received
   #pingSent = 0; // Date.now() of the heartbeat ping in flight, 0 when none
   #attempt = 0; // failed attempts since the client last had a stable connection
@@ -782,7 +761,7 @@ export class HubClient extends EventTarget {
   #lastError: HubError | null = null;
   #expiresAt: string | null = null;
   #offline = false;
-  #netListeners: Array<() => void> = [];
+  #net: AbortController | null = null; // aborting it removes the offline and online listeners
   #transport: TransportName | null = null; // of the current or last open connection
   #attemptTransport: TransportName = 'websocket'; // of the attempt in progress
   #wsFailures = 0; // WebSocket attempts in a row that failed before they opened
@@ -800,7 +779,7 @@ export class HubClient extends EventTarget {
 
   // Activity: what the page (or the activity monitor) wants the server to know.
   #wantActive: boolean | null = null; // null until setActive() or the monitor says something
-  #activity: ActivityMonitor | null = null;
+  #activity: AbortController | null = null; // the monitor's listeners: aborting it removes them
 
   /**
    * @param url the hub's WebSocket endpoint; defaults to ws(s)://<location.host>/ws.
@@ -823,36 +802,30 @@ export class HubClient extends EventTarget {
     const nonNegative = (v: unknown, d: number): number => (isNumber(v) && v >= 0 ? v : d);
     this.#url = url as string | URL | undefined;
     this.#options = o;
-    const initial = positive(r.initial, DEFAULTS.reconnect.initial);
-    this.#opts = {
-      connectTimeout: positive(o.connectTimeout, DEFAULTS.connectTimeout),
-      heartbeatInterval: nonNegative(o.heartbeatInterval, DEFAULTS.heartbeatInterval),
-      heartbeatTimeout: positive(o.heartbeatTimeout, DEFAULTS.heartbeatTimeout),
-      reconnect: {
-        initial,
-        factor: isNumber(r.factor) && r.factor >= 1 ? r.factor : DEFAULTS.reconnect.factor,
-        max: Math.max(initial, positive(r.max, DEFAULTS.reconnect.max)),
-        // 0 = forever; -1 (reconnect: false) = never.
-        maxAttempts: isNumber(r.maxAttempts) ? Math.max(-1, Math.floor(r.maxAttempts)) : DEFAULTS.reconnect.maxAttempts,
-        resetAfter: nonNegative(r.resetAfter, DEFAULTS.reconnect.resetAfter),
-      },
-      cursorThrottle: nonNegative(o.cursorThrottle, DEFAULTS.cursorThrottle),
-      activity: o.activity
-        ? { idleAfter: positive(isObject(o.activity) ? o.activity.idleAfter : undefined, DEFAULTS.idleAfter) }
-        : null,
-      batch: o.batch !== false,
-      network: o.network !== false,
-      token: o.token,
-      transport: typeof o.transport === 'function' ? o.transport : webSocketTransport,
-      fallback:
-        o.fallback === false || typeof o.transport === 'function'
-          ? null
-          : {
-              after: positive(isObject(o.fallback) ? o.fallback.after : undefined, DEFAULTS.fallback.after),
-              retryWebSocketAfter: nonNegative(isObject(o.fallback) ? o.fallback.retryWebSocketAfter : undefined, DEFAULTS.fallback.retryWebSocketAfter),
-            },
+    const initial = positive(r.initial, 500);
+    this.#connectTimeout = positive(o.connectTimeout, 20000);
+    this.#heartbeatInterval = nonNegative(o.heartbeatInterval, 25000);
+    this.#heartbeatTimeout = positive(o.heartbeatTimeout, 10000);
+    this.#reconnect = {
+      initial,
+      factor: isNumber(r.factor) && r.factor >= 1 ? r.factor : 2,
+      max: Math.max(initial, positive(r.max, 10000)),
+      // 0 = forever; -1 (reconnect: false) = never.
+      maxAttempts: isNumber(r.maxAttempts) ? Math.max(-1, Math.floor(r.maxAttempts)) : 5,
+      resetAfter: nonNegative(r.resetAfter, 10000),
     };
-    if (this.#opts.activity) this.#startActivityMonitor();
+    this.#cursorThrottle = nonNegative(o.cursorThrottle, 50);
+    this.#idleAfter = o.activity ? positive(isObject(o.activity) ? o.activity.idleAfter : undefined, 60000) : 0;
+    this.#token = o.token;
+    this.#batch = o.batch !== false;
+    this.#network = o.network !== false;
+    this.#factory = typeof o.transport === 'function' ? o.transport : webSocketTransport;
+    const fb: FallbackOptions = isObject(o.fallback) ? o.fallback : {};
+    this.#fallback =
+      o.fallback === false || typeof o.transport === 'function'
+        ? null
+        : { after: positive(fb.after, 2), retryWebSocketAfter: nonNegative(fb.retryWebSocketAfter, 60000) };
+    if (this.#idleAfter) this.#startActivityMonitor();
   }
 
   // ----- public state -----
@@ -918,7 +891,7 @@ export class HubClient extends EventTarget {
       case States.CONNECTED:
         return Promise.resolve();
       case States.CLOSED:
-        return Promise.reject(hubError('closed', 'sessionhub: the client is closed'));
+        return Promise.reject(hubError('closed', 'the client is closed'));
       case States.CONNECTING:
       case States.RECONNECTING:
         return new Promise((resolve, reject) => this.#connectWaiters.push({ resolve, reject }));
@@ -946,10 +919,10 @@ export class HubClient extends EventTarget {
     this.#cursorPending = null;
     this.#stopActivityMonitor();
     this.#unlistenNetwork();
-    this.#failRequests(() => hubError('closed', 'sessionhub: the client was closed'));
+    this.#failRequests(() => hubError('closed', 'the client was closed'));
     this.#forgetSession();
     this.#setState(States.CLOSED);
-    this.#settleConnect(hubError('closed', 'sessionhub: the client was closed'));
+    this.#settleConnect(hubError('closed', 'the client was closed'));
   }
 
   // ----- requests -----
@@ -1001,7 +974,7 @@ export class HubClient extends EventTarget {
    */
   async refreshToken(): Promise<string | null> {
     const token = await this.#getToken();
-    if (!token) throw hubError('token_failed', 'sessionhub: no token to refresh with');
+    if (!token) throw hubError('token_failed', 'no token to refresh with');
     const d = await this.#request('refresh-token', { token });
     const exp = isString(d.expiresAt) ? d.expiresAt : null;
     this.#expiresAt = exp;
@@ -1038,6 +1011,15 @@ export class HubClient extends EventTarget {
   }
 
   // ----- internals: connection lifecycle -----
+
+  /** Arms timer name, replacing it: fn runs after ms unless the timer is cleared first. */
+  #after(name: TimerName, ms: number, fn: () => void): void {
+    this.#clearTimer(name);
+    this.#timers[name] = setTimeout(() => {
+      this.#timers[name] = null;
+      fn();
+    }, ms);
+  }
 
   #clearTimer(name: TimerName): void {
     const t = this.#timers[name];
@@ -1085,9 +1067,28 @@ export class HubClient extends EventTarget {
 
   /** The token of the next attempt or refresh: the option's value, or what its function returns. */
   async #getToken(): Promise<string | undefined> {
-    const t = this.#opts.token;
-    const v = typeof t === 'function' ? await t() : t;
-    return v === undefined || v === null || v === '' ? undefined : String(v);
+    const t = this.#token;
+    return tokenText(typeof t === 'function' ? await t() : t);
+  }
+
+  /**
+   * Calls use with the token of an attempt made in gen: at once for a token
+   * value, or once the token function resolves; failed when it fails. Neither
+   * is called when gen is stale by then.
+   */
+  #withToken(gen: number, use: (token: string | undefined) => void, failed: (err: unknown) => void): void {
+    if (typeof this.#token !== 'function') {
+      use(tokenText(this.#token));
+      return;
+    }
+    this.#getToken().then(
+      (token) => {
+        if (gen === this.#gen) use(token);
+      },
+      (err) => {
+        if (gen === this.#gen) failed(err);
+      },
+    );
   }
 
   /** Makes one connection attempt (state connecting or reconnecting). */
@@ -1102,39 +1103,32 @@ export class HubClient extends EventTarget {
       return;
     }
     // The connect timeout covers getting the token too.
-    this.#timers.connect = setTimeout(() => {
-      this.#timers.connect = null;
+    this.#after('connect', this.#connectTimeout, () => {
       if (gen !== this.#gen) return;
       this.#lastClose = { code: 1006, reason: 'connect timeout', wasClean: false };
       this.#notOpened();
-      this.#attemptFailed({ code: 1006, reason: `no connection within ${this.#opts.connectTimeout} ms` }, 'connect_timeout');
-    }, this.#opts.connectTimeout);
-    if (typeof this.#opts.token === 'function') {
-      this.#getToken().then(
-        (token) => {
-          if (gen === this.#gen) this.#openTransport(gen, url, token);
-        },
-        (err) => {
-          if (gen !== this.#gen) return;
-          this.#emit('error', { code: 'token_failed', message: `sessionhub: the token function failed: ${errText(err)}` });
-          this.#attemptFailed({ code: 1006, reason: `the token function failed: ${errText(err)}` }, 'token_failed');
-        },
-      );
-    } else {
-      const t = this.#opts.token;
-      this.#openTransport(gen, url, t === undefined || t === null || t === '' ? undefined : String(t));
-    }
+      this.#attemptFailed({ code: 1006, reason: `no connection within ${this.#connectTimeout} ms` }, 'connect_timeout');
+    });
+    this.#withToken(
+      gen,
+      (token) => this.#openTransport(gen, url, token),
+      (err) => {
+        const reason = `the token function failed: ${errText(err)}`;
+        this.#emit('error', { code: 'token_failed', message: `sessionhub: ${reason}` });
+        this.#attemptFailed({ code: 1006, reason }, 'token_failed');
+      },
+    );
   }
 
   /** The transport of the next attempt: SSE while the fallback holds (and the platform has EventSource and fetch), else the configured one. */
   #chooseTransport(): { name: TransportName; factory: TransportFactory } {
-    if (this.#opts.fallback && Date.now() < this.#sseUntil && sseAvailable(this.#options)) return { name: 'sse', factory: sseTransport };
-    return { name: this.#opts.fallback ? 'websocket' : typeof this.#options.transport === 'function' ? 'custom' : 'websocket', factory: this.#opts.transport };
+    if (this.#fallback && Date.now() < this.#sseUntil && sseAvailable(this.#options)) return { name: 'sse', factory: sseTransport };
+    return { name: this.#fallback ? 'websocket' : typeof this.#options.transport === 'function' ? 'custom' : 'websocket', factory: this.#factory };
   }
 
   /** The attempt in progress failed before it opened: WebSocket failures in a row start the fallback. */
   #notOpened(): void {
-    const fb = this.#opts.fallback;
+    const fb = this.#fallback;
     if (!fb) return;
     if (this.#attemptTransport === 'sse') {
       // The stream failed too (the hub is down, or refuses this client): the
@@ -1179,7 +1173,7 @@ export class HubClient extends EventTarget {
       },
     };
     try {
-      this.#conn = chosen.factory({ url, token, batch: this.#opts.batch, options: this.#options }, events);
+      this.#conn = chosen.factory({ url, token, batch: this.#batch, options: this.#options }, events);
     } catch (err) {
       // No WebSocket, or a URL the implementation refuses: no attempt can succeed.
       this.#conn = null;
@@ -1213,13 +1207,9 @@ export class HubClient extends EventTarget {
 
   /** On SSE: tries WebSocket again once fallback.retryWebSocketAfter has passed. */
   #armProbe(): void {
-    const fb = this.#opts.fallback;
+    const fb = this.#fallback;
     if (!fb) return;
-    this.#clearTimer('probe');
-    this.#timers.probe = setTimeout(() => {
-      this.#timers.probe = null;
-      this.#probeWebSocket();
-    }, Math.max(0, this.#sseUntil - Date.now()));
+    this.#after('probe', Math.max(0, this.#sseUntil - Date.now()), () => this.#probeWebSocket());
   }
 
   /**
@@ -1230,7 +1220,7 @@ export class HubClient extends EventTarget {
    * client stays on SSE and tries again after fallback.retryWebSocketAfter.
    */
   #probeWebSocket(): void {
-    const fb = this.#opts.fallback;
+    const fb = this.#fallback;
     if (!fb || this.#state !== States.CONNECTED || this.#transport !== 'sse') return;
     const gen = this.#gen;
     let url: string;
@@ -1262,7 +1252,7 @@ export class HubClient extends EventTarget {
         this.#sseUntil = 0;
         this.#switchToWebSocket();
       };
-      const timer = setTimeout(() => finish(false), this.#opts.connectTimeout);
+      const timer = setTimeout(() => finish(false), this.#connectTimeout);
       try {
         this.#probe = webSocketTransport(
           { url, token, batch: false, options: this.#options },
@@ -1272,22 +1262,20 @@ export class HubClient extends EventTarget {
         finish(false);
       }
     };
-    if (typeof this.#opts.token === 'function') {
-      this.#getToken().then(start, () => {
-        if (gen === this.#gen) again();
-      });
-    } else {
-      const t = this.#opts.token;
-      start(t === undefined || t === null || t === '' ? undefined : String(t));
-    }
+    this.#withToken(gen, start, again);
   }
 
   /** Leaves the SSE stream for a WebSocket: a drop (no close send: the leave grace covers it), then a reconnect. */
   #switchToWebSocket(): void {
-    const info = { code: 1001, reason: 'back to WebSocket', wasClean: false };
-    this.#endConnection(1001); // the stream's close(1001) tells the hub nothing: a drop
-    this.#lastClose = info;
-    this.#dropped(info);
+    // The stream's close(1001) tells the hub nothing: a drop.
+    this.#abandon(1001, undefined, { code: 1001, reason: 'back to WebSocket', wasClean: false });
+  }
+
+  /** Ends the open connection with code and reason, and handles it as the drop close. */
+  #abandon(code: number, reason: string | undefined, close: CloseInfo & { wasClean: boolean }): void {
+    this.#endConnection(code, reason);
+    this.#lastClose = close;
+    this.#dropped(close);
   }
 
   /** A connection attempt succeeded. */
@@ -1296,7 +1284,7 @@ export class HubClient extends EventTarget {
     const attempt = this.#attempt;
     this.#lastError = null;
     this.#lastReceived = Date.now();
-    this.#armHeartbeat(this.#opts.heartbeatInterval);
+    this.#armHeartbeat(this.#heartbeatInterval);
     this.#setState(States.CONNECTED);
     this.#settleConnect();
     if (reconnected && this.#membership) this.#rejoin(attempt);
@@ -1306,14 +1294,14 @@ export class HubClient extends EventTarget {
   /** A connection attempt failed before it opened. */
   #attemptFailed(close: CloseInfo, code: string, hopeless = false): void {
     this.#endConnection(1000);
-    const err = hubError(code, `sessionhub: could not connect to the hub (${describeClose(close)})`, { closeCode: close.code });
+    const err = hubError(code, `could not connect to the hub (${describeClose(close)})`, { closeCode: close.code });
     this.#lastError = err;
-    if (!hopeless && this.#opts.reconnect.maxAttempts >= 0) {
+    if (!hopeless && this.#reconnect.maxAttempts >= 0) {
       this.#emit('error', { code, message: err.message });
       if (this.#state === States.CONNECTING || this.#state === States.RECONNECTING) this.#scheduleReconnect();
       return;
     }
-    this.#failRequests(() => hubError('connection_lost', 'sessionhub: the connection could not be made'));
+    this.#failRequests(() => hubError('connection_lost', 'the connection could not be made'));
     this.#forgetSession();
     this.#unlistenNetwork();
     this.#setState(States.DISCONNECTED, close);
@@ -1322,10 +1310,10 @@ export class HubClient extends EventTarget {
 
   /** An open connection ended without close() being called. */
   #dropped(close: CloseInfo): void {
-    this.#failRequests(() => hubError('connection_lost', 'sessionhub: connection lost before the reply'), true);
+    this.#failRequests(() => hubError('connection_lost', 'connection lost before the reply'), true);
     // A token that expired is not final when a new one can be had.
-    const expired = close.code === 4001 && typeof this.#opts.token === 'function';
-    const final = (FINAL_CLOSE_CODES.includes(close.code) && !expired) || this.#opts.reconnect.maxAttempts < 0;
+    const expired = close.code === 4001 && typeof this.#token === 'function';
+    const final = (FINAL_CLOSE_CODES.includes(close.code) && !expired) || this.#reconnect.maxAttempts < 0;
     if (final) {
       this.#giveUp({ code: close.code, reason: close.reason });
       return;
@@ -1336,7 +1324,7 @@ export class HubClient extends EventTarget {
 
   /** Waits the backoff delay of the next attempt (or for `online`), or gives up after the last one. */
   #scheduleReconnect(): void {
-    const { initial, factor, max, maxAttempts } = this.#opts.reconnect;
+    const { initial, factor, max, maxAttempts } = this.#reconnect;
     this.#clearTimer('reconnect');
     if (maxAttempts > 0 && this.#attempt >= maxAttempts) {
       this.#giveUp({ attempts: this.#attempt });
@@ -1347,10 +1335,7 @@ export class HubClient extends EventTarget {
     // Full jitter: a random delay in [0, min(max, initial * factor^(n-1))].
     const bound = Math.min(max, initial * factor ** (this.#attempt - 1));
     const delay = Math.random() * bound;
-    this.#timers.reconnect = setTimeout(() => {
-      this.#timers.reconnect = null;
-      this.#open();
-    }, delay);
+    this.#after('reconnect', delay, () => this.#open());
   }
 
   /** Ends in state 'disconnected': a final close code, or retrying gave up. */
@@ -1358,7 +1343,7 @@ export class HubClient extends EventTarget {
     this.#clearTimer('reconnect');
     this.#endConnection(1000);
     this.#unlistenNetwork();
-    this.#failRequests(() => hubError('connection_lost', 'sessionhub: disconnected'));
+    this.#failRequests(() => hubError('connection_lost', 'disconnected'));
     this.#forgetSession();
     const message =
       'attempts' in error
@@ -1401,11 +1386,9 @@ export class HubClient extends EventTarget {
     for (const q of queue) this.#write(q.frame);
     this.#syncActivity();
     if (this.#cursorPending && this.#timers.cursor === null) this.#flushCursor();
-    this.#clearTimer('stable');
-    this.#timers.stable = setTimeout(() => {
-      this.#timers.stable = null;
+    this.#after('stable', this.#reconnect.resetAfter, () => {
       this.#attempt = 0;
-    }, this.#opts.reconnect.resetAfter);
+    });
   }
 
   /**
@@ -1428,8 +1411,8 @@ export class HubClient extends EventTarget {
   /** Arms the heartbeat check in ms. */
   #armHeartbeat(ms: number): void {
     this.#clearTimer('heartbeat');
-    if (this.#opts.heartbeatInterval <= 0) return;
-    this.#timers.heartbeat = setTimeout(() => this.#heartbeatCheck(), Math.max(0, ms));
+    if (this.#heartbeatInterval <= 0) return;
+    this.#after('heartbeat', Math.max(0, ms), () => this.#heartbeatCheck());
   }
 
   /**
@@ -1437,56 +1420,47 @@ export class HubClient extends EventTarget {
    * heartbeatTimeout after it: the connection is dead, replace it.
    */
   #heartbeatCheck(): void {
-    this.#timers.heartbeat = null;
     if (!this.#conn || this.#state !== States.CONNECTED) return;
     const now = Date.now();
     if (this.#pingSent > 0) {
       if (this.#lastReceived >= this.#pingSent) {
         this.#pingSent = 0;
       } else {
-        const left = this.#pingSent + this.#opts.heartbeatTimeout - now;
+        const left = this.#pingSent + this.#heartbeatTimeout - now;
         if (left > 0) {
           this.#armHeartbeat(left);
           return;
         }
-        const close = { code: 1006, reason: `no answer to a ping within ${this.#opts.heartbeatTimeout} ms`, wasClean: false };
-        this.#endConnection(4000, 'heartbeat timeout');
-        this.#lastClose = close;
-        this.#dropped(close);
+        this.#abandon(4000, 'heartbeat timeout', { code: 1006, reason: `no answer to a ping within ${this.#heartbeatTimeout} ms`, wasClean: false });
         return;
       }
     }
     const quiet = now - this.#lastReceived;
-    if (quiet < this.#opts.heartbeatInterval) {
-      this.#armHeartbeat(this.#opts.heartbeatInterval - quiet);
+    if (quiet < this.#heartbeatInterval) {
+      this.#armHeartbeat(this.#heartbeatInterval - quiet);
       return;
     }
     this.#pingSent = now;
     // Not a request: any frame that arrives proves the connection alive, and
     // the pong (its ref unknown) is dispatched as a pong event like any other.
     this.#write(this.#frame('ping', { heartbeat: true }));
-    this.#armHeartbeat(this.#opts.heartbeatTimeout);
+    this.#armHeartbeat(this.#heartbeatTimeout);
   }
 
   /** Follows the browser's offline and online events while connecting or connected. */
   #listenNetwork(): void {
     const win = (globalThis as { window?: Window }).window;
-    if (!this.#opts.network || !win || typeof win.addEventListener !== 'function' || this.#netListeners.length > 0) return;
+    if (!this.#network || !win || typeof win.addEventListener !== 'function' || this.#net) return;
     const nav = (globalThis as { navigator?: Navigator }).navigator;
     this.#offline = !!nav && nav.onLine === false;
-    const onOffline = (): void => this.#goOffline();
-    const onOnline = (): void => this.#goOnline();
-    win.addEventListener('offline', onOffline);
-    win.addEventListener('online', onOnline);
-    this.#netListeners.push(
-      () => win.removeEventListener('offline', onOffline),
-      () => win.removeEventListener('online', onOnline),
-    );
+    const net = (this.#net = new AbortController());
+    win.addEventListener('offline', () => this.#goOffline(), { signal: net.signal });
+    win.addEventListener('online', () => this.#goOnline(), { signal: net.signal });
   }
 
   #unlistenNetwork(): void {
-    for (const remove of this.#netListeners) remove();
-    this.#netListeners = [];
+    this.#net?.abort();
+    this.#net = null;
     this.#offline = false;
   }
 
@@ -1495,10 +1469,7 @@ export class HubClient extends EventTarget {
     this.#offline = true;
     this.#clearTimer('reconnect');
     if (this.#state === States.CONNECTED) {
-      const close = { code: 1006, reason: 'the browser went offline', wasClean: false };
-      this.#endConnection(4000, 'offline');
-      this.#lastClose = close;
-      this.#dropped(close);
+      this.#abandon(4000, 'offline', { code: 1006, reason: 'the browser went offline', wasClean: false });
     } else if (this.#state === States.CONNECTING || this.#state === States.RECONNECTING) {
       this.#endConnection(4000, 'offline'); // the attempt in flight cannot succeed
     }
@@ -1521,13 +1492,12 @@ export class HubClient extends EventTarget {
    */
   #scheduleRefresh(): void {
     this.#clearTimer('refresh');
-    if (typeof this.#opts.token !== 'function' || !this.#expiresAt || !this.#conn) return;
+    if (typeof this.#token !== 'function' || !this.#expiresAt || !this.#conn) return;
     const left = msUntil(this.#expiresAt);
     if (!(left > 0)) return;
     const delay = left >= 2 * REFRESH_AHEAD ? left - REFRESH_AHEAD : 0.9 * left;
     const gen = this.#gen;
-    this.#timers.refresh = setTimeout(() => {
-      this.#timers.refresh = null;
+    this.#after('refresh', delay, () => {
       if (gen !== this.#gen) return;
       this.refreshToken().catch((err: HubError) => {
         if (gen !== this.#gen || !err || err.code === 'connection_lost' || err.code === 'closed') return;
@@ -1535,13 +1505,12 @@ export class HubClient extends EventTarget {
         // Try again halfway to the expiry; past it, the hub's 4001 makes the client reconnect with a new token.
         const rest = this.#expiresAt ? msUntil(this.#expiresAt) : NaN;
         if (rest > 1000 && this.#conn) {
-          this.#timers.refresh = setTimeout(() => {
-            this.#timers.refresh = null;
+          this.#after('refresh', rest / 2, () => {
             if (gen === this.#gen) this.#scheduleRefreshNow();
-          }, rest / 2);
+          });
         }
       });
-    }, delay);
+    });
   }
 
   #scheduleRefreshNow(): void {
@@ -1572,10 +1541,10 @@ export class HubClient extends EventTarget {
   #request(type: string, data: unknown, extra: Partial<Pending> = {}): Promise<Dict> {
     switch (this.#state) {
       case States.CLOSED:
-        return Promise.reject(hubError('closed', 'sessionhub: the client is closed'));
+        return Promise.reject(hubError('closed', 'the client is closed'));
       case States.IDLE:
       case States.DISCONNECTED:
-        return Promise.reject(hubError('not_connected', 'sessionhub: not connected (call connect() first)'));
+        return Promise.reject(hubError('not_connected', 'not connected (call connect() first)'));
       default:
     }
     return this.#sendRequest(type, data, extra, !this.#ready);
@@ -1588,7 +1557,7 @@ export class HubClient extends EventTarget {
     try {
       frame = this.#frame(type, data, ref);
     } catch (err) {
-      return Promise.reject(hubError('bad_request', `sessionhub: cannot encode ${type}: ${errText(err)}`));
+      return Promise.reject(hubError('bad_request', `cannot encode ${type}: ${errText(err)}`));
     }
     return new Promise((resolve, reject) => {
       this.#pending.set(ref, { type, resolve, reject, ...extra });
@@ -1603,11 +1572,9 @@ export class HubClient extends EventTarget {
     const c = this.#cursorPending;
     this.#cursorPending = null;
     if (this.#write(this.#frame('cursor-update', c))) this.#patchSelf({ cursor: c });
-    if (this.#opts.cursorThrottle > 0) {
-      this.#timers.cursor = setTimeout(() => {
-        this.#timers.cursor = null;
-        this.#flushCursor(); // trailing edge: the latest position, if one came within the window
-      }, this.#opts.cursorThrottle);
+    if (this.#cursorThrottle > 0) {
+      // Trailing edge: the latest position, if one came within the window.
+      this.#after('cursor', this.#cursorThrottle, () => this.#flushCursor());
     }
   }
 
@@ -1663,104 +1630,85 @@ export class HubClient extends EventTarget {
     }
     if (!check) {
       this.#badInput(`unknown message type ${JSON.stringify(type)}`);
-      if (p) p.reject(hubError('bad_server_message', `sessionhub: unexpected reply ${JSON.stringify(type)}`));
+      if (p) p.reject(hubError('bad_server_message', `unexpected reply ${JSON.stringify(type)}`));
       return;
     }
     if (!isObject(data) || !check(data)) {
       this.#badInput(`invalid ${type} data`);
-      if (p) p.reject(hubError('bad_server_message', `sessionhub: invalid ${type} from the server`));
+      if (p) p.reject(hubError('bad_server_message', `invalid ${type} from the server`));
       return;
     }
     if (p && type !== 'error' && REPLY_TYPE[p.type] !== type) {
       this.#badInput(`${type} does not answer ${p.type}`);
-      p.reject(hubError('bad_server_message', `sessionhub: unexpected reply ${type} to ${p.type}`));
+      p.reject(hubError('bad_server_message', `unexpected reply ${type} to ${p.type}`));
       return;
     }
     this.#handle(type as string, data, isString(ref) ? ref : undefined, p);
   }
 
   #handle(type: string, data: Dict, ref: string | undefined, p: Pending | null): void {
+    if (type === 'error') {
+      // An error that answers a request also rejects it; detail.ref says which.
+      this.#emit(type, ref !== undefined ? { ...data, ref } : data);
+      if (p) p.reject(hubError(data.code as string, `${data.code}: ${data.message || ''}`, { serverMessage: data.message as string }));
+      return;
+    }
+    // Exactly once: a broadcast offset already seen (a replayed event the page
+    // already had, or our own acked broadcast) is not dispatched again.
+    if (type === 'broadcast' && !this.#seen(data.offset)) return;
+    if (type === 'ack') this.#seen(data.offset);
+    if (type === 'session-joined') {
+      const d = data as unknown as SessionJoinedData;
+      if (p && p.join) {
+        const { userInfo, presence, recover } = p.join;
+        const epoch = isString(d.epoch) ? d.epoch : undefined;
+        // A recovered rejoin keeps the offset it asked from: the replay of
+        // what was missed follows and advances it. A first join or a fresh
+        // start (recovered: false) starts from the session's offset: the
+        // events before it are not coming.
+        const recovered = d.recovered === true && recover && recover.epoch === epoch;
+        this.#membership = {
+          sessionId: d.sessionId,
+          userInfo: { ...userInfo, userId: d.selfId },
+          presence,
+          epoch,
+          offset: recovered && recover ? recover.offset : isNumber(d.offset) ? d.offset : 0,
+        };
+      }
+      this.#sessionId = d.sessionId;
+      this.#selfId = d.selfId;
+      if (isString(d.expiresAt)) {
+        this.#expiresAt = d.expiresAt;
+        this.#scheduleRefresh();
+      }
+    }
+    // The event first, then what changes with it.
+    this.#emit(type, data);
     switch (type) {
-      case 'session-joined': {
-        const d = data as unknown as SessionJoinedData;
-        if (p && p.join) {
-          const { userInfo, presence, recover } = p.join;
-          const epoch = isString(d.epoch) ? d.epoch : undefined;
-          // A recovered rejoin keeps the offset it asked from: the replay of
-          // what was missed follows and advances it. A first join or a fresh
-          // start (recovered: false) starts from the session's offset: the
-          // events before it are not coming.
-          const recovered = d.recovered === true && recover && recover.epoch === epoch;
-          this.#membership = {
-            sessionId: d.sessionId,
-            userInfo: { ...userInfo, userId: d.selfId },
-            presence,
-            epoch,
-            offset: recovered && recover ? recover.offset : isNumber(d.offset) ? d.offset : 0,
-          };
-        }
-        this.#sessionId = d.sessionId;
-        this.#selfId = d.selfId;
-        if (isString(d.expiresAt)) {
-          this.#expiresAt = d.expiresAt;
-          this.#scheduleRefresh();
-        }
-        this.#emit(type, data);
-        this.#setParticipants(d.participants); // already in the server's order
+      case 'session-joined':
+        this.#setParticipants((data as unknown as SessionJoinedData).participants); // already in the server's order
         if (p && p.rejoin !== undefined) this.#emit('rejoined', { ...data, attempt: p.rejoin });
         else if (p && this.#ready) this.#syncActivity();
         break;
-      }
       case 'session-left':
-        this.#emit(type, data);
         this.#forgetSession();
         break;
       case 'user-joined': {
         const d = data as unknown as UserJoinedData;
-        this.#emit(type, data);
-        if (d.participants) this.#setParticipants(d.participants);
-        else this.#setParticipants([...this.#participants.filter((x) => x.userId !== d.user.userId), d.user].sort(compareParticipants));
+        this.#setParticipants(d.participants || [...this.#participants.filter((x) => x.userId !== d.user.userId), d.user].sort(compareParticipants));
         break;
       }
       case 'user-left': {
         const d = data as unknown as UserLeftData;
-        this.#emit(type, data);
-        if (d.participants) this.#setParticipants(d.participants);
-        else this.#setParticipants(this.#participants.filter((x) => x.userId !== d.userId));
+        this.#setParticipants(d.participants || this.#participants.filter((x) => x.userId !== d.userId));
         break;
       }
       case 'cursor-moved':
-        this.#emit(type, data);
         this.#patchParticipant(data.userId as string, { cursor: data.cursor as Cursor });
         break;
       case 'user-activity-changed':
-        this.#emit(type, data);
         this.#patchParticipant(data.userId as string, { isActive: data.isActive as boolean });
         break;
-      case 'broadcast':
-        // Exactly once: an offset already seen (a replayed event the page
-        // already had, or our own acked broadcast) is not dispatched again.
-        if (this.#seen(data.offset)) this.#emit(type, data);
-        break;
-      case 'ack':
-        this.#seen(data.offset);
-        this.#emit(type, data);
-        break;
-      case 'pong':
-        this.#emit(type, data);
-        break;
-      case 'token-refreshed':
-        this.#emit(type, data);
-        break;
-      case 'error': {
-        // An error that answers a request also rejects it; detail.ref says which.
-        this.#emit(type, ref !== undefined ? { ...data, ref } : data);
-        if (p) {
-          p.reject(hubError(data.code as string, `sessionhub: ${data.code}: ${data.message || ''}`, { serverMessage: data.message as string }));
-          return;
-        }
-        break;
-      }
       default:
     }
     if (p) p.resolve(data);
@@ -1818,51 +1766,39 @@ export class HubClient extends EventTarget {
   #startActivityMonitor(): void {
     const doc = (globalThis as { document?: Document }).document;
     const win = (globalThis as { window?: Window }).window;
-    if (!doc || !win || !this.#opts.activity) return; // not in a browser: nothing to watch
-    const idleAfter = this.#opts.activity.idleAfter;
-    const a: ActivityMonitor = { lastInput: Date.now(), timer: null, listeners: [] };
-    this.#activity = a;
-
+    const idleAfter = this.#idleAfter;
+    if (!doc || !win || !idleAfter) return; // not in a browser: nothing to watch
+    let lastInput = Date.now();
+    const listening = (this.#activity = new AbortController());
     const visible = (): boolean => doc.visibilityState !== 'hidden';
-    const armIdle = (ms: number): void => {
-      if (a.timer !== null) clearTimeout(a.timer);
-      a.timer = setTimeout(onIdleCheck, ms);
-    };
+    const armIdle = (ms: number): void => this.#after('idle', ms, onIdleCheck);
     const onIdleCheck = (): void => {
-      a.timer = null;
-      const left = idleAfter - (Date.now() - a.lastInput);
+      const left = idleAfter - (Date.now() - lastInput);
       if (left > 0) armIdle(left);
       else this.#monitorSays(false);
     };
     const onInput = (): void => {
-      a.lastInput = Date.now();
-      if (a.timer === null) armIdle(idleAfter); // only re-armed after it fired: cheap for pointermove
+      lastInput = Date.now();
+      if (this.#timers.idle === null) armIdle(idleAfter); // only re-armed after it fired: cheap for pointermove
       if (visible() && this.#wantActive !== true) this.#monitorSays(true);
     };
     const onVisibility = (): void => {
       if (visible()) onInput();
       else this.#monitorSays(false);
     };
-    const listen = (target: EventTarget, type: string, fn: () => void): void => {
-      target.addEventListener(type, fn, { passive: true, capture: true });
-      a.listeners.push(() => target.removeEventListener(type, fn, { capture: true }));
-    };
+    const listen = (target: EventTarget, type: string, fn: () => void): void =>
+      target.addEventListener(type, fn, { passive: true, capture: true, signal: listening.signal });
     listen(doc, 'visibilitychange', onVisibility);
-    for (const type of ['keydown', 'pointerdown', 'pointermove', 'wheel', 'touchstart', 'scroll', 'input']) {
+    for (const type of ['keydown', 'pointerdown', 'pointermove', 'wheel', 'touchstart', 'scroll', 'input', 'focus']) {
       listen(win, type, onInput);
     }
-    listen(win, 'focus', onInput);
     this.#wantActive = visible();
     armIdle(idleAfter);
   }
 
   #stopActivityMonitor(): void {
-    const a = this.#activity;
-    if (!a) return;
-    if (a.timer !== null) clearTimeout(a.timer);
-    a.timer = null;
-    for (const remove of a.listeners) remove();
-    a.listeners = [];
+    this.#clearTimer('idle');
+    this.#activity?.abort();
     this.#activity = null;
   }
 
@@ -1873,6 +1809,9 @@ export class HubClient extends EventTarget {
     this.#syncActivity();
   }
 }
+
+/** A token as sent: undefined when there is none. */
+const tokenText = (v: unknown): string | undefined => (v === undefined || v === null || v === '' ? undefined : String(v));
 
 /** The message of an error, or the thing itself as text. */
 function errText(err: unknown): string {
