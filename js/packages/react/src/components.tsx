@@ -9,6 +9,9 @@ import type { Participant, UserInfo } from '@sessionhub/client';
 import { useConnectionStatus, useSessionHub, useSessionParticipants } from './provider.js';
 import type { ConnectionStatus as Status } from './store.js';
 
+/** The class attribute of the names given, empty ones left out. */
+const classNames = (...names: Array<string | false | undefined>): string => names.filter(Boolean).join(' ');
+
 const LABELS: Record<Status, string> = {
   connecting: 'Connecting…',
   connected: 'Connected',
@@ -41,9 +44,7 @@ export function ConnectionStatus({ compact = false, showError = true, labels, fa
   const fallback = status === 'connected' && transport === 'sse';
   const label = (labels?.[status] ?? LABELS[status]) + (compact && fallback ? ` (${fallbackLabel})` : '');
   const busy = status === 'connecting' || status === 'reconnecting';
-  const classes = ['sh-connection-status', `sh-status-${status}`, busy ? 'sh-animated' : '', compact ? 'sh-compact' : '', className ?? '']
-    .filter(Boolean)
-    .join(' ');
+  const classes = classNames('sh-connection-status', `sh-status-${status}`, busy && 'sh-animated', compact && 'sh-compact', className);
   return (
     <div
       className={classes}
@@ -122,12 +123,10 @@ export function ParticipantsList({ selfLabel = 'you', showCursor = true, leaveDu
 
   if (shown.length === 0) return <>{empty}</>;
   return (
-    <ul className={['sh-participants', className ?? ''].filter(Boolean).join(' ')}>
+    <ul className={classNames('sh-participants', className)}>
       {shown.map(({ p, leaving: isLeaving }) => {
         const self = p.userId === selfId;
-        const cls = ['sh-participant', isLeaving ? 'sh-leaving' : '', !seen.current.has(p.userId) ? 'sh-entering' : '', self ? 'sh-self' : '']
-          .filter(Boolean)
-          .join(' ');
+        const cls = classNames('sh-participant', isLeaving && 'sh-leaving', !seen.current.has(p.userId) && 'sh-entering', self && 'sh-self');
         return (
           <li
             key={p.userId}
@@ -189,7 +188,7 @@ export function SessionConnection({ sessionId, userInfo, autoConnect = true, con
 
   const busy = status === 'connecting' || status === 'reconnecting';
   return (
-    <div className={['sh-session-connection', className ?? ''].filter(Boolean).join(' ')} data-status={status}>
+    <div className={classNames('sh-session-connection', className)} data-status={status}>
       <ConnectionStatus />
       {controls ? (
         <span className="sh-controls">

@@ -99,44 +99,44 @@ const errText = (err: unknown): string =>
  * under StrictMode: a detached store makes a new client when attached again).
  */
 export class SessionHubStore {
-  private config: StoreConfig;
-  private client: HubClient | null = null;
-  private owned = false;
-  private snapshot: SessionHubSnapshot = SERVER_SNAPSHOT;
-  private listeners = new Set<() => void>();
-  private broadcastListeners = new Set<(d: BroadcastData) => void>();
-  private unlisten: Array<() => void> = [];
-  private error: string | null = null;
-  private wanted: { sessionId: string; userInfo: UserInfo; options?: JoinOptions } | null = null;
-  private joining: string | null = null;
+  #config: StoreConfig;
+  #client: HubClient | null = null;
+  #owned = false;
+  #snapshot: SessionHubSnapshot = SERVER_SNAPSHOT;
+  #listeners = new Set<() => void>();
+  #broadcastListeners = new Set<(d: BroadcastData) => void>();
+  #unlisten: Array<() => void> = [];
+  #error: string | null = null;
+  #wanted: { sessionId: string; userInfo: UserInfo; options?: JoinOptions } | null = null;
+  #joining: string | null = null;
 
   constructor(config: StoreConfig) {
-    this.config = config;
+    this.#config = config;
   }
 
   /** Updates what the next client is made with (the token function is read at every connect). */
   setConfig(config: StoreConfig): void {
-    this.config = config;
+    this.#config = config;
   }
 
   // ----- useSyncExternalStore -----
 
   subscribe = (listener: () => void): (() => void) => {
-    this.listeners.add(listener);
+    this.#listeners.add(listener);
     return () => {
-      this.listeners.delete(listener);
+      this.#listeners.delete(listener);
     };
   };
 
-  getSnapshot = (): SessionHubSnapshot => this.snapshot;
+  getSnapshot = (): SessionHubSnapshot => this.#snapshot;
 
   getServerSnapshot = (): SessionHubSnapshot => SERVER_SNAPSHOT;
 
   /** Calls handler for every broadcast the client dispatches (each once), whichever client is in use. */
   onBroadcast(handler: (d: BroadcastData) => void): () => void {
-    this.broadcastListeners.add(handler);
+    this.#broadcastListeners.add(handler);
     return () => {
-      this.broadcastListeners.delete(handler);
+      this.#broadcastListeners.delete(handler);
     };
   }
 
@@ -144,52 +144,52 @@ export class SessionHubStore {
 
   /** Starts using a client (the given one, or a new one); called by the provider's effect. */
   attach(): void {
-    if (this.client) return;
-    const c = this.config;
+    if (this.#client) return;
+    const c = this.#config;
     if (c.client) {
-      this.use(c.client, false);
+      this.#use(c.client, false);
       return;
     }
-    const tokenFn = c.getToken ? () => (this.config.getToken ? this.config.getToken() : this.config.token) : undefined;
+    const tokenFn = c.getToken ? () => (this.#config.getToken ? this.#config.getToken() : this.#config.token) : undefined;
     const options: HubClientOptions = {
       ...c.options,
       reconnect: c.reconnect !== undefined ? c.reconnect : c.options?.reconnect,
       token: tokenFn || c.token || c.options?.token,
     };
-    this.use(new HubClient(c.url, options), true);
+    this.#use(new HubClient(c.url, options), true);
   }
 
   /** Stops using the client: closes it if the store made it, and removes every listener. */
   detach(): void {
-    const client = this.client;
-    for (const off of this.unlisten) off();
-    this.unlisten = [];
-    this.client = null;
-    this.joining = null;
-    if (client && this.owned) client.close();
-    this.owned = false;
-    this.error = null;
-    this.publish();
+    const client = this.#client;
+    for (const off of this.#unlisten) off();
+    this.#unlisten = [];
+    this.#client = null;
+    this.#joining = null;
+    if (client && this.#owned) client.close();
+    this.#owned = false;
+    this.#error = null;
+    this.#publish();
   }
 
-  private use(client: HubClient, owned: boolean): void {
-    this.client = client;
-    this.owned = owned;
-    this.error = null;
+  #use(client: HubClient, owned: boolean): void {
+    this.#client = client;
+    this.#owned = owned;
+    this.#error = null;
     const on = (type: string, fn: (e: Event) => void): void => {
       client.addEventListener(type, fn);
-      this.unlisten.push(() => client.removeEventListener(type, fn));
+      this.#unlisten.push(() => client.removeEventListener(type, fn));
     };
-    const refresh = (): void => this.publish();
+    const refresh = (): void => this.#publish();
     on('statechange', (e) => {
       const d = (e as CustomEvent).detail as { to: HubState };
       if (d.to === 'connected') {
-        this.error = null;
-        this.autoJoin();
+        this.#error = null;
+        this.#autoJoin();
       } else if (d.to === 'disconnected' && client.lastError) {
-        this.error = client.lastError.message;
+        this.#error = client.lastError.message;
       }
-      this.publish();
+      this.#publish();
     });
     on('participants', refresh);
     on('session-joined', refresh);
@@ -198,23 +198,23 @@ export class SessionHubStore {
       const d = (e as CustomEvent).detail as { code: string; message: string };
       // Failed attempts while (re)connecting: shown until a connection opens.
       if (d.code === 'connect_failed' || d.code === 'connect_timeout' || d.code === 'token_failed') {
-        this.error = d.message;
-        this.publish();
+        this.#error = d.message;
+        this.#publish();
       }
     });
     on('broadcast', (e) => {
       const d = (e as CustomEvent).detail as BroadcastData;
-      for (const fn of [...this.broadcastListeners]) fn(d);
+      for (const fn of [...this.#broadcastListeners]) fn(d);
     });
-    this.publish();
+    this.#publish();
   }
 
   /** Builds a new snapshot and tells subscribers, if anything changed. */
-  private publish(): void {
-    const c = this.client;
-    const prev = this.snapshot;
+  #publish(): void {
+    const c = this.#client;
+    const prev = this.#snapshot;
     const state: HubState = c ? c.state : 'idle';
-    const error = this.error;
+    const error = this.#error;
     const next: SessionHubSnapshot = {
       client: c,
       state,
@@ -226,20 +226,10 @@ export class SessionHubStore {
       selfId: c ? c.selfId : null,
       participants: c ? c.participants : EMPTY,
     };
-    if (
-      prev.client === next.client &&
-      prev.state === next.state &&
-      prev.transport === next.transport &&
-      prev.status === next.status &&
-      prev.error === next.error &&
-      prev.sessionId === next.sessionId &&
-      prev.selfId === next.selfId &&
-      prev.participants === next.participants
-    ) {
-      return;
-    }
-    this.snapshot = Object.freeze(next);
-    for (const l of [...this.listeners]) l();
+    // isConnected follows state; every other field is compared as it is.
+    if ((Object.keys(next) as Array<keyof SessionHubSnapshot>).every((k) => prev[k] === next[k])) return;
+    this.#snapshot = Object.freeze(next);
+    for (const l of [...this.#listeners]) l();
   }
 
   // ----- actions -----
@@ -249,26 +239,26 @@ export class SessionHubStore {
    * Never rejects: a failure shows as status `error` with its message.
    */
   connect = (): Promise<void> => {
-    if (!this.client || (this.owned && this.client.state === 'closed')) {
-      for (const off of this.unlisten) off();
-      this.unlisten = [];
-      this.client = null;
+    if (!this.#client || (this.#owned && this.#client.state === 'closed')) {
+      for (const off of this.#unlisten) off();
+      this.#unlisten = [];
+      this.#client = null;
       this.attach();
     }
-    const client = this.client as HubClient;
+    const client = this.#client as HubClient;
     return client.connect().catch((err) => {
-      if (this.client === client && client.state !== 'closed') {
-        this.error = errText(err);
-        this.publish();
+      if (this.#client === client && client.state !== 'closed') {
+        this.#error = errText(err);
+        this.#publish();
       }
     });
   };
 
   /** Closes the connection for good (connect() starts a new one); leaves the session at once. */
   disconnect = (): void => {
-    this.wanted = null;
-    if (this.client && this.owned) this.client.close();
-    this.publish();
+    this.#wanted = null;
+    if (this.#client && this.#owned) this.#client.close();
+    this.#publish();
   };
 
   /**
@@ -276,14 +266,14 @@ export class SessionHubStore {
    * with session-joined; rejects with the HubError, also shown as `error`.
    */
   join = async (sessionId: string, userInfo: UserInfo = {}, options?: JoinOptions): Promise<SessionJoinedData> => {
-    this.wanted = { sessionId, userInfo, options };
-    const client = this.requireClient();
+    this.#wanted = { sessionId, userInfo, options };
+    const client = this.#requireClient();
     try {
       return await client.join(sessionId, userInfo, options);
     } catch (err) {
-      if (this.client === client) {
-        this.error = errText(err);
-        this.publish();
+      if (this.#client === client) {
+        this.#error = errText(err);
+        this.#publish();
       }
       throw err;
     }
@@ -291,62 +281,62 @@ export class SessionHubStore {
 
   /** Leaves the session. */
   leave = async (): Promise<void> => {
-    this.wanted = null;
-    await this.requireClient().leave();
+    this.#wanted = null;
+    await this.#requireClient().leave();
   };
 
   /** Sends the local cursor (throttled by the client). */
   updateCursor = (cursor: Cursor): void => {
-    if (this.client) this.client.updateCursor(cursor);
+    if (this.#client) this.#client.updateCursor(cursor);
   };
 
   /** Tells the others whether this user is active. */
   setActive = (isActive: boolean): void => {
-    if (this.client) this.client.setActive(isActive);
+    if (this.#client) this.#client.setActive(isActive);
   };
 
   /** Sends an application event; resolves with its offset. */
   broadcast = (event: string, payload?: unknown, to?: BroadcastTarget): Promise<number> =>
-    this.requireClient().broadcast(event, payload, to);
+    this.#requireClient().broadcast(event, payload, to);
 
   /** The session the provider joins by itself when connected (autoJoin); null for none. */
   setAutoJoin(sessionId: string | null, userInfo: UserInfo, options?: JoinOptions): void {
-    const prev = this.wanted;
-    this.wanted = sessionId ? { sessionId, userInfo, options } : null;
+    const prev = this.#wanted;
+    this.#wanted = sessionId ? { sessionId, userInfo, options } : null;
     if (!sessionId) {
-      if (prev && this.client && this.client.sessionId) this.client.leave().catch(() => {});
+      if (prev && this.#client && this.#client.sessionId) this.#client.leave().catch(() => {});
       return;
     }
-    this.autoJoin();
+    this.#autoJoin();
   }
 
-  private autoJoin(): void {
-    const c = this.client;
-    const w = this.wanted;
+  #autoJoin(): void {
+    const c = this.#client;
+    const w = this.#wanted;
     if (!c || !w || c.state !== 'connected') return;
-    if (c.sessionId === w.sessionId || this.joining === w.sessionId) return;
-    this.joining = w.sessionId;
+    if (c.sessionId === w.sessionId || this.#joining === w.sessionId) return;
+    this.#joining = w.sessionId;
     c.join(w.sessionId, w.userInfo, w.options).then(
       () => {
-        if (this.joining === w.sessionId) this.joining = null;
-        this.publish();
+        if (this.#joining === w.sessionId) this.#joining = null;
+        this.#publish();
       },
       (err) => {
-        if (this.joining === w.sessionId) this.joining = null;
-        if (this.client === c && c.state !== 'closed') {
-          this.error = errText(err);
-          this.publish();
+        if (this.#joining === w.sessionId) this.#joining = null;
+        if (this.#client === c && c.state !== 'closed') {
+          this.#error = errText(err);
+          this.#publish();
         }
       },
     );
   }
 
-  private requireClient(): HubClient {
-    if (!this.client) {
+  #requireClient(): HubClient {
+    if (!this.#client) {
       const err = new Error('sessionhub: the provider has no client yet (it is made when SessionHubProvider mounts)') as Error & { code: string };
       err.code = 'not_connected';
       throw err;
     }
-    return this.client;
+    return this.#client;
   }
 }
