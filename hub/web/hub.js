@@ -794,7 +794,7 @@ export class HubClient extends EventTarget {
                 if (settled)
                     return;
                 settled = true;
-                clearTimeout(timer);
+                this.#clearTimer('probe');
                 const probe = this.#probe;
                 this.#probe = null;
                 if (probe)
@@ -809,7 +809,7 @@ export class HubClient extends EventTarget {
                 this.#sseUntil = 0;
                 this.#switchToWebSocket();
             };
-            const timer = setTimeout(() => finish(false), this.#connectTimeout);
+            this.#after('probe', this.#connectTimeout, () => finish(false));
             try {
                 this.#probe = webSocketTransport({ url, token, batch: false, options: this.#options }, { open: () => finish(true), message: noop, close: () => finish(false) });
             }

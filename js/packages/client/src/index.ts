@@ -1239,7 +1239,7 @@ export class HubClient extends EventTarget {
       const finish = (opened: boolean): void => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        this.#clearTimer('probe');
         const probe = this.#probe;
         this.#probe = null;
         if (probe) probe.close(1000);
@@ -1252,7 +1252,7 @@ export class HubClient extends EventTarget {
         this.#sseUntil = 0;
         this.#switchToWebSocket();
       };
-      const timer = setTimeout(() => finish(false), this.#connectTimeout);
+      this.#after('probe', this.#connectTimeout, () => finish(false));
       try {
         this.#probe = webSocketTransport(
           { url, token, batch: false, options: this.#options },
