@@ -63,6 +63,8 @@ const (
 	relayAnswer  = 'a'
 	// relaySubscribe bounds how long NewRelay waits for its subscription.
 	relaySubscribe = 2 * time.Second
+	// relayPublishAnswer bounds the publishing of an answer.
+	relayPublishAnswer = 2 * time.Second
 )
 
 // NewRelay starts a Relay on rdb whose requests handle answers; handle
@@ -211,7 +213,7 @@ func (r *Relay) read() {
 func (r *Relay) serve(id uint64, from string, body []byte) {
 	defer r.wg.Done()
 	a := r.handle(r.ctx, body)
-	ctx, cancel := context.WithTimeout(r.ctx, relaySubscribe)
+	ctx, cancel := context.WithTimeout(r.ctx, relayPublishAnswer)
 	defer cancel()
 	if err := r.rdb.Publish(ctx, r.channel(from), relayFrame(relayAnswer, id, r.node, a)).Err(); err != nil {
 		r.log.Warn("cluster relay: answer lost", "to", from, "err", err)
