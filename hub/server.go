@@ -94,10 +94,8 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	batch := ws.Subprotocol() == protocol.BatchSubprotocol
 	c := h.newConn(wsTransport{}, r.RemoteAddr, batch && h.opts.WriteDelay > 0)
 	c.ws, c.batch = ws, batch
-	c.netConn, c.ip, c.identity, c.br, c.bytesAfterUpgrade = hw.conn, ip, id, hw.br, hw.bytesAfterUpgrade
-	if id != nil {
-		c.tokenUser = id.userID
-	}
+	c.admitted(ip, id)
+	c.netConn, c.br, c.bytesAfterUpgrade = hw.conn, hw.br, hw.bytesAfterUpgrade
 	if c.awaitReadable = readableWaiter(hw.conn); c.awaitReadable != nil {
 		c.burstEnd = make(chan readEnd, 1)
 	}
@@ -106,9 +104,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		h.release(ip)
 		return
 	}
-	h.metrics.upgrade(upgradeAccepted)
-	h.log.Info("connect", append([]any{"conn", c.id, "transport", c.tr.name(), "remote", c.addr, "batch", c.batch}, c.logAttrs()...)...)
-	h.metrics.opened(c.tr.name())
+	h.accepted(c, "batch", c.batch)
 	// Serve on a goroutine of its own, with a small stack, and return, so
 	// that net/http lets go of the request and of this goroutine's deeper
 	// stack.
@@ -186,6 +182,25 @@ func (h *Hub) newConn(tr transport, addr string, delay bool) *conn {
 		},
 	}
 	return c
+}
+
+// admitted gives c what admitRequest found: the slot of its address (ip)
+// and its token's identity (nil in open mode).
+func (c *conn) admitted(ip string, id *identity) {
+	c.ip, c.identity = ip, id
+	if id != nil {
+		c.tokenUser = id.userID
+	}
+}
+
+// accepted counts c as an accepted connection of its transport and logs
+// it ("connect", with its transport's own attrs); c is tracked, and served
+// next.
+func (h *Hub) accepted(c *conn, attrs ...any) {
+	h.metrics.upgrade(upgradeAccepted)
+	head := append([]any{"conn", c.id, "transport", c.tr.name(), "remote", c.addr}, attrs...)
+	h.log.Info("connect", append(head, c.logAttrs()...)...)
+	h.metrics.opened(c.tr.name())
 }
 
 // connKey is the context key under which the reader's context holds its

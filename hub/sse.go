@@ -275,10 +275,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.end()
 	c := h.newConn(s, r.RemoteAddr, false)
-	c.ip, c.identity = ip, id
-	if id != nil {
-		c.tokenUser = id.userID
-	}
+	c.admitted(ip, id)
 
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
@@ -302,9 +299,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.drop(c) // served all the same: a writer may have started meanwhile
 	}
-	h.metrics.upgrade(upgradeAccepted)
-	h.log.Info("connect", append([]any{"conn", c.id, "transport", s.name(), "remote", c.addr}, c.logAttrs()...)...)
-	h.metrics.opened(s.name())
+	h.accepted(c)
 	h.serve(c)
 }
 
