@@ -54,12 +54,12 @@ type broker struct {
 	up         bool            // the last heartbeat reached Redis
 	pauseUntil time.Time       // an operation found Redis unreachable: fail fast until then
 	sessions   map[string]bool // the sessions the node serves, for Expire
-	// hurry holds the sessions where a leave grace may end soon (this
-	// node started one, or a node died), with until when: they are
+	// expireSoon holds the sessions where a leave grace may end soon
+	// (this node started one, or a node died), with until when: they are
 	// expired every sweep, the others every heartbeat.
-	hurry     map[string]time.Time
-	beats     int  // heartbeats so far
-	republish bool // the next repair republishes the node's connections
+	expireSoon map[string]time.Time
+	beats      int  // heartbeats so far
+	republish  bool // the next repair republishes the node's connections
 	// missed is set (by run, when the queue was full) when operations
 	// were dropped: the next repair republishes.
 	missed atomic.Bool
@@ -68,17 +68,17 @@ type broker struct {
 func newBroker(h *Hub) *broker {
 	o := h.opts
 	b := &broker{
-		h:        h,
-		node:     o.NodeID,
-		beat:     o.NodeHeartbeat,
-		keyTTL:   o.SessionTTL + o.HistoryTTL,
-		grace:    o.LeaveGrace, // options clamp it at 0
-		log:      h.log.With("node", o.NodeID),
-		ops:      make(chan func(), brokerQueue),
-		quit:     make(chan struct{}),
-		done:     make(chan struct{}),
-		sessions: make(map[string]bool),
-		hurry:    make(map[string]time.Time),
+		h:          h,
+		node:       o.NodeID,
+		beat:       o.NodeHeartbeat,
+		keyTTL:     o.SessionTTL + o.HistoryTTL,
+		grace:      o.LeaveGrace, // options clamp it at 0
+		log:        h.log.With("node", o.NodeID),
+		ops:        make(chan func(), brokerQueue),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+		sessions:   make(map[string]bool),
+		expireSoon: make(map[string]time.Time),
 	}
 	b.clog = cluster.NewLog(o.Redis, &cluster.LogOptions{Size: o.HistorySize, TTL: o.HistoryTTL, MaxBytes: o.HistoryBytes})
 	b.bus = cluster.NewBus(o.Redis, &cluster.BusOptions{NodeID: o.NodeID, Logger: h.log})
@@ -110,7 +110,7 @@ func (b *broker) enqueue(f func()) bool {
 // way round. It gives up when the broker is stopping.
 func (b *broker) toLoop(f func()) {
 	select {
-	case b.h.clIn <- f:
+	case b.h.fromBroker <- f:
 	case <-b.quit:
 	}
 }
@@ -143,7 +143,7 @@ func (b *broker) serve() {
 			}
 			b.repairRequest() // its loads end the graces of every session
 		case now := <-sweep.C:
-			b.expire(b.hurried(now))
+			b.expire(b.expiringSoon(now))
 		case <-b.quit:
 			return
 		}
@@ -174,7 +174,7 @@ func (b *broker) health(up bool) {
 // republish theirs, a snapshot adds the users it has but removes none.
 func (b *broker) settle() {
 	until := time.Now().Add(max((clusterMisses+1)*b.beat, time.Second))
-	b.toLoop(func() { b.h.clSettle = until })
+	b.toLoop(func() { b.h.snapshotsAddOnlyUntil = until })
 }
 
 // ctx returns a context for one Redis operation.
@@ -406,15 +406,15 @@ func (b *broker) remove(ctx context.Context, id, userID string) (bool, error) {
 	return found, nil
 }
 
-// hurried returns the sessions whose graces may end soon, forgetting
+// expiringSoon returns the sessions whose graces may end soon, forgetting
 // those whose time has passed.
-func (b *broker) hurried(now time.Time) iter.Seq[string] {
-	for id, until := range b.hurry {
+func (b *broker) expiringSoon(now time.Time) iter.Seq[string] {
+	for id, until := range b.expireSoon {
 		if now.After(until) {
-			delete(b.hurry, id)
+			delete(b.expireSoon, id)
 		}
 	}
-	return maps.Keys(b.hurry)
+	return maps.Keys(b.expireSoon)
 }
 
 // repairRequest asks the loop for what the node holds; the loop answers
@@ -425,13 +425,13 @@ func (b *broker) repairRequest() {
 		return
 	}
 	b.toLoop(func() {
-		hold := b.h.holdings()
+		hold := b.h.sessionsForRepair()
 		b.enqueue(func() { b.repair(hold) })
 	})
 }
 
-// holding is a session as the node holds it, for repair.
-type holding struct {
+// repairSession is a session as the node holds it, for repair.
+type repairSession struct {
 	id     string
 	offset int64
 	conns  map[string]cluster.NodeConns
@@ -442,7 +442,7 @@ type holding struct {
 // repair makes Redis hold exactly the node's connections, announces the
 // users Redis had lost or removes, stores changed live state, and hands
 // each session's snapshot to the loop.
-func (b *broker) repair(hold []holding) {
+func (b *broker) repair(hold []repairSession) {
 	if !b.reachable() {
 		return
 	}
@@ -479,7 +479,7 @@ func (b *broker) repair(hold []holding) {
 			b.left(ctx, m.Session, m.UserID, m.Member)
 		}
 		for _, hd := range hold {
-			b.hurry[hd.id] = now.Add(b.grace + b.beat) // graces it may have started
+			b.expireSoon[hd.id] = now.Add(b.grace + b.beat) // graces it may have started
 		}
 	}
 	for _, hd := range hold {
@@ -537,7 +537,7 @@ func (b *broker) dropNode(id string) {
 	defer cancel()
 	now := time.Now()
 	for s := range b.sessions {
-		b.hurry[s] = now.Add(b.grace + b.beat) // its users' graces, whoever drops it
+		b.expireSoon[s] = now.Add(b.grace + b.beat) // its users' graces, whoever drops it
 	}
 	_, removed, err := b.pres.DropNode(ctx, id, b.grace, now)
 	if err != nil {

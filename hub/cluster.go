@@ -2,15 +2,17 @@ package hub
 
 // This file is the run loop's side of a cluster (Options.Redis set): how
 // the loop shares its sessions with the other nodes through the broker
-// (broker.go). Every function here runs on the run loop.
+// (broker.go). Every function here runs on the run loop; the closures
+// they hand to b.enqueue do not: those run on the broker's goroutine, and
+// what they send back through b.toLoop runs on the loop again.
 //
 // The run loop (hub.go) stays the only owner of the node's state. It never
 // talks to Redis: it hands the broker closures over a bounded channel
 // (broker.enqueue, never blocking), and the broker's goroutine (serve) runs
 // them in order, talks to Redis, and hands the results back to the loop as
-// closures on Hub.clIn. Messages other nodes published on a session's bus
-// channel reach the loop directly from the cluster.Bus, which never blocks
-// either. What Redis decides, in Lua, for every node at once: whether a
+// closures on Hub.fromBroker. Messages other nodes published on a session's
+// bus channel reach the loop directly from the cluster.Bus, which never
+// blocks either. What Redis decides, in Lua, for every node at once: whether a
 // join is a user's first connection anywhere (the two-tabs rule), when a
 // user's leave grace ends, a session's epoch and broadcast offsets.
 //
@@ -335,7 +337,7 @@ func (h *Hub) clDetach(id, userID string, grace time.Duration) {
 			b.h.metrics.participantLeft(joined, time.Now())
 			b.left(ctx, id, userID, nil)
 		} else if grace > 0 {
-			b.hurry[id] = now.Add(grace + b.beat)
+			b.expireSoon[id] = now.Add(grace + b.beat)
 		}
 	})
 }
@@ -413,7 +415,7 @@ func (h *Hub) applySnapshot(r *room, s *snapshot, asked time.Time) {
 			h.announceJoined(r, q, false)
 		}
 	}
-	if now.Before(h.clSettle) {
+	if now.Before(h.snapshotsAddOnlyUntil) {
 		// Redis is back (or the node new) and the other nodes may not
 		// have republished yet: what Redis lacks proves nothing.
 		return
@@ -488,8 +490,8 @@ func (h *Hub) fromBus(m cluster.Message) {
 	}
 }
 
-// decodeRemoteCursors decodes the cursors other nodes sent since the last time a
-// participant list of r was needed.
+// decodeRemoteCursors decodes the cursors other nodes sent since the last
+// time a participant list of r was needed.
 func (h *Hub) decodeRemoteCursors(r *room) {
 	if r.cl == nil || len(r.cl.cursors) == 0 {
 		return
@@ -742,16 +744,16 @@ func (h *Hub) removeLocal(r *room, userID string, now time.Time) bool {
 	return found
 }
 
-// holdings lists, on the loop, the sessions the node serves with its
-// connections (joins in flight included) and changed live state.
-func (h *Hub) holdings() []holding {
+// sessionsForRepair lists, on the loop, the sessions the node serves with
+// its connections (joins in flight included) and changed live state.
+func (h *Hub) sessionsForRepair() []repairSession {
 	now := time.Now()
-	var out []holding
+	var out []repairSession
 	for id, r := range h.rooms {
 		if r.cl == nil || !r.cl.subscribed {
 			continue
 		}
-		hd := holding{id: id, offset: r.s.Offset, conns: map[string]cluster.NodeConns{}, asked: now}
+		hd := repairSession{id: id, offset: r.s.Offset, conns: map[string]cluster.NodeConns{}, asked: now}
 		for _, p := range r.s.Participants() {
 			n := p.Conns + r.cl.pending[p.UserID]
 			if n == 0 {

@@ -55,10 +55,10 @@ type Hub struct {
 	// as a mark (markOf): deliver stamps it on the connections it queues
 	// for, for sessionhub_delivery_seconds.
 	eventMark int64
-	// clSettle: until then (3 heartbeats, at least a second, after Redis
-	// came back) a snapshot adds the participants Redis has but removes
-	// none.
-	clSettle time.Time
+	// snapshotsAddOnlyUntil: until then (3 heartbeats, at least a second,
+	// after Redis came back) a snapshot adds the participants Redis has but
+	// removes none.
+	snapshotsAddOnlyUntil time.Time
 	// The write delay (Options.WriteDelay): the delay connections with
 	// something queued, in the order of their due times, from delayHead
 	// on; delayTimer is armed (delayArmed) for the first while any wait.
@@ -70,8 +70,8 @@ type Hub struct {
 
 	// Cluster only (Options.Redis set; nil on a single node): the broker
 	// between run and Redis (broker.go), and its results for run.
-	cl   *broker
-	clIn chan func()
+	cl         *broker
+	fromBroker chan func()
 	// relay carries the sends of SSE streams between nodes (sse_cluster.go).
 	relay *cluster.Relay
 
@@ -211,7 +211,7 @@ func New(opts *Options) *Hub {
 	h.metrics.readiness(h)
 	if o.Redis != nil {
 		h.cl = newBroker(h)
-		h.clIn = make(chan func(), 256)
+		h.fromBroker = make(chan func(), 256)
 		h.metrics.cluster(h.cl)
 		go h.cl.serve()
 		h.relay = cluster.NewRelay(o.Redis, &cluster.RelayOptions{NodeID: o.NodeID, Logger: h.log}, h.relayed)
@@ -282,7 +282,7 @@ func (h *Hub) run() {
 		case f := <-h.calls:
 			h.eventMark = h.markOf(time.Now())
 			f()
-		case f := <-h.clIn:
+		case f := <-h.fromBroker:
 			h.eventMark = h.markOf(time.Now())
 			f()
 		case m := <-bus:
