@@ -50,12 +50,12 @@ type metrics struct {
 	clusterFilled  prometheus.Counter
 
 	// Resolved once: the per-message paths do no label lookups.
-	in_           map[string]prometheus.Counter
-	out_          map[string]prometheus.Counter
-	droppedGone   prometheus.Counter
-	droppedQueued prometheus.Counter
-	upgrade_      map[string]prometheus.Counter
-	join_         map[string]prometheus.Counter
+	inByType         map[string]prometheus.Counter
+	outByType        map[string]prometheus.Counter
+	droppedGone      prometheus.Counter
+	droppedQueued    prometheus.Counter
+	upgradesByResult map[string]prometheus.Counter
+	joinsByKind      map[string]prometheus.Counter
 }
 
 // Upgrade results (sessionhub_upgrades_total's label result): accepted, or
@@ -159,10 +159,10 @@ func newMetrics() *metrics {
 			Name:    "sessionhub_participant_duration_seconds",
 			Help:    "Time from a user's join to its leave (in a cluster, counted once, by the node that ends it).",
 			Buckets: durationBuckets}),
-		in_:      map[string]prometheus.Counter{},
-		out_:     map[string]prometheus.Counter{},
-		upgrade_: map[string]prometheus.Counter{},
-		join_:    map[string]prometheus.Counter{},
+		inByType:         map[string]prometheus.Counter{},
+		outByType:        map[string]prometheus.Counter{},
+		upgradesByResult: map[string]prometheus.Counter{},
+		joinsByKind:      map[string]prometheus.Counter{},
 	}
 	v := version.Get()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -171,10 +171,10 @@ func newMetrics() *metrics {
 	buildInfo.Set(1)
 	m.reg.MustRegister(buildInfo, m.upgrades, m.joins, m.delivery, m.sessionDuration, m.participantDuration)
 	for _, r := range upgradeResults {
-		m.upgrade_[r] = m.upgrades.WithLabelValues(r)
+		m.upgradesByResult[r] = m.upgrades.WithLabelValues(r)
 	}
 	for _, k := range joinKinds {
-		m.join_[k] = m.joins.WithLabelValues(k)
+		m.joinsByKind[k] = m.joins.WithLabelValues(k)
 	}
 	// Present at 0 from the start, for alerts and dashboards.
 	for _, r := range closeLabels {
@@ -194,15 +194,15 @@ func newMetrics() *metrics {
 	m.droppedGone = m.dropped.WithLabelValues("conn_gone")
 	m.droppedQueued = m.dropped.WithLabelValues("queue_full")
 	for _, t := range inTypes {
-		m.in_[t] = m.messagesIn.WithLabelValues(t)
+		m.inByType[t] = m.messagesIn.WithLabelValues(t)
 	}
 	for _, t := range outTypes {
-		m.out_[t] = m.messagesOut.WithLabelValues(t)
+		m.outByType[t] = m.messagesOut.WithLabelValues(t)
 	}
 	return m
 }
 
-func (m *metrics) in(typ string) { m.in_[typ].Inc() }
+func (m *metrics) in(typ string) { m.inByType[typ].Inc() }
 
 // participantLeft counts the leave of a participant that joined at joined
 // (unknown: zero, not counted).
@@ -215,7 +215,7 @@ func (m *metrics) participantLeft(joined, now time.Time) {
 // upgrade counts an upgrade's result (upgradeAccepted, …); a refusal counts
 // in sessionhub_upgrades_refused_total too.
 func (m *metrics) upgrade(result string) {
-	if c := m.upgrade_[result]; c != nil {
+	if c := m.upgradesByResult[result]; c != nil {
 		c.Inc()
 	} else {
 		m.upgrades.WithLabelValues(result).Inc() // a result added without its constant
@@ -238,7 +238,7 @@ func (m *metrics) joined(rec, recovered, isNew bool) {
 	case isNew:
 		k = joinNew
 	}
-	m.join_[k].Inc()
+	m.joinsByKind[k].Inc()
 }
 
 // opened and closed count a connection of the named transport.
@@ -254,7 +254,7 @@ func (m *metrics) closed(transport string) {
 
 func (m *metrics) out(typ string, n int) {
 	if n > 0 {
-		m.out_[typ].Add(float64(n))
+		m.outByType[typ].Add(float64(n))
 	}
 }
 

@@ -25,7 +25,7 @@ func TestRateLimitedReplyCountedOnce(t *testing.T) {
 	c := testReadsSend(h.newConn(nil, "192.0.2.1:1", false))
 	c.msgLimiter = rate.NewLimiter(0, 0) // every message over the rate
 
-	out, limited := h.metrics.out_[protocol.TypeError], h.metrics.rateLimited
+	out, limited := h.metrics.outByType[protocol.TypeError], h.metrics.rateLimited
 	out0, limited0 := counterValue(out), counterValue(limited)
 	full0, gone0 := counterValue(h.metrics.droppedQueued), counterValue(h.metrics.droppedGone)
 	for i := range frames {
