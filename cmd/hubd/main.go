@@ -87,7 +87,7 @@ type config struct {
 // idle hub allocates little: collecting at 50 % growth instead of Go's 100 %
 // keeps the resident memory per connection close to what connections hold,
 // for a collector that costs under 1 % of the CPU under load (BENCHMARKS.md,
-// issue 8).
+// idle connections and the single node's profile).
 const defaultGCPercent = 50
 
 // parse reads args, then the HUB_* environment (and PORT) for every flag
