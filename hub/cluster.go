@@ -515,8 +515,9 @@ func (h *Hub) fanoutBytes(r *room, typ string, b []byte, skipUser string) {
 		if c.userID == skipUser || c.ended {
 			continue
 		}
-		h.deliver(c, b)
-		n++
+		if h.deliver(c, b) {
+			n++
+		}
 	}
 	h.metrics.out(typ, n)
 }
@@ -674,8 +675,9 @@ func (h *Hub) deliverBroadcast(r *room, ev heldBroadcast, now time.Time) {
 		if rc.ended || rc.id == skip || !addressed(r.s.Get(rc.userID), ev.to) {
 			continue
 		}
-		h.deliver(rc, ev.data)
-		n++
+		if h.deliver(rc, ev.data) {
+			n++
+		}
 	}
 	h.metrics.out(protocol.TypeBroadcast, n)
 }
