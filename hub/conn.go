@@ -455,15 +455,28 @@ func (c *conn) stopPings() {
 // '\n'). The frame is built in a pooled buffer and leaves in one Write.
 func (c *conn) write(first []byte) error {
 	bp := framePool.Get().(*[]byte)
-	frame := append(reserveHeader(*bp), first...)
-	if c.batch && len(c.send) > 0 {
-		for n := len(c.send); n > 0; n-- {
-			frame = append(frame, '\n')
-			frame = append(frame, <-c.send...)
+	var frame, out []byte
+	if c.batch {
+		frame = append(reserveHeader(*bp), first...)
+		if len(c.send) > 0 {
+			for n := len(c.send); n > 0; n-- {
+				frame = append(frame, '\n')
+				frame = append(frame, <-c.send...)
+			}
+			c.hub.metrics.batchedFrames.Inc()
 		}
-		c.hub.metrics.batchedFrames.Inc()
+		out = finishFrame(frame)
+	} else {
+		// One message per frame, but the frames already queued behind
+		// first leave in the same Write: a burst of replies (a flood's
+		// rate_limited answers) costs one system call, not one each.
+		frame = appendFrame((*bp)[:0], first)
+		for n := len(c.send); n > 0 && len(frame) < maxPooledFrame; n-- {
+			frame = appendFrame(frame, <-c.send)
+		}
+		out = frame
 	}
-	_, err := c.netConn.Write(finishFrame(frame))
+	_, err := c.netConn.Write(out)
 	if cap(frame) <= maxPooledFrame {
 		*bp = frame
 		framePool.Put(bp)
@@ -645,8 +658,7 @@ func (c *conn) handle(b []byte) bool {
 			c.kill(closeRateAbuse)
 			return false
 		}
-		return h.submit(inbound{c: c, at: now, refused: true, reply: protocol.EncodeError(m.Ref,
-			protocol.Errorf(protocol.CodeRateLimited, "over %g messages per second", h.opts.MessageRate))})
+		return h.submit(inbound{c: c, at: now, refused: true, reply: h.rateLimitedReply(m.Ref)})
 	}
 	if err != nil {
 		h.metrics.in("invalid")

@@ -3,18 +3,22 @@ package hub
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sessionhub/sessionhub/protocol"
 )
 
 // floodUpgrade opens a TCP connection to ts and upgrades it to a WebSocket
@@ -109,4 +113,47 @@ func BenchmarkFlood(b *testing.B) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/msg")
 	nc.Close()
 	<-read
+}
+
+// rateLimitedReply splices the ref into the error encoded once: the same
+// JSON as protocol.EncodeError would make, for any ref.
+func TestRateLimitedReply(t *testing.T) {
+	h := &Hub{rateLimited: protocol.EncodeError("", protocol.Errorf(protocol.CodeRateLimited, "over %g messages per second", 50.0))}
+	for _, ref := range []string{"", "r1", `a"b\c`, "<&>", "é\u2028", "\x01"} {
+		want := protocol.EncodeError(ref, protocol.Errorf(protocol.CodeRateLimited, "over %g messages per second", 50.0))
+		var got, exp any
+		if err := json.Unmarshal(h.rateLimitedReply(ref), &got); err != nil {
+			t.Fatalf("ref %q: %s: %v", ref, h.rateLimitedReply(ref), err)
+		}
+		json.Unmarshal(want, &exp)
+		if !reflect.DeepEqual(got, exp) {
+			t.Errorf("ref %q: %s, want %s", ref, h.rateLimitedReply(ref), want)
+		}
+	}
+}
+
+// A connection without sessionhub.batch gets the frames queued behind the
+// first in the same write: each a whole frame of one message, in order.
+func TestWriteQueuedFramesInOneWrite(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	c := &conn{hub: &Hub{metrics: newMetrics()}, netConn: server, send: make(chan []byte, sendChanSize)}
+	c.send <- []byte(`{"n":2}`)
+	c.send <- []byte(`{"n":3}`)
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, 1024)
+		n, _ := client.Read(buf) // net.Pipe: one Write is one Read here
+		got <- buf[:n]
+	}()
+	if err := c.write([]byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(appendFrame(nil, []byte(`{"n":1}`)), appendFrame(nil, []byte(`{"n":2}`))...), appendFrame(nil, []byte(`{"n":3}`))...)
+	if b := <-got; string(b) != string(want) {
+		t.Fatalf("wrote % x, want % x", b, want)
+	}
+	if len(c.send) != 0 {
+		t.Fatalf("%d left queued", len(c.send))
+	}
 }

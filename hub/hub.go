@@ -15,6 +15,7 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -84,7 +85,10 @@ type Hub struct {
 	tcpPerIP     map[string]int   // TCP connections by remote address (Listener)
 	shuttingDown bool
 
-	started        time.Time      // the origin of marks (markOf), with its monotonic reading
+	started time.Time // the origin of marks (markOf), with its monotonic reading
+	// rateLimited is the rate_limited error without a ref, encoded once
+	// (rateLimitedReply).
+	rateLimited    []byte
 	serving        sync.WaitGroup // one per connection being served
 	lastRefusalLog atomic.Int64   // unix ns of the last logged refusal (logRefusal)
 	refusedSince   atomic.Int64   // refusals since that line
@@ -176,6 +180,8 @@ func New(opts *Options) *Hub {
 		perIP:      make(map[string]int),
 		tcpPerIP:   make(map[string]int),
 		started:    time.Now(),
+		rateLimited: protocol.EncodeError("", protocol.Errorf(protocol.CodeRateLimited,
+			"over %g messages per second", o.MessageRate)),
 	}
 	if o.APIKey != "" && len(o.APIKey) < MinAPIKeyBytes {
 		h.log.Error("the server API is off: its key is shorter than 16 bytes")
@@ -219,6 +225,24 @@ func New(opts *Options) *Hub {
 	h.ready.Store(true)
 	go h.run()
 	return h
+}
+
+// rateLimitedReply is the rate_limited error echoing ref: the encoding
+// made once with ref spliced in, as protocol.Encode would place it (a
+// flood's refusals cost no formatting and no full encoding each).
+func (h *Hub) rateLimitedReply(ref string) []byte {
+	if ref == "" {
+		return h.rateLimited
+	}
+	q, err := json.Marshal(ref)
+	if err != nil { // cannot happen: a string
+		return h.rateLimited
+	}
+	b := make([]byte, 0, len(h.rateLimited)+len(`,"ref":`)+len(q))
+	b = append(b, h.rateLimited[:len(h.rateLimited)-1]...)
+	b = append(b, `,"ref":`...)
+	b = append(b, q...)
+	return append(b, '}')
 }
 
 // sweepEvery is how often run looks for ended graces, idle participants and

@@ -16,8 +16,8 @@ import (
 // Write calls do not interleave (the descriptor's write lock, or tls.Conn's
 // output lock, is held for the whole call):
 //
-//   - the hub's data frames are built whole in a buffer (reserveHeader, finishFrame) and
-//     written with one Write;
+//   - the hub's data frames are built whole in a buffer (reserveHeader, finishFrame, or
+//     appendFrame for several whole frames in a row) and written with one Write;
 //   - the library writes control frames (close, ping, pong: at most 127
 //     bytes from a server, RFC 6455 §5.5) through the bufio.Writer that
 //     hijack hands it, whose buffer takes a whole control frame, so each
@@ -110,6 +110,23 @@ func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.br = r
 	return c, bufio.NewReadWriter(r, bufio.NewWriterSize(c, wireControlBuf)), nil
+}
+
+// appendFrame appends p to b as a final, unmasked text frame (RFC 6455
+// §5.2), header and payload, and returns the extended buffer.
+func appendFrame(b, p []byte) []byte {
+	n := len(p)
+	switch {
+	case n < 126:
+		b = append(b, finBit|opText, byte(n))
+	case n <= 0xFFFF:
+		b = append(b, finBit|opText, 126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, finBit|opText, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, p...)
 }
 
 // reserveHeader starts a frame in b: room for its header, which finishFrame
