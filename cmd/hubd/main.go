@@ -417,6 +417,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		defer jwks.Close()
 		c.hub.JWKS = jwks
 	}
+	// The signals are ours before the "listening" line: a SIGTERM or
+	// SIGHUP that follows it is handled, never the default (exit).
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	h := hub.New(&c.hub)
 	ln = h.Listener(ln) // plain HTTP connections count per address too
 	srv := &http.Server{
@@ -438,11 +445,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ready <- ln.Addr()
 	}
 
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 wait:
 	for {
 		select {
