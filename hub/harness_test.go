@@ -70,10 +70,19 @@ func startServerWith(t testing.TB, opts *hub.Options, setup func(*httptest.Serve
 
 // peer is a raw WebSocket client that reads every frame into a channel.
 type peer struct {
-	t    testing.TB
-	ws   *websocket.Conn
-	msgs chan protocol.Envelope
-	end  chan error // the read error that ended the connection
+	inbox
+	ws  *websocket.Conn
+	end chan error // the read error that ended the connection
+}
+
+// inbox is what a test client (a WebSocket peer or an SSE stream) has
+// received: its reader goroutine puts each server message on msgs and closes
+// msgs when the connection ends. Its methods wait for messages with the
+// test's deadline.
+type inbox struct {
+	t     testing.TB
+	msgs  chan protocol.Envelope
+	ended func() string // after msgs closed: how the connection ended
 }
 
 // dial opens a peer to s; it is closed at the end of the test.
@@ -92,7 +101,8 @@ func dial(t testing.TB, s *server, opts *websocket.DialOptions) *peer {
 
 // asPeer starts reading a raw connection the harness way.
 func asPeer(t testing.TB, ws *websocket.Conn) *peer {
-	p := &peer{t: t, ws: ws, msgs: make(chan protocol.Envelope, 100000), end: make(chan error, 1)}
+	p := &peer{inbox: inbox{t: t, msgs: make(chan protocol.Envelope, 100000)}, ws: ws, end: make(chan error, 1)}
+	p.ended = func() string { return fmt.Sprintf("connection ended: %v", <-p.end) }
 	go p.readLoop()
 	return p
 }
@@ -141,12 +151,12 @@ func (p *peer) sendRaw(b []byte) {
 }
 
 // next returns the next message, failing the test after the deadline.
-func (p *peer) next() protocol.Envelope {
+func (p *inbox) next() protocol.Envelope {
 	p.t.Helper()
 	select {
 	case m, ok := <-p.msgs:
 		if !ok {
-			p.t.Fatalf("connection ended while waiting for a message: %v", <-p.end)
+			p.t.Fatalf("%s while waiting for a message", p.ended())
 		}
 		return m
 	case <-time.After(wait):
@@ -157,7 +167,7 @@ func (p *peer) next() protocol.Envelope {
 
 // expect returns the next message of type typ, decoded into data (if not
 // nil), failing on any message of another type before it.
-func (p *peer) expect(typ string, data any) protocol.Envelope {
+func (p *inbox) expect(typ string, data any) protocol.Envelope {
 	p.t.Helper()
 	m := p.next()
 	if m.Type != typ {
@@ -172,7 +182,7 @@ func (p *peer) expect(typ string, data any) protocol.Envelope {
 }
 
 // skipUntil returns the first message of type typ, dropping others.
-func (p *peer) skipUntil(typ string, data any) protocol.Envelope {
+func (p *inbox) skipUntil(typ string, data any) protocol.Envelope {
 	p.t.Helper()
 	m := p.skipUntilAny(typ)
 	if data != nil {
@@ -184,21 +194,21 @@ func (p *peer) skipUntil(typ string, data any) protocol.Envelope {
 }
 
 // skipUntilAny returns the first message of one of types, dropping others.
-func (p *peer) skipUntilAny(types ...string) protocol.Envelope {
+func (p *inbox) skipUntilAny(types ...string) protocol.Envelope {
 	p.t.Helper()
 	return p.skipUntilMatch(fmt.Sprint(types), func(m protocol.Envelope) bool { return slices.Contains(types, m.Type) })
 }
 
 // skipUntilMatch returns the first message of p for which match is true,
 // dropping the others, and fails after the deadline.
-func (p *peer) skipUntilMatch(what string, match func(protocol.Envelope) bool) protocol.Envelope {
+func (p *inbox) skipUntilMatch(what string, match func(protocol.Envelope) bool) protocol.Envelope {
 	p.t.Helper()
 	deadline := time.After(wait)
 	for {
 		select {
 		case m, ok := <-p.msgs:
 			if !ok {
-				p.t.Fatalf("connection ended while waiting for %s: %v", what, <-p.end)
+				p.t.Fatalf("%s while waiting for %s", p.ended(), what)
 			}
 			if match(m) {
 				return m

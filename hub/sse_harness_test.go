@@ -18,12 +18,11 @@ import (
 // ssePeer is a raw SSE client: GET /sse read by a goroutine into msgs, its
 // sends POSTed to /sse/send.
 type ssePeer struct {
-	t      testing.TB
+	inbox
 	base   string // http://host:port of the node that holds the stream
 	token  string // sent on every request in token mode
 	resp   *http.Response
-	stream string // the streamId of the open event
-	msgs   chan protocol.Envelope
+	stream string        // the streamId of the open event
 	closed chan sseClose // the close event, if any, then closed
 	pings  atomic.Int64
 	hold   atomic.Bool // stop reading the stream (a client that does not read)
@@ -81,8 +80,8 @@ func sseDialWith(t testing.TB, client *http.Client, base, token string) *ssePeer
 		resp.Body.Close()
 		t.Fatalf("GET /sse: %s", resp.Status)
 	}
-	p := &ssePeer{t: t, base: base, token: token, resp: resp, ctx: ctx, cancel: cancel,
-		msgs: make(chan protocol.Envelope, 100000), closed: make(chan sseClose, 1)}
+	p := &ssePeer{inbox: inbox{t: t, msgs: make(chan protocol.Envelope, 100000), ended: func() string { return "stream ended" }},
+		base: base, token: token, resp: resp, ctx: ctx, cancel: cancel, closed: make(chan sseClose, 1)}
 	opened := make(chan string, 1)
 	go p.readLoop(opened)
 	t.Cleanup(p.drop)
@@ -206,60 +205,6 @@ func (p *ssePeer) sendTo(base, typ string, data any, ref string) {
 func (p *ssePeer) send(typ string, data any, ref string) {
 	p.t.Helper()
 	p.sendTo(p.base, typ, data, ref)
-}
-
-// next returns the next message, failing the test after the deadline.
-func (p *ssePeer) next() protocol.Envelope {
-	p.t.Helper()
-	select {
-	case m, ok := <-p.msgs:
-		if !ok {
-			p.t.Fatal("stream ended while waiting for a message")
-		}
-		return m
-	case <-time.After(wait):
-		p.t.Fatal("no message within the deadline")
-	}
-	return protocol.Envelope{}
-}
-
-// expect returns the next message, of type typ, decoded into data.
-func (p *ssePeer) expect(typ string, data any) protocol.Envelope {
-	p.t.Helper()
-	m := p.next()
-	if m.Type != typ {
-		p.t.Fatalf("got %s %s, want %s", m.Type, m.Data, typ)
-	}
-	if data != nil {
-		if err := json.Unmarshal(m.Data, data); err != nil {
-			p.t.Fatalf("decode %s: %v", typ, err)
-		}
-	}
-	return m
-}
-
-// skipUntil returns the first message of type typ, dropping others.
-func (p *ssePeer) skipUntil(typ string, data any) protocol.Envelope {
-	p.t.Helper()
-	deadline := time.After(wait)
-	for {
-		select {
-		case m, ok := <-p.msgs:
-			if !ok {
-				p.t.Fatalf("stream ended while waiting for %s", typ)
-			}
-			if m.Type == typ {
-				if data != nil {
-					if err := json.Unmarshal(m.Data, data); err != nil {
-						p.t.Fatal(err)
-					}
-				}
-				return m
-			}
-		case <-deadline:
-			p.t.Fatalf("no %s within the deadline", typ)
-		}
-	}
 }
 
 // join joins a session and returns session-joined.
