@@ -199,14 +199,16 @@ func (cn *conn) setExpiry(t time.Time) {
 // missing or invalid token, 403 for a refused origin, 429 or 503 for a
 // connection limit or a hub shutting down).
 type UpgradeError struct {
-	StatusCode int
-	Err        error
+	StatusCode int   // the HTTP status of the answer
+	Err        error // the WebSocket library's error for it
 }
 
+// Error says the status the server answered instead of the upgrade.
 func (e *UpgradeError) Error() string {
 	return fmt.Sprintf("HTTP %d %s instead of the WebSocket upgrade", e.StatusCode, http.StatusText(e.StatusCode))
 }
 
+// Unwrap returns Err.
 func (e *UpgradeError) Unwrap() error { return e.Err }
 
 // permanent reports whether err, a failed connection attempt, would fail

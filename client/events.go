@@ -96,8 +96,10 @@ func (*ErrorEvent) event()          {}
 func (*Rejoined) event()            {}
 func (*StateChange) event()         {}
 
+// String is the error's code and message, for logs.
 func (e *ErrorEvent) String() string { return fmt.Sprintf("error %s: %s", e.Code, e.Message) }
 
+// String is the change as "from -> to", with its error if any, for logs.
 func (e *StateChange) String() string {
 	if e.Err != nil {
 		return fmt.Sprintf("%s -> %s: %v", e.From, e.To, e.Err)
@@ -117,6 +119,8 @@ const (
 	Closed                    // Close was called; terminal
 )
 
+// String is the state's name in lower case ("connecting", …), or
+// "State(n)" for a value that is none of the States.
 func (s State) String() string {
 	switch s {
 	case Connecting:
@@ -135,10 +139,11 @@ func (s State) String() string {
 
 // ServerError is an error reply of the server to a request.
 type ServerError struct {
-	Code    protocol.Code
-	Message string
+	Code    protocol.Code // one of the contract's error codes
+	Message string        // for people, not for matching
 }
 
+// Error is the code and message, prefixed "sessionhub: ".
 func (e *ServerError) Error() string { return "sessionhub: " + string(e.Code) + ": " + e.Message }
 
 // CloseError is how a connection ended: the close code the client observed
@@ -158,6 +163,7 @@ type CloseError struct {
 // Unwrap returns Err.
 func (e *CloseError) Unwrap() error { return e.Err }
 
+// Error says the close code, and the reason when the server gave one.
 func (e *CloseError) Error() string {
 	if e.Reason == "" {
 		return fmt.Sprintf("sessionhub: connection closed with %d", int(e.Code))
@@ -180,8 +186,10 @@ type GaveUpError struct {
 	Err error
 }
 
+// Error says how many attempts were made and the last one's error.
 func (e *GaveUpError) Error() string {
 	return fmt.Sprintf("sessionhub: gave up reconnecting after %d attempts: %v", e.Attempts, e.Err)
 }
 
+// Unwrap returns Err.
 func (e *GaveUpError) Unwrap() error { return e.Err }

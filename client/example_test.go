@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -17,11 +16,8 @@ import (
 // Two clients join a session of an in-process hub; one moves its cursor
 // and the other sees it.
 func ExampleDial() {
-	h := hub.New(&hub.Options{Logger: discardLogger()})
-	ts := httptest.NewServer(h.Handler())
-	defer ts.Close()
-	defer h.Shutdown(context.Background())
-	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+	url, stop := exampleHub(hub.Options{})
+	defer stop()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -64,11 +60,8 @@ func ExampleDial() {
 // A program reads the events of its client in a loop of its own until the
 // channel is closed.
 func ExampleClient_Events() {
-	h := hub.New(&hub.Options{Logger: discardLogger()})
-	ts := httptest.NewServer(h.Handler())
-	defer ts.Close()
-	defer h.Shutdown(context.Background())
-	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+	url, stop := exampleHub(hub.Options{})
+	defer stop()
 
 	c, err := client.Dial(context.Background(), url, nil)
 	if err != nil {
@@ -101,11 +94,8 @@ func ExampleClient_Events() {
 // Here it signs a token itself; a real application asks its backend.
 func ExampleOptions_tokenFunc() {
 	secret := []byte("example-secret-of-at-least-32-bytes!")
-	h := hub.New(&hub.Options{JWTSecret: secret, Logger: discardLogger()})
-	ts := httptest.NewServer(h.Handler())
-	defer ts.Close()
-	defer h.Shutdown(context.Background())
-	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+	url, stop := exampleHub(hub.Options{JWTSecret: secret})
+	defer stop()
 
 	calls := 0
 	getToken := func(ctx context.Context) (string, error) {
@@ -137,11 +127,8 @@ func ExampleOptions_tokenFunc() {
 // answer; it retries forever, starting again from the shortest delay once
 // a connection has stayed up for 30 s.
 func ExampleOptions_heartbeat() {
-	h := hub.New(&hub.Options{Logger: discardLogger()})
-	ts := httptest.NewServer(h.Handler())
-	defer ts.Close()
-	defer h.Shutdown(context.Background())
-	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+	url, stop := exampleHub(hub.Options{})
+	defer stop()
 
 	c, err := client.Dial(context.Background(), url, &client.Options{
 		HeartbeatInterval: 10 * time.Second,
@@ -161,11 +148,8 @@ func ExampleOptions_heartbeat() {
 // The client keeps the participant list itself: Join asks for diff
 // presence (cheap for the hub) and the events carry the whole list anyway.
 func ExampleClient_Participants() {
-	h := hub.New(&hub.Options{Logger: discardLogger()})
-	ts := httptest.NewServer(h.Handler())
-	defer ts.Close()
-	defer h.Shutdown(context.Background())
-	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+	url, stop := exampleHub(hub.Options{})
+	defer stop()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -196,4 +180,17 @@ func ExampleClient_Participants() {
 	// Bob joined; the event lists 2
 	// Ann learner
 	// Bob learner
+}
+
+// exampleHub starts an in-process hub with opts (its Logger discarded)
+// behind an httptest server, and returns the hub's WebSocket URL and a stop
+// that shuts the hub down and closes the server.
+func exampleHub(opts hub.Options) (url string, stop func()) {
+	opts.Logger = discardLogger()
+	h := hub.New(&opts)
+	ts := httptest.NewServer(h.Handler())
+	return wsURL(ts) + "/ws", func() {
+		h.Shutdown(context.Background())
+		ts.Close()
+	}
 }

@@ -171,6 +171,49 @@ func (p *cutProxy) close() {
 	p.wg.Wait()
 }
 
+// proxiedPair is a session of two clients of one hub: Ann (a) connects
+// through a cutProxy, Bob (b) straight to the hub.
+type proxiedPair struct {
+	s      *testHub
+	px     *cutProxy
+	a, b   *client.Client
+	joined *protocol.SessionJoined // Ann's join
+}
+
+// startProxiedPair starts a hub with opts and a cutProxy in front of it, and
+// joins Ann ("ann", through the proxy, with aOpts and fastReconnect) and
+// then Bob ("bob", with fastReconnect) to session. It returns once Ann has
+// seen Bob join.
+func startProxiedPair(t *testing.T, opts hub.Options, session string, aOpts client.Options) *proxiedPair {
+	t.Helper()
+	s := startHub(t, "", opts)
+	px := startProxy(t, s.addr)
+	aOpts.Reconnect = fastReconnect
+	a := dial(t, px.url(), &aOpts)
+	b := dial(t, s.url, &client.Options{Reconnect: fastReconnect})
+	ctx := ctxT(t)
+	joined, err := a.Join(ctx, session, protocol.UserInfo{UserID: "ann", Name: "Ann"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Join(ctx, session, protocol.UserInfo{UserID: "bob", Name: "Bob"}); err != nil {
+		t.Fatal(err)
+	}
+	skipTo[*client.UserJoined](t, a, nil)
+	return &proxiedPair{s: s, px: px, a: a, b: b, joined: joined}
+}
+
+// sendLive broadcasts n events from `from` (sendN from 0) and checks that
+// to receives each of them live, at its acked offset.
+func sendLive(t *testing.T, from, to *client.Client, n int) {
+	t.Helper()
+	for _, off := range sendN(t, from, 0, n) {
+		if e := skipTo[*client.BroadcastEvent](t, to, nil); e.Offset != off {
+			t.Fatalf("live broadcast at offset %d, want %d", e.Offset, off)
+		}
+	}
+}
+
 // waitReconnecting waits for c's state change to Reconnecting after an
 // abnormal end (1006, no close frame).
 func waitReconnecting(t *testing.T, c *client.Client) {
@@ -253,27 +296,12 @@ func checkSequence(t *testing.T, got []*client.BroadcastEvent, from string, want
 // reconnects, in order, once, with Rejoined.Recovered true; its own
 // broadcast, acked just before the drop, is not delivered to itself.
 func TestRecoverAfterDrop(t *testing.T) {
-	s := startHub(t, "", hub.Options{LeaveGrace: time.Minute})
-	px := startProxy(t, s.addr)
-	a := dial(t, px.url(), &client.Options{Reconnect: fastReconnect})
-	b := dial(t, s.url, &client.Options{Reconnect: fastReconnect})
+	p := startProxiedPair(t, hub.Options{LeaveGrace: time.Minute}, "rec", client.Options{})
+	px, a, b, sja := p.px, p.a, p.b, p.joined
 	ctx := ctxT(t)
-	sja, err := a.Join(ctx, "rec", protocol.UserInfo{UserID: "ann", Name: "Ann"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Join(ctx, "rec", protocol.UserInfo{UserID: "bob", Name: "Bob"}); err != nil {
-		t.Fatal(err)
-	}
-	skipTo[*client.UserJoined](t, a, nil)
 
 	// Live traffic before the drop: three from Bob, then Ann's own.
-	live := sendN(t, b, 0, 3)
-	for _, off := range live {
-		if e := skipTo[*client.BroadcastEvent](t, a, nil); e.Offset != off {
-			t.Fatalf("live broadcast at offset %d, want %d", e.Offset, off)
-		}
-	}
+	sendLive(t, b, a, 3)
 	own, err := a.Broadcast(ctx, "mine", "from ann", protocol.ToAll)
 	if err != nil {
 		t.Fatal(err)
@@ -362,19 +390,9 @@ func TestRecoverHubRestart(t *testing.T) {
 // sent meanwhile) gives a rejoin that is not recovered, with no replay;
 // what comes next is delivered.
 func TestRecoverHistoryExceeded(t *testing.T) {
-	s := startHub(t, "", hub.Options{HistorySize: 5, LeaveGrace: time.Minute})
-	px := startProxy(t, s.addr)
-	a := dial(t, px.url(), &client.Options{Reconnect: fastReconnect})
-	b := dial(t, s.url, &client.Options{Reconnect: fastReconnect})
+	p := startProxiedPair(t, hub.Options{HistorySize: 5, LeaveGrace: time.Minute}, "small", client.Options{})
+	px, a, b, sja := p.px, p.a, p.b, p.joined
 	ctx := ctxT(t)
-	sja, err := a.Join(ctx, "small", protocol.UserInfo{UserID: "ann", Name: "Ann"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Join(ctx, "small", protocol.UserInfo{UserID: "bob", Name: "Bob"}); err != nil {
-		t.Fatal(err)
-	}
-	skipTo[*client.UserJoined](t, a, nil)
 	first := sendN(t, b, 100, 1)
 	if e := skipTo[*client.BroadcastEvent](t, a, nil); e.Offset != first[0] {
 		t.Fatalf("broadcast at %d, want %d", e.Offset, first[0])

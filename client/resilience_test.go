@@ -28,28 +28,14 @@ import (
 // heartbeat can notice it: the hub's own pings are far off (25 s) and
 // their failure could not reach the client anyway.
 func TestSilentConnectionReplaced(t *testing.T) {
-	s := startHub(t, "", hub.Options{LeaveGrace: time.Minute})
-	px := startProxy(t, s.addr)
-	// Short enough for a quick test, long enough that a busy machine's
-	// stall does not pass for silence before the test silences the link.
-	a := dial(t, px.url(), &client.Options{Reconnect: fastReconnect,
-		HeartbeatInterval: 500 * time.Millisecond, HeartbeatTimeout: 2 * time.Second})
-	b := dial(t, s.url, &client.Options{Reconnect: fastReconnect})
+	// Ann's heartbeat: short enough for a quick test, long enough that a
+	// busy machine's stall does not pass for silence before the test
+	// silences the link.
+	p := startProxiedPair(t, hub.Options{LeaveGrace: time.Minute}, "silent",
+		client.Options{HeartbeatInterval: 500 * time.Millisecond, HeartbeatTimeout: 2 * time.Second})
+	s, px, a, b, sja := p.s, p.px, p.a, p.b, p.joined
 	ctx := ctxT(t)
-	sja, err := a.Join(ctx, "silent", protocol.UserInfo{UserID: "ann", Name: "Ann"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Join(ctx, "silent", protocol.UserInfo{UserID: "bob", Name: "Bob"}); err != nil {
-		t.Fatal(err)
-	}
-	skipTo[*client.UserJoined](t, a, nil)
-	live := sendN(t, b, 0, 2)
-	for _, off := range live {
-		if e := skipTo[*client.BroadcastEvent](t, a, nil); e.Offset != off {
-			t.Fatalf("live broadcast at offset %d, want %d", e.Offset, off)
-		}
-	}
+	sendLive(t, b, a, 2)
 
 	// Silent, and new connections refused until Bob has sent everything:
 	// then all of it must come through the recovery.

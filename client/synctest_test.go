@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -168,6 +169,17 @@ func (b *bubbleHub) options(tag string, o client.Options) *client.Options {
 	return &o
 }
 
+// dial connects a client, its connections tagged tag, with o to the hub;
+// the caller closes it.
+func (b *bubbleHub) dial(t *testing.T, tag string, o client.Options) *client.Client {
+	t.Helper()
+	c, err := client.Dial(context.Background(), bubbleURL, b.options(tag, o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func (b *bubbleHub) stop(t *testing.T) {
 	if err := b.h.Shutdown(context.Background()); err != nil {
 		t.Errorf("hub shutdown: %v", err)
@@ -225,17 +237,11 @@ func TestHeartbeatDeadline(t *testing.T) {
 				bh := startBubbleHub(hub.Options{LeaveGrace: time.Hour})
 				defer bh.stop(t)
 				ctx := context.Background()
-				a, err := client.Dial(ctx, bubbleURL, bh.options("a", client.Options{
+				a := bh.dial(t, "a", client.Options{
 					HeartbeatInterval: tc.interval, HeartbeatTimeout: tc.timeout,
-					Reconnect: &client.ReconnectPolicy{Initial: 100 * time.Millisecond}}))
-				if err != nil {
-					t.Fatal(err)
-				}
+					Reconnect: &client.ReconnectPolicy{Initial: 100 * time.Millisecond}})
 				defer a.Close()
-				b, err := client.Dial(ctx, bubbleURL, bh.options("b", client.Options{}))
-				if err != nil {
-					t.Fatal(err)
-				}
+				b := bh.dial(t, "b", client.Options{})
 				defer b.Close()
 				if _, err := a.Join(ctx, "hb", protocol.UserInfo{UserID: "a", Name: "A"}); err != nil {
 					t.Fatal(err)
@@ -295,16 +301,10 @@ func TestHeartbeatWaitsForTheApplication(t *testing.T) {
 		bh := startBubbleHub(hub.Options{})
 		defer bh.stop(t)
 		ctx := context.Background()
-		a, err := client.Dial(ctx, bubbleURL, bh.options("a", client.Options{EventBuffer: 1,
-			HeartbeatInterval: time.Second, HeartbeatTimeout: time.Second}))
-		if err != nil {
-			t.Fatal(err)
-		}
+		a := bh.dial(t, "a", client.Options{EventBuffer: 1,
+			HeartbeatInterval: time.Second, HeartbeatTimeout: time.Second})
 		defer a.Close()
-		b, err := client.Dial(ctx, bubbleURL, bh.options("b", client.Options{}))
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := bh.dial(t, "b", client.Options{})
 		defer b.Close()
 		nextNow(t, a) // connecting -> connected
 		if _, err := a.Join(ctx, "busy", protocol.UserInfo{UserID: "a", Name: "A"}); err != nil {
@@ -360,11 +360,8 @@ func TestAttemptCounterRestarts(t *testing.T) {
 				bh := startBubbleHub(hub.Options{})
 				defer bh.stop(t)
 				ctx := context.Background()
-				c, err := client.Dial(ctx, bubbleURL, bh.options("c", client.Options{Reconnect: &client.ReconnectPolicy{
-					Initial: 100 * time.Millisecond, MaxAttempts: maxAttempts, ResetAfter: tc.stable}}))
-				if err != nil {
-					t.Fatal(err)
-				}
+				c := bh.dial(t, "c", client.Options{Reconnect: &client.ReconnectPolicy{
+					Initial: 100 * time.Millisecond, MaxAttempts: maxAttempts, ResetAfter: tc.stable}})
 				defer c.Close()
 				if _, err := c.Join(ctx, "loop", protocol.UserInfo{UserID: "u", Name: "U"}); err != nil {
 					t.Fatal(err)
@@ -383,7 +380,7 @@ func TestAttemptCounterRestarts(t *testing.T) {
 					if !tc.wantGiveUp || !errors.As(sc.Err, &gu) || gu.Attempts != maxAttempts {
 						t.Fatalf("after rejoins at attempts %v: %v", attempts, sc)
 					}
-					if want := []int{1, 2, 3}; !equalInts(attempts, want) {
+					if want := []int{1, 2, 3}; !slices.Equal(attempts, want) {
 						t.Fatalf("rejoined at attempts %v, want %v", attempts, want)
 					}
 					return
@@ -415,16 +412,4 @@ func waitRejoinOrEnd(t *testing.T, c *client.Client) client.Event {
 			}
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

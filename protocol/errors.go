@@ -25,6 +25,7 @@ type Error struct {
 	Message string
 }
 
+// Error is "code: message".
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 
 // Errorf returns an *Error with code and a formatted message.

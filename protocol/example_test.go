@@ -1,6 +1,7 @@
 package protocol_test
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/sessionhub/sessionhub/protocol"
@@ -44,4 +45,22 @@ func ExampleEncodeError() {
 	fmt.Println(string(protocol.EncodeError("7", protocol.Errorf(protocol.CodeNotInSession, "join a session first"))))
 	// Output:
 	// {"type":"error","data":{"code":"not_in_session","message":"join a session first"},"ref":"7"}
+}
+
+// A frame sent under BatchSubprotocol holds several messages, one a line;
+// a client decodes each as a server message.
+func ExampleSplitBatch() {
+	frame := []byte(`{"type":"cursor-moved","data":{"userId":"u1","cursor":{"line":1,"column":2}}}` + "\n" +
+		`{"type":"pong","ref":"7"}`)
+	for msg := range protocol.SplitBatch(frame) {
+		var env protocol.Envelope
+		if err := json.Unmarshal(msg, &env); err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Printf("%s ref=%q\n", env.Type, env.Ref)
+	}
+	// Output:
+	// cursor-moved ref=""
+	// pong ref="7"
 }

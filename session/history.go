@@ -191,6 +191,8 @@ func (h *History) Forget(through int64) {
 	h.compact()
 }
 
-// Len is the number of events kept, and Bytes their encoded size.
-func (h *History) Len() int   { return len(h.events) - h.head }
+// Len is the number of events kept.
+func (h *History) Len() int { return len(h.events) - h.head }
+
+// Bytes is the encoded size of the events kept (the sum of their Data).
 func (h *History) Bytes() int { return h.bytes }

@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -21,18 +22,6 @@ func offsets(es []session.Event) []int64 {
 		out = append(out, e.Offset)
 	}
 	return out
-}
-
-func equalOffsets(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // span is the offsets lo..hi, empty when hi < lo.
@@ -92,7 +81,7 @@ func TestHistoryRetention(t *testing.T) {
 			if len(tc.wantKept) == 0 {
 				kept, ok = h.Since(tc.n)
 			}
-			if !ok || !equalOffsets(offsets(kept), tc.wantKept) {
+			if !ok || !slices.Equal(offsets(kept), tc.wantKept) {
 				t.Errorf("kept %v (ok %v), want %v", offsets(kept), ok, tc.wantKept)
 			}
 			if h.Len() != len(tc.wantKept) || h.Bytes() != tc.wantBytes {
@@ -135,7 +124,7 @@ func TestHistorySince(t *testing.T) {
 			}
 			continue
 		}
-		if !equalOffsets(offsets(got), tc.want) {
+		if !slices.Equal(offsets(got), tc.want) {
 			t.Errorf("Since(%d) = %v, want %v", tc.offset, offsets(got), tc.want)
 		}
 	}
@@ -161,7 +150,7 @@ func TestHistoryGaps(t *testing.T) {
 	}
 	for off, want := range map[int64][]int64{2: {5, 9, 14}, 4: {5, 9, 14}, 5: {9, 14}, 10: {14}, 14: {}} {
 		got, ok := h.Since(off)
-		if !ok || !equalOffsets(offsets(got), want) {
+		if !ok || !slices.Equal(offsets(got), want) {
 			t.Errorf("Since(%d) = %v, %v; want %v, true", off, offsets(got), ok, want)
 		}
 	}
@@ -212,7 +201,7 @@ func TestHistoryAccounting(t *testing.T) {
 				}
 				from := want[0].Offset - 1
 				got, ok := h.Since(from)
-				if !ok || !equalOffsets(offsets(got), offsets(want)) {
+				if !ok || !slices.Equal(offsets(got), offsets(want)) {
 					t.Fatalf("%d: Since(%d) = %v, %v; want %v", i, from, offsets(got), ok, offsets(want))
 				}
 				for k := range got {
@@ -283,7 +272,7 @@ func TestHistoryByteBudgets(t *testing.T) {
 		for i := int64(1); i <= 5; i++ {
 			h.Append(ev(i, 0, 100), t0)
 		}
-		if got := offsets(mustSince(t, h, 3)); !equalOffsets(got, span(4, 5)) || h.Bytes() != 200 {
+		if got := offsets(mustSince(t, h, 3)); !slices.Equal(got, span(4, 5)) || h.Bytes() != 200 {
 			t.Errorf("kept %v (%d bytes), want [4 5] (200)", got, h.Bytes())
 		}
 		if _, ok := h.Since(2); ok {
@@ -297,10 +286,10 @@ func TestHistoryByteBudgets(t *testing.T) {
 		c.Append(ev(1, 0, 100), t0)
 		a.Append(ev(2, 0, 100), t0)
 		c.Append(ev(2, 0, 100), t0) // 400 bytes: a's 1, the oldest, goes
-		if got := offsets(mustSince(t, a, 1)); !equalOffsets(got, span(2, 2)) {
+		if got := offsets(mustSince(t, a, 1)); !slices.Equal(got, span(2, 2)) {
 			t.Errorf("a keeps %v, want [2]", got)
 		}
-		if got := offsets(mustSince(t, c, 0)); !equalOffsets(got, span(1, 2)) {
+		if got := offsets(mustSince(t, c, 0)); !slices.Equal(got, span(1, 2)) {
 			t.Errorf("c keeps %v, want [1 2]", got)
 		}
 		if _, ok := a.Since(0); ok {
@@ -317,7 +306,7 @@ func TestHistoryByteBudgets(t *testing.T) {
 		}
 		c.Append(ev(3, 0, 100), t0)
 		c.Append(ev(4, 0, 50), t0) // 350: c's 1 goes, not a's gone ones
-		if got := offsets(mustSince(t, c, 1)); !equalOffsets(got, span(2, 4)) || b.Used() != 250 {
+		if got := offsets(mustSince(t, c, 1)); !slices.Equal(got, span(2, 4)) || b.Used() != 250 {
 			t.Errorf("c keeps %v, used %d; want [2 3 4], 250", got, b.Used())
 		}
 	})
