@@ -294,7 +294,7 @@ func TestFloodEndsIn1008(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := tc.opts
-			s, ln := startServerSmallBuf(t, &opts)
+			s, ln := startServerSmallBuf(t, &opts, serverLimits{})
 			ln.small.Store(!tc.read) // its socket fills fast: the queue fills next
 			c := anDial(t, s)
 			ping := anFrame(`{"type":"ping","ref":"flood"}`)

@@ -52,20 +52,33 @@ func apiDo(t testing.TB, s *server, method, path, key string, body []byte) (int,
 	return resp.StatusCode, resp.Header.Get("Content-Type"), b
 }
 
-// apiJSON is apiDo that checks the status and decodes a JSON answer into v.
-func apiJSON(t testing.TB, s *server, method, path string, body []byte, want int, v any) {
+// apiAnswer is apiDo that checks the status and that the answer is JSON,
+// and returns its body.
+func apiAnswer(t testing.TB, s *server, method, path, key string, body []byte, want int) []byte {
 	t.Helper()
-	status, ct, b := apiDo(t, s, method, path, apiKey, body)
+	status, ct, b := apiDo(t, s, method, path, key, body)
 	if status != want {
 		t.Fatalf("%s %s = %d %s, want %d", method, path, status, b, want)
 	}
 	if !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("%s %s: Content-Type %q, want application/json", method, path, ct)
 	}
+	return b
+}
+
+// decodeStrict decodes the JSON b into v, refusing fields v does not have.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// apiJSON is apiDo that checks the status and decodes a JSON answer into v.
+func apiJSON(t testing.TB, s *server, method, path string, body []byte, want int, v any) {
+	t.Helper()
+	b := apiAnswer(t, s, method, path, apiKey, body, want)
 	if v != nil {
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(v); err != nil {
+		if err := decodeStrict(b, v); err != nil {
 			t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
 		}
 	}
@@ -83,17 +96,9 @@ type apiErr struct {
 // {"error": {"code", "message"}} and returns the code.
 func apiExpectError(t testing.TB, s *server, method, path, key string, body []byte, want int) string {
 	t.Helper()
-	status, ct, b := apiDo(t, s, method, path, key, body)
-	if status != want {
-		t.Fatalf("%s %s = %d %s, want %d", method, path, status, b, want)
-	}
-	if !strings.HasPrefix(ct, "application/json") {
-		t.Errorf("%s %s: Content-Type %q, want application/json", method, path, ct)
-	}
+	b := apiAnswer(t, s, method, path, key, body, want)
 	var e apiErr
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+	if err := decodeStrict(b, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 		t.Errorf("%s %s: error body %s, want {\"error\":{\"code\",\"message\"}} (%v)", method, path, b, err)
 	}
 	return e.Error.Code

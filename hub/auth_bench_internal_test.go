@@ -2,11 +2,6 @@ package hub
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"testing"
 	"time"
 
@@ -18,18 +13,8 @@ import (
 // connection's reader, never the run loop. The verifier holds two secrets
 // and one key of each public type, as a hub configured with all sources.
 func BenchmarkParseToken(b *testing.B) {
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	edPub, edKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
+	k := genTokenKeys(b)
+	rsaKey, ecKey, edPub, edKey := k.rsa, k.ec, k.edPub, k.ed
 	secret := []byte("bench-secret-0123456789abcdef")
 	v := &verifier{}
 	v.keys.Store(&Keys{Secrets: [][]byte{[]byte("older-secret-0123456789abcdef"), secret},

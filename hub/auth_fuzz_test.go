@@ -33,18 +33,8 @@ import (
 func FuzzParseToken(f *testing.F) {
 	secret := []byte("fuzz-secret-0123456789abcdef")
 	secret2 := []byte("fuzz-secret-2-0123456789abcdef")
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		f.Fatal(err)
-	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		f.Fatal(err)
-	}
-	edPub, edKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		f.Fatal(err)
-	}
+	k := genTokenKeys(f)
+	rsaKey, ecKey, edPub, edKey := k.rsa, k.ec, k.edPub, k.ed
 	v := &verifier{}
 	v.keys.Store(&Keys{Secrets: [][]byte{secret, secret2},
 		PublicKeys: []crypto.PublicKey{&rsaKey.PublicKey, &ecKey.PublicKey, edPub}})
@@ -190,6 +180,32 @@ func FuzzParseToken(f *testing.F) {
 			seen[name] = true
 		}
 	})
+}
+
+// tokenKeys are one private key of each public-key type the hub verifies
+// tokens with.
+type tokenKeys struct {
+	rsa   *rsa.PrivateKey   // 2048 bits
+	ec    *ecdsa.PrivateKey // P-256
+	ed    ed25519.PrivateKey
+	edPub ed25519.PublicKey
+}
+
+// genTokenKeys generates a tokenKeys.
+func genTokenKeys(tb testing.TB) tokenKeys {
+	tb.Helper()
+	var k tokenKeys
+	var err error
+	if k.rsa, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		tb.Fatal(err)
+	}
+	if k.ec, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		tb.Fatal(err)
+	}
+	if k.edPub, k.ed, err = ed25519.GenerateKey(rand.Reader); err != nil {
+		tb.Fatal(err)
+	}
+	return k
 }
 
 // pemOf is the PKIX PEM of pk.

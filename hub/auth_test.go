@@ -55,11 +55,7 @@ func auToken(t testing.TB, c hub.Claims) string {
 // auSign signs claims with any method and key.
 func auSign(t testing.TB, m jwt.SigningMethod, key any, c jwt.Claims) string {
 	t.Helper()
-	tok, err := jwt.NewWithClaims(m, c).SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return kySignKid(t, m, key, "", c)
 }
 
 // auAlgNone builds an unsigned token (alg none) by hand.

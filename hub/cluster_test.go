@@ -60,8 +60,6 @@ func waitReady(t *testing.T, s *server, want int) {
 	}
 }
 
-func equal(a, b []string) bool { return slices.Equal(a, b) }
-
 // Clients on two nodes are in one session: one list, each other's joins,
 // cursors, activity, broadcasts with shared offsets, and the two-tabs rule
 // across nodes.
@@ -74,12 +72,12 @@ func TestClusterOneSessionOverTwoNodes(t *testing.T) {
 	a.join("s", "alice", "Alice", protocol.RoleInstructor)
 	b := dial(t, n2, nil)
 	sj := b.join("s", "bob", "Bob", protocol.RoleLearner)
-	if got := ids(sj.Participants); !equal(got, []string{"alice", "bob"}) {
+	if got := ids(sj.Participants); !slices.Equal(got, []string{"alice", "bob"}) {
 		t.Fatalf("bob's session-joined lists %v, want [alice bob]", got)
 	}
 	var uj protocol.UserJoined
 	a.expect(protocol.TypeUserJoined, &uj)
-	if uj.User.UserID != "bob" || !equal(ids(uj.Participants), []string{"alice", "bob"}) {
+	if uj.User.UserID != "bob" || !slices.Equal(ids(uj.Participants), []string{"alice", "bob"}) {
 		t.Fatalf("alice got user-joined %+v", uj)
 	}
 
@@ -92,7 +90,7 @@ func TestClusterOneSessionOverTwoNodes(t *testing.T) {
 	}
 	c := dial(t, n2, nil)
 	sj = c.join("s", "carol", "Carol", protocol.RoleLearner)
-	if got := ids(sj.Participants); !equal(got, []string{"alice", "bob", "carol"}) || sj.Participants[0].Cursor == nil || sj.Participants[0].Cursor.Line != 3 {
+	if got := ids(sj.Participants); !slices.Equal(got, []string{"alice", "bob", "carol"}) || sj.Participants[0].Cursor == nil || sj.Participants[0].Cursor.Line != 3 {
 		t.Fatalf("carol's session-joined = %+v", sj.Participants)
 	}
 	a.expect(protocol.TypeUserJoined, nil)
@@ -137,7 +135,7 @@ func TestClusterOneSessionOverTwoNodes(t *testing.T) {
 	// join, and closing the first tab is no leave.
 	b2 := dial(t, n1, nil)
 	sj = b2.join("s", "bob", "Bob", protocol.RoleLearner)
-	if got := ids(sj.Participants); !equal(got, []string{"alice", "bob", "carol"}) {
+	if got := ids(sj.Participants); !slices.Equal(got, []string{"alice", "bob", "carol"}) {
 		t.Fatalf("bob's second tab lists %v", got)
 	}
 	b.ws.Close(1000, "") // a clean close: a closing tab
@@ -158,7 +156,7 @@ func TestClusterOneSessionOverTwoNodes(t *testing.T) {
 		Participants []protocol.Participant `json:"participants"`
 	}
 	apiJSON(t, n2, "GET", "/api/sessions/s", nil, http.StatusOK, &got)
-	if !equal(ids(got.Participants), []string{"alice", "bob", "carol"}) {
+	if !slices.Equal(ids(got.Participants), []string{"alice", "bob", "carol"}) {
 		t.Fatalf("Redis lists %v after one of bob's tabs closed", ids(got.Participants))
 	}
 	// The last tab goes: a leave on every node.
@@ -166,7 +164,7 @@ func TestClusterOneSessionOverTwoNodes(t *testing.T) {
 	for _, p := range []*peer{a, c} {
 		var ul protocol.UserLeft
 		p.skipUntil(protocol.TypeUserLeft, &ul)
-		if ul.UserID != "bob" || !equal(ids(*ul.Participants), []string{"alice", "carol"}) {
+		if ul.UserID != "bob" || !slices.Equal(ids(*ul.Participants), []string{"alice", "carol"}) {
 			t.Fatalf("got user-left %+v", ul)
 		}
 	}
@@ -288,7 +286,7 @@ func TestClusterAPI(t *testing.T) {
 		Participants []protocol.Participant `json:"participants"`
 	}
 	apiJSON(t, n2, "GET", "/api/sessions/s", nil, http.StatusOK, &got)
-	if !equal(ids(got.Participants), []string{"alice", "bob"}) {
+	if !slices.Equal(ids(got.Participants), []string{"alice", "bob"}) {
 		t.Fatalf("n2 lists %v", ids(got.Participants))
 	}
 	apiExpectError(t, n2, "GET", "/api/sessions/nope", apiKey, nil, http.StatusNotFound)
@@ -340,7 +338,7 @@ func TestClusterRedisOutage(t *testing.T) {
 	// n1's members still see each other.
 	c := dial(t, n1, nil)
 	sj := c.join("s", "carol", "Carol", protocol.RoleLearner)
-	if !equal(ids(sj.Participants), []string{"alice", "bob", "carol"}) {
+	if !slices.Equal(ids(sj.Participants), []string{"alice", "bob", "carol"}) {
 		t.Fatalf("carol's list during the outage: %v", ids(sj.Participants))
 	}
 	a.expect(protocol.TypeUserJoined, nil)
@@ -361,7 +359,7 @@ func TestClusterRedisOutage(t *testing.T) {
 	// bob learns of carol, who joined while n2 could not hear of it.
 	var uj protocol.UserJoined
 	b.skipUntil(protocol.TypeUserJoined, &uj)
-	if uj.User.UserID != "carol" || !equal(ids(uj.Participants), []string{"alice", "bob", "carol"}) {
+	if uj.User.UserID != "carol" || !slices.Equal(ids(uj.Participants), []string{"alice", "bob", "carol"}) {
 		t.Fatalf("bob got %+v", uj)
 	}
 	// Redis lost the history: a new epoch, whose offsets go on from the
@@ -381,7 +379,7 @@ func TestClusterRedisOutage(t *testing.T) {
 	}
 	// And a join on n2 now sees the whole cluster.
 	d := dial(t, n2, nil)
-	if sj := d.join("s", "dan", "Dan", protocol.RoleLearner); !equal(ids(sj.Participants), []string{"alice", "bob", "carol", "dan"}) {
+	if sj := d.join("s", "dan", "Dan", protocol.RoleLearner); !slices.Equal(ids(sj.Participants), []string{"alice", "bob", "carol", "dan"}) {
 		t.Fatalf("dan's list after the outage: %v", ids(sj.Participants))
 	}
 }

@@ -56,28 +56,6 @@ func hasKey(t testing.TB, raw json.RawMessage, key string) bool {
 	return ok
 }
 
-// ids returns the userIds of ps in order.
-func ids(ps []protocol.Participant) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.UserID
-	}
-	return out
-}
-
-func sameIDs(got []protocol.Participant, want ...string) bool {
-	g := ids(got)
-	if len(g) != len(want) {
-		return false
-	}
-	for i := range g {
-		if g[i] != want[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // dialHTTP dials s with opts and returns the connection (nil on failure),
 // the handshake response and the error.
 func dialHTTP(t testing.TB, s *server, opts *websocket.DialOptions) (*websocket.Conn, *http.Response, error) {

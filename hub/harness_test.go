@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -362,6 +364,20 @@ func decodeBroadcast(t testing.TB, m protocol.Envelope) protocol.BroadcastEvent 
 	return ev
 }
 
+// ids returns the userIds of ps in order.
+func ids(ps []protocol.Participant) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.UserID
+	}
+	return out
+}
+
+// sameIDs reports whether got lists exactly the users want, in that order.
+func sameIDs(got []protocol.Participant, want ...string) bool {
+	return slices.Equal(ids(got), want)
+}
+
 // isUserLeft matches a user-left of userID.
 func isUserLeft(userID string) func(protocol.Envelope) bool {
 	return func(m protocol.Envelope) bool {
@@ -579,26 +595,67 @@ func pause() { <-time.After(5 * time.Millisecond) }
 // Raw connections: WebSockets nobody reads, and a listener whose send
 // buffers are small, for back-pressure.
 
+// rawOptions say how rawDial dials. The zero value dials with the default
+// buffers and no token.
+type rawOptions struct {
+	// smallRcvBuf gives the connection a small receive buffer, so that its
+	// TCP buffers fill fast.
+	smallRcvBuf bool
+	// token, when not empty, is sent as a Bearer token (auOpts).
+	token string
+}
+
 // rawDial opens a WebSocket to s that nobody reads (coder/websocket then
-// answers no ping either). A small receive buffer makes its TCP buffers fill
-// fast. It is dropped at the end of the test.
-func rawDial(t testing.TB, s *server, smallRcvBuf bool) *websocket.Conn {
+// answers no ping either), dialled as o says. It is dropped at the end of
+// the test.
+func rawDial(t testing.TB, s *server, o rawOptions) *websocket.Conn {
 	t.Helper()
 	tr := &http.Transport{}
-	if smallRcvBuf {
+	if o.smallRcvBuf {
 		d := &net.Dialer{Control: setRcvBuf}
 		tr.DialContext = d.DialContext
 	}
 	t.Cleanup(tr.CloseIdleConnections)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, s.url, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	opts := &websocket.DialOptions{}
+	if o.token != "" {
+		opts = auOpts(o.token)
+	}
+	opts.HTTPClient = &http.Client{Transport: tr}
+	ws, _, err := websocket.Dial(ctx, s.url, opts)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
 	ws.SetReadLimit(1 << 20)
 	t.Cleanup(func() { ws.CloseNow() })
 	return ws
+}
+
+// sendEvery writes b to ws every interval from a goroutine of its own,
+// until a write fails or until the stop it returns is called; stop waits for
+// the goroutine to end.
+func sendEvery(ws *websocket.Conn, b []byte, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var sender sync.WaitGroup
+	sender.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			err := ws.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	})
+	return func() { close(done); sender.Wait() }
 }
 
 // rawJoin sends join-session on ws and reads session-joined.
@@ -643,13 +700,29 @@ func (l *shrinkListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// startServerSmallBuf is startServer with a shrinkListener.
-func startServerSmallBuf(t testing.TB, opts *hub.Options) (*server, *shrinkListener) {
+// serverLimits are the HTTP server limits startServerSmallBuf sets. The
+// zero value leaves httptest's server as it is (no header limits).
+type serverLimits struct {
+	// readHeaderTimeout, when not 0, sets the header limits as hubd sets
+	// them: this ReadHeaderTimeout (shorter than hubd's, so that a test
+	// runs fast), MaxHeaderBytes of 16 KiB, and the server's error log to
+	// discardLogger at warn.
+	readHeaderTimeout time.Duration
+}
+
+// startServerSmallBuf is startServer with a shrinkListener and the HTTP
+// server limits lim.
+func startServerSmallBuf(t testing.TB, opts *hub.Options, lim serverLimits) (*server, *shrinkListener) {
 	t.Helper()
 	var ln *shrinkListener
 	s := startServerWith(t, opts, func(ts *httptest.Server) {
 		ln = &shrinkListener{Listener: ts.Listener}
 		ts.Listener = ln
+		if lim.readHeaderTimeout != 0 {
+			ts.Config.ReadHeaderTimeout = lim.readHeaderTimeout
+			ts.Config.MaxHeaderBytes = 16 << 10
+			ts.Config.ErrorLog = slog.NewLogLogger(discardLogger().Handler(), slog.LevelWarn)
+		}
 	})
 	return s, ln
 }

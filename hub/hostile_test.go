@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -31,42 +30,6 @@ import (
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
-// hoStart is startServerOn with a shrinkListener and the HTTP server's header
-// limits set as hubd sets them (httptest leaves them off), with a shorter
-// ReadHeaderTimeout so that the test runs fast.
-func hoStart(t testing.TB, opts *hub.Options, readHeader time.Duration) (*server, *shrinkListener) {
-	t.Helper()
-	var ln *shrinkListener
-	s := startServerWith(t, opts, func(ts *httptest.Server) {
-		ln = &shrinkListener{Listener: ts.Listener}
-		ts.Listener = ln
-		ts.Config.ReadHeaderTimeout = readHeader
-		ts.Config.MaxHeaderBytes = 16 << 10
-		ts.Config.ErrorLog = slog.NewLogLogger(discardLogger().Handler(), slog.LevelWarn)
-	})
-	return s, ln
-}
-
-// hoRawDial is rawDial with a token: a WebSocket nobody reads, with a
-// small receive buffer.
-func hoRawDial(t testing.TB, s *server, tok string) *websocket.Conn {
-	t.Helper()
-	d := &net.Dialer{Control: setRcvBuf}
-	tr := &http.Transport{DialContext: d.DialContext}
-	t.Cleanup(tr.CloseIdleConnections)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	opts := auOpts(tok)
-	opts.HTTPClient = &http.Client{Transport: tr}
-	ws, _, err := websocket.Dial(ctx, s.url, opts)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	ws.SetReadLimit(1 << 20)
-	t.Cleanup(func() { ws.CloseNow() })
-	return ws
-}
-
 func TestHostile(t *testing.T) {
 	const (
 		perIP      = 20
@@ -76,7 +39,7 @@ func TestHostile(t *testing.T) {
 		maxBytes   = 16384
 	)
 	logs := &auLog{}
-	s, ln := hoStart(t, &hub.Options{
+	s, ln := startServerSmallBuf(t, &hub.Options{
 		JWTSecret:           auSecret,
 		APIKey:              apiKey,
 		MaxConnectionsPerIP: perIP,
@@ -88,7 +51,7 @@ func TestHostile(t *testing.T) {
 		SendQueue:           64,
 		MaxMessageBytes:     maxBytes,
 		Logger:              slog.New(slog.NewTextHandler(logs, nil)),
-	}, readHeader)
+	}, serverLimits{readHeaderTimeout: readHeader})
 	tok := func(sub string, sessions ...string) string {
 		return auToken(t, auClaims(sub, "N "+sub, "", sessions, time.Hour))
 	}
@@ -413,7 +376,7 @@ func TestHostile(t *testing.T) {
 		{"a client that joins and never reads", func(t *testing.T) {
 			before := metricValue(t, s, "sessionhub_slow_consumer_closes_total")
 			ln.small.Store(true)
-			ws := hoRawDial(t, s, tok("stuck"))
+			ws := rawDial(t, s, rawOptions{smallRcvBuf: true, token: tok("stuck")})
 			ln.small.Store(false)
 			rawJoin(t, ws, "h-slow", "stuck", true) // and read nothing more
 			body := []byte(`{"event":"fill","payload":"` + strings.Repeat("y", 8000) + `"}`)

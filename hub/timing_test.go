@@ -80,13 +80,13 @@ func TestCursorCoalescing(t *testing.T) {
 // anybody else; the others see it leave after the grace, and it gets 1013.
 func TestSlowConsumer(t *testing.T) {
 	const grace = 300 * time.Millisecond
-	s, ln := startServerSmallBuf(t, &hub.Options{SendQueue: 256, CursorRate: 1e9, LeaveGrace: grace})
+	s, ln := startServerSmallBuf(t, &hub.Options{SendQueue: 256, CursorRate: 1e9, LeaveGrace: grace}, serverLimits{})
 	obs := dial(t, s, &websocket.DialOptions{Subprotocols: []string{protocol.BatchSubprotocol}})
 	sender := dial(t, s, nil)
 	obs.join("slow", "obs", "Obs", "")
 	sender.join("slow", "sender", "Sender", "")
 	ln.small.Store(true)
-	stuck := rawDial(t, s, true)
+	stuck := rawDial(t, s, rawOptions{smallRcvBuf: true})
 	ln.small.Store(false)
 	rawJoin(t, stuck, "slow", "stuck", true) // and read nothing more
 	obs.skipUntilMatch("user-joined of stuck", func(m protocol.Envelope) bool {
@@ -358,27 +358,8 @@ func TestPingIsNotActivity(t *testing.T) {
 	quiet.join("pinging", "quiet", "Quiet", "")
 	obs.expect(protocol.TypeUserJoined, nil)
 
-	stop := make(chan struct{})
-	var pinger sync.WaitGroup
-	pinger.Go(func() {
-		tick := time.NewTicker(idle / 6)
-		defer tick.Stop()
-		b, _ := protocol.Encode(protocol.TypePing, "", map[string]any{})
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), wait)
-			err := quiet.ws.Write(ctx, websocket.MessageText, b)
-			cancel()
-			if err != nil {
-				return
-			}
-		}
-	})
-	defer func() { close(stop); pinger.Wait() }()
+	ping, _ := protocol.Encode(protocol.TypePing, "", map[string]any{})
+	defer sendEvery(quiet.ws, ping, idle/6)()
 	obs.skipUntilMatch("quiet inactive while it pings", isActivity("quiet", false))
 }
 
@@ -417,27 +398,8 @@ func TestRateAbuse(t *testing.T) {
 	s := startServer(t, &hub.Options{MessageRate: 5, MessageBurst: 5, AbuseWindow: 500 * time.Millisecond})
 	abuser, polite := dial(t, s, nil), dial(t, s, nil)
 
-	stop := make(chan struct{})
-	var flood sync.WaitGroup
-	flood.Go(func() {
-		tick := time.NewTicker(2 * time.Millisecond) // 500 per second
-		defer tick.Stop()
-		b, _ := protocol.Encode(protocol.TypePing, "p", map[string]any{})
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), wait)
-			err := abuser.ws.Write(ctx, websocket.MessageText, b)
-			cancel()
-			if err != nil {
-				return
-			}
-		}
-	})
-	defer func() { close(stop); flood.Wait() }()
+	ping, _ := protocol.Encode(protocol.TypePing, "p", map[string]any{})
+	defer sendEvery(abuser.ws, ping, 2*time.Millisecond)() // 500 per second
 
 	var e protocol.ErrorPayload
 	m := abuser.skipUntilMatch("rate_limited", func(m protocol.Envelope) bool { return m.Type == protocol.TypeError })
@@ -467,7 +429,7 @@ func TestPingTimeout(t *testing.T) {
 	obs := dial(t, s, nil) // reads, so it answers pings
 	obs.join("pt", "obs", "Obs", "")
 	start := time.Now() // before the server starts the mute connection's ping timer
-	mute := rawDial(t, s, false)
+	mute := rawDial(t, s, rawOptions{})
 	rawJoin(t, mute, "pt", "mute", false) // never reads
 	obs.expect(protocol.TypeUserJoined, nil)
 	var ul protocol.UserLeft
