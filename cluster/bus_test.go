@@ -349,3 +349,116 @@ func TestBusPacksQueuedMessages(t *testing.T) {
 		t.Fatalf("got %q after a malformed packed message", m.Data)
 	}
 }
+
+// publishCalls returns how many PUBLISH Redis has run since its stats were
+// last reset.
+func publishCalls(t *testing.T, rdb *redis.Client) int {
+	t.Helper()
+	stats, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	for _, line := range strings.Split(stats, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_publish:"); ok {
+			fmt.Sscanf(rest, "calls=%d", &calls)
+		}
+	}
+	return calls
+}
+
+// With a Linger, the publisher holds what it took until the linger ends,
+// the batch is full or the bus closes, and sends it all in one pipeline:
+// one PUBLISH per session, in order. (A linger of an hour: the test never
+// waits for it.)
+func TestBusLinger(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newBus(t, srv, "B", cluster.BusOptions{})
+	b.Subscribe("s1")
+	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+	rdb := client(t, srv)
+	ctx := context.Background()
+
+	t.Run("held until the batch is full", func(t *testing.T) {
+		a := newBus(t, srv, "A", cluster.BusOptions{Linger: time.Hour})
+		rdb.ConfigResetStat(ctx)
+		a.Publish("s1", payload(0))
+		// A marker published (and so delivered) after A's first message:
+		// it reaches B first, since A holds its message.
+		marker := append(append([]byte(nil), cluster.NoOrigin...), "marker"...)
+		if err := rdb.Publish(ctx, "sessionhub:s:s1", marker).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if m := receive(t, b, 5*time.Second); string(m.Data) != "marker" || m.Node != "" {
+			t.Fatalf("B got %q from %q first; want the marker: A held nothing back", m.Data, m.Node)
+		}
+		if s := a.Stats(); s.Published != 0 {
+			t.Fatalf("A published %d before the linger ended", s.Published)
+		}
+		// The rest of a batch (256 messages): it leaves at once.
+		for i := 1; i < 256; i++ {
+			a.Publish("s1", payload(i))
+		}
+		for i := range 256 {
+			if m := receive(t, b, 5*time.Second); !bytes.Equal(m.Data, payload(i)) || m.Node != "A" {
+				t.Fatalf("message %d = %q from %q, want %q from A", i, m.Data, m.Node, payload(i))
+			}
+		}
+		if n := publishCalls(t, rdb); n != 2 { // the marker's and A's packed one
+			t.Fatalf("%d PUBLISH; want 2: the marker's and one for A's 256 messages", n)
+		}
+	})
+	t.Run("sent when the bus closes", func(t *testing.T) {
+		a := cluster.NewBus(client(t, srv), &cluster.BusOptions{NodeID: "A", Linger: time.Hour, Logger: testLogger(t, "A")})
+		for i := range 3 {
+			a.Publish([]string{"s1", "s2"}[i%2], payload(i))
+		}
+		a.Close() // does not wait for the linger
+		if s := a.Stats(); s.Published != 3 {
+			t.Fatalf("A stats after Close = %+v; want 3 published", s)
+		}
+		for _, i := range []int{0, 2} { // B is not subscribed to s2
+			if m := receive(t, b, 5*time.Second); !bytes.Equal(m.Data, payload(i)) {
+				t.Fatalf("got %q, want %q", m.Data, payload(i))
+			}
+		}
+	})
+}
+
+// The messages of a packed message are each the receiver's: appending to
+// one leaves the next as it was. A packed message with a bad length is
+// dropped whole, the messages before the bad length included.
+func TestBusPackedMessagesAreSeparate(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newBus(t, srv, "B", cluster.BusOptions{})
+	b.Subscribe("s1")
+	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+	rdb := client(t, srv)
+	ctx := context.Background()
+	pub := func(p []byte) {
+		t.Helper()
+		if err := rdb.Publish(ctx, "sessionhub:s:s1", p).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	pub([]byte{2, 1, 'X', 1, 'a', 5, 'b', 'c'}) // "a", then 5 bytes of 2
+	pub([]byte{2, 1, 'X', 1, 'a', 2, 'b', 'c', 0, 1, 'd'})
+	first := receive(t, b, 5*time.Second)
+	second := receive(t, b, 5*time.Second)
+	third := receive(t, b, 5*time.Second)
+	for i, m := range []cluster.Message{first, second, third} {
+		if want := []string{"a", "bc", ""}[i]; string(m.Data) != want || m.Node != "X" || m.Session != "s1" {
+			t.Fatalf("message %d = %q from %q on %q; want %q from X on s1 (the malformed one dropped whole)", i, m.Data, m.Node, m.Session, want)
+		}
+	}
+	if grown := append(first.Data, "ZZ"...); string(grown) != "aZZ" || string(second.Data) != "bc" {
+		t.Fatalf("appending to the first message gave %q and changed the second to %q", grown, second.Data)
+	}
+	if grown := append(second.Data, 'Z'); string(grown) != "bcZ" {
+		t.Fatalf("appending to the second message gave %q", grown)
+	}
+	if fourth := receive(t, b, 5*time.Second); string(fourth.Data) != "d" {
+		t.Fatalf("fourth message %q after appending to the second, want d", fourth.Data)
+	}
+}

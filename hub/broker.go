@@ -81,12 +81,20 @@ func newBroker(h *Hub) *broker {
 		expireSoon: make(map[string]time.Time),
 	}
 	b.clog = cluster.NewLog(o.Redis, &cluster.LogOptions{Size: o.HistorySize, TTL: o.HistoryTTL, MaxBytes: o.HistoryBytes})
-	b.bus = cluster.NewBus(o.Redis, &cluster.BusOptions{NodeID: o.NodeID, Logger: h.log})
+	b.bus = cluster.NewBus(o.Redis, &cluster.BusOptions{NodeID: o.NodeID, Logger: h.log, Linger: busLinger(o.WriteDelay)})
 	b.pres = cluster.NewPresence(o.Redis, nil)
 	b.nodes = cluster.NewNodes(o.Redis, &cluster.NodesOptions{
 		NodeID: o.NodeID, Heartbeat: o.NodeHeartbeat, Misses: clusterMisses, Logger: h.log})
 	return b
 }
+
+// busLinger is the share of the write delay d that the bus may hold a
+// node's events so that several share a write to Redis and Redis's write
+// to each node (cluster.BusOptions.Linger): a quarter, the run loop's
+// flush granularity. The run loop holds a delay connection's messages for
+// the rest (Hub.delay): a message from another node waits at most d in
+// all, one from this node at most d - busLinger(d).
+func busLinger(d time.Duration) time.Duration { return d / 4 }
 
 // timeout bounds one Redis operation.
 func (b *broker) timeout() time.Duration {

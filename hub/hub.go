@@ -64,6 +64,11 @@ type Hub struct {
 	// something queued, in the order of their due times, from delayHead
 	// on; delayTimer is armed (delayArmed) for the first while any wait.
 	// It is the only timer of the delay: a connection has none of its own.
+	// delay is how long a message waits: Options.WriteDelay on a single
+	// node; on a cluster node, what is left of it after the bus's share
+	// (busLinger), so that a message from another node waits no longer
+	// than Options.WriteDelay in all.
+	delay      time.Duration
 	delayQ     []delayedConn
 	delayHead  int
 	delayTimer *time.Timer
@@ -211,6 +216,10 @@ func New(opts *Options) *Hub {
 	if o.WriteDelay > 0 {
 		h.delayTimer = time.NewTimer(time.Hour)
 		h.delayTimer.Stop()
+		h.delay = o.WriteDelay
+		if o.Redis != nil {
+			h.delay -= busLinger(o.WriteDelay)
+		}
 	}
 	h.tokens = tokens
 	h.metrics.queueDepth(h)
@@ -927,10 +936,10 @@ func (h *Hub) queued(c *conn) {
 		c.startWriter()
 	case !c.delayed:
 		c.delayed = true
-		h.delayQ = append(h.delayQ, delayedConn{c: c, due: time.Now().Add(h.opts.WriteDelay)})
+		h.delayQ = append(h.delayQ, delayedConn{c: c, due: time.Now().Add(h.delay)})
 		if !h.delayArmed {
 			h.delayArmed = true
-			h.delayTimer.Reset(h.opts.WriteDelay)
+			h.delayTimer.Reset(h.delay)
 		}
 	}
 }
@@ -941,7 +950,7 @@ func (h *Hub) queued(c *conn) {
 // waits between three quarters of the delay and the delay. The timer is
 // re-armed for the next one, if any.
 func (h *Hub) flushDelayed(now time.Time) {
-	horizon := now.Add(h.opts.WriteDelay / 4)
+	horizon := now.Add(h.delay / 4)
 	q := h.delayQ
 	i := h.delayHead
 	for ; i < len(q) && !q[i].due.After(horizon); i++ {
