@@ -9,11 +9,23 @@ import (
 	"github.com/sessionhub/sessionhub/internal/redistest"
 )
 
+// newNodes starts the cluster.Nodes of node on srv with heartbeat beat; it
+// is closed at the end of the test.
 func newNodes(t *testing.T, srv *redistest.Server, node string, beat time.Duration) *cluster.Nodes {
 	t.Helper()
 	n := cluster.NewNodes(client(t, srv), &cluster.NodesOptions{NodeID: node, Heartbeat: beat, Logger: testLogger(t, node)})
 	t.Cleanup(func() { n.Close() })
 	return n
+}
+
+// healthyPair starts nodes A and B on srv with beat and waits until both
+// report healthy.
+func healthyPair(t *testing.T, srv *redistest.Server, beat time.Duration) (a, b *cluster.Nodes) {
+	t.Helper()
+	a, b = newNodes(t, srv, "A", beat), newNodes(t, srv, "B", beat)
+	waitHealth(t, "A", a, true, 5*time.Second)
+	waitHealth(t, "B", b, true, 5*time.Second)
+	return a, b
 }
 
 // waitHealth waits for want on n.Health().
@@ -71,10 +83,7 @@ func noDead(t *testing.T, n *cluster.Nodes, d time.Duration) {
 func TestNodesDeadWithoutGoodbye(t *testing.T) {
 	const beat = 100 * time.Millisecond
 	srv := redistest.Start(t)
-	a := newNodes(t, srv, "A", beat)
-	b := newNodes(t, srv, "B", beat)
-	waitHealth(t, "A", a, true, 5*time.Second)
-	waitHealth(t, "B", b, true, 5*time.Second)
+	a, b := healthyPair(t, srv, beat)
 	noDead(t, a, 2*beat) // A sees B alive
 
 	b.Close() // kill: no goodbye
@@ -133,10 +142,7 @@ func TestNodesLeave(t *testing.T) {
 func TestNodesRedisOutage(t *testing.T) {
 	const beat = 100 * time.Millisecond
 	srv := redistest.Start(t)
-	a := newNodes(t, srv, "A", beat)
-	b := newNodes(t, srv, "B", beat)
-	waitHealth(t, "A", a, true, 5*time.Second)
-	waitHealth(t, "B", b, true, 5*time.Second)
+	a, b := healthyPair(t, srv, beat)
 
 	srv.Stop()
 	da := waitHealth(t, "A", a, false, 5*time.Second)

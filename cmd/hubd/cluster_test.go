@@ -12,10 +12,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -489,21 +489,12 @@ func members(rs []rec) (list, applied map[string]bool) {
 	return list, applied
 }
 
-func keys(m map[string]bool) []string {
-	var s []string
-	for k := range m {
-		s = append(s, k)
-	}
-	sort.Strings(s)
-	return s
-}
-
 // hasMembers is the condition that p's list, both ways, is exactly want.
 func hasMembers(want ...string) func([]rec) bool {
 	w := slices.Sorted(slices.Values(want))
 	return func(rs []rec) bool {
 		list, applied := members(rs)
-		return slices.Equal(keys(list), w) && slices.Equal(keys(applied), w)
+		return slices.Equal(slices.Sorted(maps.Keys(list)), w) && slices.Equal(slices.Sorted(maps.Keys(applied)), w)
 	}
 }
 
@@ -787,7 +778,7 @@ func TestClusterNodeKilled(t *testing.T) {
 		}
 		if !hasMembers(ids(survivors...)...)(rs) {
 			list, applied := members(rs)
-			t.Errorf("%s's list is %v (applied: %v), want %v", p.name, keys(list), keys(applied), ids(survivors...))
+			t.Errorf("%s's list is %v (applied: %v), want %v", p.name, slices.Sorted(maps.Keys(list)), slices.Sorted(maps.Keys(applied)), ids(survivors...))
 		}
 	}
 	for _, n := range []*hubProc{n1, n3} {

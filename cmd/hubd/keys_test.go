@@ -83,8 +83,8 @@ func kpDial(t *testing.T, p *hubProc, tok string) (*websocket.Conn, int) {
 	return ws, resp.StatusCode
 }
 
-// kpPing does a ping round trip on ws: the connection is served.
-func kpPing(t *testing.T, ws *websocket.Conn, ref string) {
+// pingPong does a ping round trip on ws: the connection is served.
+func pingPong(t *testing.T, ws *websocket.Conn, ref string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -168,8 +168,8 @@ func TestSIGHUPReloadsKeys(t *testing.T) {
 		t.Errorf("the retired secret: status %d, want 401", status)
 	}
 	// The connections of the retired keys are still served.
-	kpPing(t, byOld, "old")
-	kpPing(t, byRSA, "rsa")
+	pingPong(t, byOld, "old")
+	pingPong(t, byRSA, "rsa")
 
 	// A key file with a private key in it: nothing changes.
 	priv, err := x509.MarshalPKCS8PrivateKey(ec2)

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -151,27 +150,11 @@ func TestSIGHUPReloadsSecret(t *testing.T) {
 		t.Cleanup(func() { ws.CloseNow() })
 		return ws, resp.StatusCode
 	}
-	pingPong := func(ws *websocket.Conn, ref string) {
-		t.Helper()
-		b, _ := protocol.Encode(protocol.TypePing, ref, map[string]any{})
-		if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
-			t.Fatalf("ping %s: %v", ref, err)
-		}
-		_, b, err := ws.Read(ctx)
-		if err != nil {
-			t.Fatalf("ping %s: %v", ref, err)
-		}
-		var env protocol.Envelope
-		if json.Unmarshal(b, &env) != nil || env.Type != protocol.TypePong || env.Ref != ref {
-			t.Fatalf("ping %s: got %s, want its pong", ref, b)
-		}
-	}
-
 	before, _ := dial(oldSecret)
 	if before == nil {
 		t.Fatal("the old secret is refused before the reload")
 	}
-	pingPong(before, "1")
+	pingPong(t, before, "1")
 
 	if err := os.WriteFile(file, []byte(newSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -183,7 +166,7 @@ func TestSIGHUPReloadsSecret(t *testing.T) {
 	if p.exited() {
 		t.Fatalf("hubd %s after SIGHUP", p.exit())
 	}
-	pingPong(before, "2")
+	pingPong(t, before, "2")
 	if ws, status := dial(oldSecret); ws != nil || status != http.StatusUnauthorized {
 		t.Errorf("the old secret after the reload: status %d, want 401", status)
 	}
@@ -191,7 +174,7 @@ func TestSIGHUPReloadsSecret(t *testing.T) {
 	if after == nil {
 		t.Fatal("the new secret is refused after the reload")
 	}
-	pingPong(after, "3")
+	pingPong(t, after, "3")
 
 	// A file that cannot be read keeps the secret in force.
 	if err := os.WriteFile(file, []byte("short\n"), 0o600); err != nil {
@@ -202,7 +185,7 @@ func TestSIGHUPReloadsSecret(t *testing.T) {
 	if ws, _ := dial(newSecret); ws == nil {
 		t.Error("the secret in force is refused after a failed reload")
 	}
-	pingPong(before, "4")
+	pingPong(t, before, "4")
 }
 
 // In open mode SIGHUP has nothing to reload and stops nothing.

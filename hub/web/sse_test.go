@@ -203,25 +203,7 @@ func (p *wsPeer) until(typ string) json.RawMessage {
 // order both ways; when its stream drops, it rejoins with recover and is
 // dispatched exactly the broadcasts it missed.
 func TestHubJSFallsBackToSSE(t *testing.T) {
-	h := hub.New(&hub.Options{Logger: discardLogger(), LeaveGrace: time.Minute})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h.Shutdown(ctx)
-		srv.Close()
-		<-served
-	})
-	hubURL := "http://" + ln.Addr().String()
+	hubURL := startServer(t, hub.Options{LeaveGrace: time.Minute}).url()
 	proxy := startBlockingProxy(t, hubURL)
 
 	teacher := dialPeer(t, hubURL)
@@ -344,25 +326,8 @@ func TestHubJSFallsBackToSSE(t *testing.T) {
 // again once fallback.retryWebSocketAfter has passed, and moves over (a
 // rejoin with recovery) when the network lets it through.
 func TestHubJSBackToWebSocket(t *testing.T) {
-	h := hub.New(&hub.Options{Logger: discardLogger(), LeaveGrace: time.Minute})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h.Shutdown(ctx)
-		srv.Close()
-		<-served
-	})
-	proxy := startBlockingProxy(t, "http://"+ln.Addr().String())
+	hubURL := startServer(t, hub.Options{LeaveGrace: time.Minute}).url()
+	proxy := startBlockingProxy(t, hubURL)
 
 	browser := newBrowser(t)
 	p := newPage(t, browser, "learner")
