@@ -189,6 +189,12 @@ local function lose(k, user, n, leaveAt)
   redis.call('ZADD', k[5], msarg(leaveAt), user)
   return false
 end
+-- push appends the triple s, u, m (session, user, member) to list t.
+local function push(t, s, u, m)
+  table.insert(t, s)
+  table.insert(t, u)
+  table.insert(t, m)
+end
 -- dropEntry takes away every connection node holds for entry
 -- ("session\0user"), like lose. It returns the session, the user and, when
 -- the user left at once, its member; nil when the node held none.
@@ -389,9 +395,7 @@ for _, e in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       table.insert(sessions, s)
     end
     if m then
-      table.insert(removed, s)
-      table.insert(removed, u)
-      table.insert(removed, m)
+      push(removed, s, u, m)
     end
   end
 end
@@ -445,9 +449,7 @@ for i = 5, #ARGV - 4, 5 do
   if not cur then
     redis.call('HSET', k[1], u, m)
     redis.call('ZADD', k[2], j, u)
-    table.insert(firsts, s)
-    table.insert(firsts, u)
-    table.insert(firsts, m)
+    push(firsts, s, u, m)
   elseif cur == '' and m ~= '' then
     redis.call('HSET', k[1], u, m)
   end
@@ -460,9 +462,7 @@ for _, e in ipairs(old) do
     local s, u, m = dropEntry(prefix, node, e, tonumber(ARGV[3]), ttl)
     redis.call('SREM', KEYS[1], e)
     if m then
-      table.insert(removed, s)
-      table.insert(removed, u)
-      table.insert(removed, m)
+      push(removed, s, u, m)
     end
   end
 end
