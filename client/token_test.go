@@ -27,14 +27,11 @@ func TestTokenRefreshKeepsConnection(t *testing.T) {
 		defer bh.stop(t)
 		ctx := context.Background()
 		var calls atomic.Int32
-		a, err := client.Dial(ctx, bubbleURL, bh.options("a", client.Options{
+		a := bh.dial(t, "a", client.Options{
 			TokenFunc: func(context.Context) (string, error) {
 				calls.Add(1)
 				return testToken(t, "ann", "Ann", 2*time.Second), nil
-			}}))
-		if err != nil {
-			t.Fatal(err)
-		}
+			}})
 		defer a.Close()
 		sj, err := a.Join(ctx, "refresh", protocol.UserInfo{})
 		if err != nil {
@@ -83,11 +80,8 @@ func TestTokenExpiryFinalWithoutFunc(t *testing.T) {
 		bh := startBubbleHub(hub.Options{JWTSecret: testSecret})
 		defer bh.stop(t)
 		ctx := context.Background()
-		a, err := client.Dial(ctx, bubbleURL, bh.options("a", client.Options{
-			Token: testToken(t, "ann", "Ann", 2*time.Second)}))
-		if err != nil {
-			t.Fatal(err)
-		}
+		a := bh.dial(t, "a", client.Options{
+			Token: testToken(t, "ann", "Ann", 2*time.Second)})
 		defer a.Close()
 		if _, err := a.Join(ctx, "expire", protocol.UserInfo{}); err != nil {
 			t.Fatal(err)
@@ -134,10 +128,7 @@ func TestTokenExpiryReconnectsWithFunc(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer a.Close()
-		b, err := client.Dial(ctx, bubbleURL, bh.options("b", client.Options{Token: testToken(t, "bob", "Bob", time.Hour)}))
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := bh.dial(t, "b", client.Options{Token: testToken(t, "bob", "Bob", time.Hour)})
 		defer b.Close()
 		sja, err := a.Join(ctx, "expire", protocol.UserInfo{})
 		if err != nil {
