@@ -74,29 +74,10 @@ func auOpts(tok string) *websocket.DialOptions {
 	return &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}}
 }
 
-// auDialURL dials u (s.url with a query, maybe) with opts and wraps the
-// connection as a peer; it fails the test if the upgrade is refused.
-func auDialURL(t testing.TB, u string, opts *websocket.DialOptions) *peer {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, u, opts)
-	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		t.Fatalf("dial: %v (HTTP %d)", err, status)
-	}
-	ws.SetReadLimit(1 << 20)
-	t.Cleanup(func() { ws.CloseNow() })
-	return asPeer(t, ws)
-}
-
 // auDial dials s with tok in the Authorization header.
 func auDial(t testing.TB, s *server, tok string) *peer {
 	t.Helper()
-	return auDialURL(t, s.url, auOpts(tok))
+	return dialURL(t, s.url, auOpts(tok))
 }
 
 // auRefused dials u with opts and checks that the upgrade is refused with
@@ -256,7 +237,7 @@ func TestAuthAccepted(t *testing.T) {
 		{"query", s.url + "?token=" + url.QueryEscape(qtok), nil, "u-query"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := auDialURL(t, tc.url, tc.opts)
+			p := dialURL(t, tc.url, tc.opts)
 			sj := p.join("acc", "", "", "")
 			if sj.SelfID != tc.want {
 				t.Errorf("selfId = %q, want %q", sj.SelfID, tc.want)

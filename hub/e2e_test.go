@@ -56,19 +56,6 @@ func hasKey(t testing.TB, raw json.RawMessage, key string) bool {
 	return ok
 }
 
-// dialHTTP dials s with opts and returns the connection (nil on failure),
-// the handshake response and the error.
-func dialHTTP(t testing.TB, s *server, opts *websocket.DialOptions) (*websocket.Conn, *http.Response, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, s.url, opts)
-	if ws != nil {
-		t.Cleanup(func() { ws.CloseNow() })
-	}
-	return ws, resp, err
-}
-
 // ---------------------------------------------------------------------------
 // Client to server / server to client.
 

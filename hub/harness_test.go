@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -90,15 +91,40 @@ type inbox struct {
 // dial opens a peer to s; it is closed at the end of the test.
 func dial(t testing.TB, s *server, opts *websocket.DialOptions) *peer {
 	t.Helper()
+	return dialURL(t, s.url, opts)
+}
+
+// dialURL dials u (a server's url, with a query maybe) with opts and wraps
+// the connection as a peer, closed at the end of the test; it fails the
+// test if the upgrade is refused.
+func dialURL(t testing.TB, u string, opts *websocket.DialOptions) *peer {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, s.url, opts)
+	ws, resp, err := websocket.Dial(ctx, u, opts)
 	if err != nil {
-		t.Fatalf("dial: %v", err)
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial: %v (HTTP %d)", err, status)
 	}
 	ws.SetReadLimit(1 << 20)
 	t.Cleanup(func() { ws.CloseNow() })
 	return asPeer(t, ws)
+}
+
+// dialHTTP dials s with opts and returns the connection (nil on failure),
+// the handshake response and the error.
+func dialHTTP(t testing.TB, s *server, opts *websocket.DialOptions) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, s.url, opts)
+	if ws != nil {
+		t.Cleanup(func() { ws.CloseNow() })
+	}
+	return ws, resp, err
 }
 
 // asPeer starts reading a raw connection the harness way.
@@ -328,16 +354,8 @@ func (s *server) get(t testing.TB, path string) (int, string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var sb strings.Builder
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := resp.Body.Read(buf)
-		sb.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	return resp.StatusCode, sb.String()
+	b, _ := io.ReadAll(resp.Body) // what was read before an error
+	return resp.StatusCode, string(b)
 }
 
 // ---------------------------------------------------------------------------
