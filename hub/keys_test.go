@@ -310,9 +310,9 @@ func TestKeysSetKeys(t *testing.T) {
 // ---------------------------------------------------------------------------
 // JWKS
 
-// kyIdP is an identity provider's JWKS endpoint: it serves the keys it
+// kyIDP is an identity provider's JWKS endpoint: it serves the keys it
 // holds (as a JWK Set), counts the requests, and can be made to fail.
-type kyIdP struct {
+type kyIDP struct {
 	ts      *httptest.Server
 	mu      sync.Mutex
 	keys    []map[string]string
@@ -322,9 +322,9 @@ type kyIdP struct {
 	stall   atomic.Bool // answer nothing until the client gives up
 }
 
-func kyStartIdP(t testing.TB) *kyIdP {
+func kyStartIDP(t testing.TB) *kyIDP {
 	t.Helper()
-	idp := &kyIdP{}
+	idp := &kyIDP{}
 	idp.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		idp.fetches.Add(1)
 		if idp.stall.Load() {
@@ -349,7 +349,7 @@ func kyStartIdP(t testing.TB) *kyIdP {
 }
 
 // set replaces the served keys (a rotation at the provider).
-func (idp *kyIdP) set(keys ...map[string]string) {
+func (idp *kyIDP) set(keys ...map[string]string) {
 	idp.mu.Lock()
 	idp.keys = keys
 	idp.mu.Unlock()
@@ -376,7 +376,7 @@ func kyJWK(pk crypto.PublicKey, kid string) map[string]string {
 }
 
 // kyJWKS starts a JWKS client of idp, closed at the end of the test.
-func kyJWKS(t testing.TB, idp *kyIdP, opts *hub.JWKSOptions) *hub.JWKS {
+func kyJWKS(t testing.TB, idp *kyIDP, opts *hub.JWKSOptions) *hub.JWKS {
 	t.Helper()
 	if opts == nil {
 		opts = &hub.JWKSOptions{}
@@ -399,7 +399,7 @@ func kyJWKS(t testing.TB, idp *kyIdP, opts *hub.JWKSOptions) *hub.JWKS {
 // the set never verify HS256.
 func TestKeysJWKS(t *testing.T) {
 	k := kyGen(t)
-	idp := kyStartIdP(t)
+	idp := kyStartIDP(t)
 	oct := map[string]string{"kty": "oct", "kid": "sym", "k": base64.RawURLEncoding.EncodeToString([]byte("jwks-symmetric-secret-0123456789"))}
 	idp.set(kyJWK(&k.rsa.PublicKey, "rsa-1"), kyJWK(&k.ec.PublicKey, "ec-1"), kyJWK(k.ed.Public(), "ed-1"), oct)
 	j := kyJWKS(t, idp, &hub.JWKSOptions{UnknownKIDInterval: time.Hour})
@@ -462,7 +462,7 @@ func TestKeysJWKS(t *testing.T) {
 // is gone leaves the last good set in force.
 func TestKeysJWKSKeepsLastGoodSet(t *testing.T) {
 	k := kyGen(t)
-	idp := kyStartIdP(t)
+	idp := kyStartIDP(t)
 	idp.set(kyJWK(&k.rsa.PublicKey, "rsa-1"))
 	// Unknown kids fetch again at once: every token below with an unknown
 	// kid makes the client fetch.
