@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
+	"github.com/sessionhub/sessionhub/hub/internal/wsfast"
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
@@ -57,8 +57,8 @@ var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // there is something to write; both talk to the hub's run loop over
 // channels. Everything but how bytes come and go (the queue, the writer,
 // pings, closes, rate limits, lifetimes) is the same for both. A
-// WebSocket's data frames are the hub's own (wire.go); the WebSocket
-// library does the rest.
+// WebSocket's data frames, pings and pongs are the hub's own (the fast
+// path, hub/internal/wsfast); the WebSocket library does the rest.
 type conn struct {
 	id    uint64
 	hub   *Hub
@@ -130,15 +130,12 @@ type conn struct {
 	replayRoom     int      // extra queue room for a recovery replay, until the backlog drains
 	delayed        bool     // a delay connection waiting in run's delay queue
 
-	// The reader's. bufMu guards br, the library's read buffer, which the
-	// reader peeks at between messages and the writer's close handshake
-	// reads. awaitReadable waits shallowly for the next bytes (nil: the
-	// reader waits in its read); burstEnd carries the end of a readFrames.
-	bufMu             sync.Mutex
-	br                *bufio.Reader
-	bytesAfterUpgrade bool // bytes came behind the upgrade request (hijacker.bytesAfterUpgrade)
-	awaitReadable     func()
-	burstEnd          chan readEnd
+	// The reader's. wire is the shallow reader of a WebSocket (wsfast):
+	// it waits for the next bytes and takes pongs between messages, and
+	// the writer locks it around the close handshake. burstEnd carries the
+	// end of a readFrames.
+	wire     wsfast.Reader
+	burstEnd chan readEnd
 
 	// Owned by the reader.
 	msgLimiter  *rate.Limiter
@@ -457,7 +454,7 @@ func (c *conn) write(first []byte) error {
 	bp := framePool.Get().(*[]byte)
 	var frame, out []byte
 	if c.batch {
-		frame = append(reserveHeader(*bp), first...)
+		frame = append(wsfast.ReserveHeader(*bp), first...)
 		if len(c.send) > 0 {
 			for n := len(c.send); n > 0; n-- {
 				frame = append(frame, '\n')
@@ -465,14 +462,14 @@ func (c *conn) write(first []byte) error {
 			}
 			c.hub.metrics.batchedFrames.Inc()
 		}
-		out = finishFrame(frame)
+		out = wsfast.FinishFrame(frame)
 	} else {
 		// One message per frame, but the frames already queued behind
 		// first leave in the same Write: a burst of replies (a flood's
 		// rate_limited answers) costs one system call, not one each.
-		frame = appendFrame((*bp)[:0], first)
+		frame = wsfast.AppendFrame((*bp)[:0], first)
 		for n := len(c.send); n > 0 && len(frame) < maxPooledFrame; n-- {
-			frame = appendFrame(frame, <-c.send)
+			frame = wsfast.AppendFrame(frame, <-c.send)
 		}
 		out = frame
 	}
@@ -500,22 +497,18 @@ type readEnd struct {
 // (close 1000 or 1001), in which case the user leaves at once.
 //
 // Between messages it waits for the next bytes on a shallow stack
-// (awaitReadable), and reads what came on a goroutine of its own
+// (c.wire.Await), and reads what came on a goroutine of its own
 // (readFrames), whose stack, grown by decoding, goes when it ends: an idle
 // connection holds one small goroutine.
 func (c *conn) readPump(ctx context.Context) readEnd {
 	for {
-		if c.awaitReadable == nil {
+		if !c.wire.Shallow() {
 			if r := c.readFrames(ctx); r.end {
 				return r
 			}
 			continue
 		}
-		if c.bytesAfterUpgrade {
-			c.bytesAfterUpgrade = false
-		} else if !c.buffered() {
-			c.awaitReadable()
-		}
+		c.wire.Await()
 		go c.readBurst(ctx)
 		if r := <-c.burstEnd; r.end {
 			return r
@@ -526,42 +519,15 @@ func (c *conn) readPump(ctx context.Context) readEnd {
 // readBurst is readFrames on a goroutine of its own.
 func (c *conn) readBurst(ctx context.Context) { c.burstEnd <- c.readFrames(ctx) }
 
-// buffered reports whether br holds bytes not read yet.
-func (c *conn) buffered() bool {
-	c.bufMu.Lock()
-	defer c.bufMu.Unlock()
-	return c.br != nil && c.br.Buffered() > 0
-}
-
-// takePong consumes a pong at the head of what came in, if a whole one is
-// there, and records it: the library would read it too (OnPongReceived), but
-// then go on to wait for the next message, deep in its read.
-func (c *conn) takePong() bool {
-	if c.awaitReadable == nil {
-		return false
-	}
-	c.bufMu.Lock()
-	defer c.bufMu.Unlock()
-	if c.br.Buffered() == 0 {
-		// Something is readable (readPump waited for it): take it in.
-		c.br.Peek(1)
-	}
-	head, _ := c.br.Peek(min(c.br.Buffered(), 2))
-	n := pongLen(head)
-	if n == 0 || c.br.Buffered() < n {
-		return false
-	}
-	c.br.Discard(n)
-	c.pong()
-	return true
-}
-
 // readFrames reads and handles messages until nothing more is buffered, or
 // until reading is over.
 func (c *conn) readFrames(ctx context.Context) readEnd {
 	for {
-		if c.takePong() {
-			if !c.buffered() {
+		// The library would read a pong too (OnPongReceived), but then go
+		// on to wait for the next message, deep in its read.
+		if c.wire.TakePong() {
+			c.pong()
+			if !c.wire.Buffered() {
 				return readEnd{}
 			}
 			continue
@@ -589,7 +555,7 @@ func (c *conn) readFrames(ctx context.Context) readEnd {
 		if !ok {
 			return c.serverEnd()
 		}
-		if c.awaitReadable != nil && !c.buffered() {
+		if c.wire.Shallow() && !c.wire.Buffered() {
 			return readEnd{}
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/sessionhub/sessionhub/hub/internal/wsfast"
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
@@ -149,7 +150,7 @@ func TestWriteQueuedFramesInOneWrite(t *testing.T) {
 	if err := c.write([]byte(`{"n":1}`)); err != nil {
 		t.Fatal(err)
 	}
-	want := append(append(appendFrame(nil, []byte(`{"n":1}`)), appendFrame(nil, []byte(`{"n":2}`))...), appendFrame(nil, []byte(`{"n":3}`))...)
+	want := append(append(wsfast.AppendFrame(nil, []byte(`{"n":1}`)), wsfast.AppendFrame(nil, []byte(`{"n":2}`))...), wsfast.AppendFrame(nil, []byte(`{"n":3}`))...)
 	if b := <-got; string(b) != string(want) {
 		t.Fatalf("wrote % x, want % x", b, want)
 	}

@@ -194,7 +194,7 @@ func New(opts *Options) *Hub {
 	h.accept = websocket.AcceptOptions{
 		OriginPatterns: o.AllowedOrigins,
 		Subprotocols:   []string{protocol.BatchSubprotocol},
-		// A pong the library reads (rather than the reader's takePong)
+		// A pong the library reads (rather than the reader's wsfast TakePong)
 		// counts too; the reader's context names the connection.
 		OnPongReceived: func(ctx context.Context, _ []byte) {
 			if c, ok := ctx.Value(connKey{}).(*conn); ok {

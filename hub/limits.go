@@ -133,7 +133,8 @@ func (c *countedConn) Close() error {
 	return err
 }
 
-// SyscallConn is the wrapped connection's, for readableWaiter.
+// SyscallConn is the wrapped connection's, for the shallow reader
+// (wsfast.Reader).
 func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
 	if sc, ok := c.Conn.(syscall.Conn); ok {
 		return sc.SyscallConn()

@@ -134,7 +134,7 @@ func TestPongsOverTLS(t *testing.T) {
 			c = cc
 		}
 		h.mu.Unlock()
-		if c != nil && c.awaitReadable != nil {
+		if c != nil && c.wire.Shallow() {
 			t.Fatal("a TLS connection has a socket to wait on")
 		}
 		select {

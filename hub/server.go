@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
+	"github.com/sessionhub/sessionhub/hub/internal/wsfast"
 	"github.com/sessionhub/sessionhub/hub/web"
 	"github.com/sessionhub/sessionhub/protocol"
 )
@@ -78,12 +79,12 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	hw := &hijacker{ResponseWriter: w}
+	hw := &wsfast.Hijacker{ResponseWriter: w}
 	ws, err := websocket.Accept(hw, r, &h.accept)
 	if err != nil {
 		h.release(ip)
-		h.logRefusal(r.RemoteAddr, hw.status, err.Error(), "origin", r.Header.Get("Origin"))
-		if hw.status == http.StatusForbidden {
+		h.logRefusal(r.RemoteAddr, hw.Status(), err.Error(), "origin", r.Header.Get("Origin"))
+		if hw.Status() == http.StatusForbidden {
 			h.metrics.upgrade(upgradeOrigin)
 		} else {
 			h.metrics.upgrade(upgradeBadRequest)
@@ -95,8 +96,8 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	c := h.newConn(wsTransport{}, r.RemoteAddr, batch && h.opts.WriteDelay > 0)
 	c.ws, c.batch = ws, batch
 	c.admitted(ip, id)
-	c.netConn, c.br, c.bytesAfterUpgrade = hw.conn, hw.br, hw.bytesAfterUpgrade
-	if c.awaitReadable = readableWaiter(hw.conn); c.awaitReadable != nil {
+	c.netConn = hw.Conn()
+	if c.wire.Init(hw); c.wire.Shallow() {
 		c.burstEnd = make(chan readEnd, 1)
 	}
 	if !h.track(c) {

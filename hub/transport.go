@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/coder/websocket"
+
+	"github.com/sessionhub/sessionhub/hub/internal/wsfast"
 )
 
 // transport is what differs between the kinds of connection (a WebSocket,
@@ -37,9 +39,10 @@ type transport interface {
 	drop(c *conn)
 }
 
-// wsTransport is a WebSocket: the hub's own data frames and pings
-// (wire.go) on the hijacked connection, the library's reader and close
-// handshake. Its state is the conn's WebSocket fields.
+// wsTransport is a WebSocket: the hub's own data frames and pings (the
+// fast path, hub/internal/wsfast) on the hijacked connection, the
+// library's reader and close handshake. Its state is the conn's WebSocket
+// fields.
 type wsTransport struct{}
 
 func (wsTransport) name() string { return "websocket" }
@@ -49,15 +52,15 @@ func (wsTransport) read(ctx context.Context, c *conn) readEnd { return c.readPum
 func (wsTransport) write(c *conn, first []byte) error { return c.write(first) }
 
 func (wsTransport) ping(c *conn) error {
-	_, err := c.netConn.Write(pingFrame)
-	return err
+	return wsfast.WritePing(c.netConn)
 }
 
 func (wsTransport) close(c *conn, why closeReason) {
-	// The close handshake reads the peer's reply from br.
-	c.bufMu.Lock()
+	// The close handshake reads the peer's reply from the read buffer the
+	// reader peeks at between messages.
+	c.wire.Lock()
 	c.ws.Close(websocket.StatusCode(why.code), why.text)
-	c.bufMu.Unlock()
+	c.wire.Unlock()
 }
 
 func (wsTransport) drop(c *conn) {

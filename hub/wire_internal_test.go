@@ -3,7 +3,6 @@ package hub
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -13,87 +12,15 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 )
-
-// The hub's own frames, each header form of RFC 6455 §5.2 (7-bit, 16-bit
-// and 64-bit length), are read back whole by the WebSocket library, in
-// order with a control frame the library writes on the same connection.
-func TestFinishFrameIsReadByTheLibrary(t *testing.T) {
-	sizes := []int{0, 1, 125, 126, 127, 65535, 65536, 70000}
-	wrote := make(chan error, 1)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hw := &hijacker{ResponseWriter: w}
-		ws, err := websocket.Accept(hw, r, nil)
-		if err != nil {
-			wrote <- err
-			return
-		}
-		defer ws.CloseNow()
-		for i, n := range sizes {
-			frame := append(reserveHeader(nil), bytes.Repeat([]byte{'a' + byte(i)}, n)...)
-			if _, err := hw.conn.Write(finishFrame(frame)); err != nil {
-				wrote <- err
-				return
-			}
-		}
-		// The largest control frame, through the library's small buffer.
-		wrote <- ws.Close(websocket.StatusNormalClosure, strings.Repeat("r", 123))
-	}))
-	t.Cleanup(ts.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
-	ws.SetReadLimit(1 << 20)
-	for i, n := range sizes {
-		typ, got, err := ws.Read(ctx)
-		if err != nil {
-			t.Fatalf("frame %d (%d bytes): %v", i, n, err)
-		}
-		if want := bytes.Repeat([]byte{'a' + byte(i)}, n); typ != websocket.MessageText || !bytes.Equal(got, want) {
-			t.Fatalf("frame %d: got %v of %d bytes, want text of %d", i, typ, len(got), n)
-		}
-	}
-	_, _, err = ws.Read(ctx)
-	if got := websocket.CloseStatus(err); got != websocket.StatusNormalClosure {
-		t.Fatalf("after the frames: %v, want a close 1000", err)
-	}
-	if err := <-wrote; err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestFinishFrameHeader(t *testing.T) {
-	tests := []struct {
-		n    int
-		want []byte
-	}{
-		{0, []byte{0x81, 0}},
-		{125, []byte{0x81, 125}},
-		{126, []byte{0x81, 126, 0, 126}},
-		{65535, []byte{0x81, 126, 0xff, 0xff}},
-		{65536, []byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
-	}
-	for _, tt := range tests {
-		frame := finishFrame(append(reserveHeader(nil), make([]byte, tt.n)...))
-		if got := frame[:len(frame)-tt.n]; !bytes.Equal(got, tt.want) {
-			t.Errorf("header for %d bytes = % x, want % x", tt.n, got, tt.want)
-		}
-	}
-}
 
 // A client may send its first frame in the same packet as its upgrade
 // request: the bytes net/http read ahead are carried over to the small
 // buffer the connection keeps.
 func TestFirstFrameBehindTheUpgradeRequest(t *testing.T) {
 	_, ts, _ := serveInternal(t, nil, false)
-	// A payload longer than wireReadBuf, so that the carried-over bytes do
-	// not fit the usual buffer.
+	// A payload longer than the read buffer a connection keeps (512 bytes,
+	// wsfast), so that the carried-over bytes do not fit it.
 	ping := fmt.Sprintf(`{"type":"ping","ref":"early","data":{"pad":%q}}`, strings.Repeat("p", 700))
 	_, br := rawUpgrade(t, ts, maskedText([]byte(ping)))
 	op, payload := readServerFrame(t, br)
@@ -181,7 +108,10 @@ func readServerFrame(t *testing.T, br *bufio.Reader) (byte, []byte) {
 // dropped), and the message behind it gets no answer.
 func TestPongShapes(t *testing.T) {
 	_, ts, _ := serveInternal(t, nil, false)
-	const pongOp = 0x80 | opPong
+	const (
+		pongOp            = 0x8A // final pong, RFC 6455 §5.2
+		maxControlPayload = 125  // §5.5
+	)
 	ping := maskedText([]byte(`{"type":"ping","ref":"after"}`))
 	big := maskedFrame(pongOp, bytes.Repeat([]byte{'x'}, maxControlPayload))
 	tests := []struct {

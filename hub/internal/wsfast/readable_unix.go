@@ -1,6 +1,6 @@
 //go:build unix && !aix
 
-package hub
+package wsfast
 
 import (
 	"net"
@@ -9,7 +9,8 @@ import (
 
 // readableWaiter returns a function that waits until nc has something to
 // read, or has ended, without reading it and on a shallow stack; nil if nc
-// has no socket to wait on (a TLS connection). Only the reader may call it.
+// has no socket to wait on (a TLS connection). Only the reader may call
+// the function (Reader.Await).
 func readableWaiter(nc net.Conn) func() {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
