@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/time/rate"
 
 	"github.com/sessionhub/sessionhub/hub/internal/wsfast"
 	"github.com/sessionhub/sessionhub/hub/web"
@@ -155,45 +153,6 @@ func (h *Hub) admitRequest(w http.ResponseWriter, r *http.Request, transport str
 	return ip, id, true
 }
 
-// newConn makes a connection over tr from the remote address addr; delay
-// is set for a batch WebSocket under Options.WriteDelay (see conn.delay).
-// The caller sets what its transport needs.
-func (h *Hub) newConn(tr transport, addr string, delay bool) *conn {
-	chanSize := sendChanSize
-	if delay {
-		chanSize = delayedChanSize
-	}
-	c := &conn{
-		id:          h.nextID.Add(1),
-		hub:         h,
-		tr:          tr,
-		start:       time.Now(),
-		addr:        addr,
-		delay:       delay,
-		send:        make(chan []byte, min(chanSize, h.opts.SendQueue)),
-		closing:     make(chan struct{}),
-		writersDone: make(chan struct{}),
-		msgLimiter:  rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst),
-		joinLimiter: rate.NewLimiter(rate.Limit(h.opts.JoinRate), h.opts.JoinBurst),
-	}
-	c.cursor = cursorGate{
-		limiter: rate.NewLimiter(rate.Limit(h.opts.CursorRate), 1),
-		forward: func(m protocol.Message, at time.Time) bool {
-			return h.submit(inbound{c: c, msg: m, at: at})
-		},
-	}
-	return c
-}
-
-// admitted gives c what admitRequest found: the slot of its address (ip)
-// and its token's identity (nil in open mode).
-func (c *conn) admitted(ip string, id *identity) {
-	c.ip, c.identity = ip, id
-	if id != nil {
-		c.tokenUser = id.userID
-	}
-}
-
 // accepted counts c as an accepted connection of its transport and logs
 // it ("connect", with its transport's own attrs); c is tracked, and served
 // next.
@@ -202,62 +161,6 @@ func (h *Hub) accepted(c *conn, attrs ...any) {
 	head := append([]any{"conn", c.id, "transport", c.tr.name(), "remote", c.addr}, attrs...)
 	h.log.Info("connect", append(head, c.logAttrs()...)...)
 	h.metrics.opened(c.tr.name())
-}
-
-// connKey is the context key under which the reader's context holds its
-// conn, for the library's OnPongReceived.
-type connKey struct{}
-
-// serve runs a connection: its reader here (its transport's read), its
-// writer on a goroutine of its own while there is something to write
-// (startWriter), its pings on a timer.
-func (h *Hub) serve(c *conn) {
-	// The reader's context is never done (the reader ends when the
-	// connection does), so that the library registers no cancellation per
-	// read; it names the connection for OnPongReceived.
-	ctx := context.WithValue(context.Background(), connKey{}, c)
-	c.pingMu.Lock()
-	c.pingTimer = time.AfterFunc(h.opts.PingInterval, c.ping)
-	c.pingMu.Unlock()
-	handshake := time.AfterFunc(h.opts.HandshakeTimeout, func() {
-		if !c.joined.Load() {
-			c.kill(closeHandshake)
-		}
-	})
-	defer handshake.Stop()
-	if c.identity != nil {
-		// Armed for every token connection: refresh-token may give a token
-		// with an exp to a connection whose first token had none.
-		d := time.Duration(math.MaxInt64) // stopped below: no exp
-		if !c.identity.expires.IsZero() {
-			d = time.Until(c.identity.expires)
-		}
-		c.expiry = time.AfterFunc(d, func() { c.kill(closeTokenExpired) })
-		if c.identity.expires.IsZero() {
-			c.expiry.Stop()
-		}
-		defer c.expiry.Stop()
-	}
-
-	end := c.tr.read(ctx, c)
-
-	c.cursor.stop()
-	c.stopPings()
-	c.closeOnce.Do(func() { close(c.closing) }) // the writer stops if nobody asked
-	c.startWriter()
-	<-c.writersDone
-	if c.closeTimer != nil {
-		c.closeTimer.Stop()
-	}
-	c.drop() // the writer is done: nothing more goes out
-	select {
-	case h.departures <- departure{c: c, clean: end.clean}:
-	case <-h.done:
-	}
-	h.metrics.closed(c.tr.name())
-	h.log.Info("disconnect", append([]any{"conn", c.id, "transport", c.tr.name(), "remote", c.addr},
-		append(c.logAttrs(), "code", int(end.code), "reason", end.why, "clean", end.clean,
-			"duration", time.Since(c.start).Round(time.Millisecond))...)...)
 }
 
 // whyShuttingDown is admit's reason while the hub shuts down.

@@ -283,7 +283,7 @@ func TestAwaitEndsWhenThePeerGoes(t *testing.T) {
 			return errors.New("read a message after the peer went")
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("Await did not end when the peer went: %w", err)
+			return fmt.Errorf("the wait did not end when the peer went: %w", err)
 		}
 		return nil
 	})

@@ -1,0 +1,176 @@
+package hub
+
+// The writer runs on a goroutine of its own, which startWriter starts
+// when something is queued (or a ping or the close is due) and none runs,
+// and which ends when there is nothing left to write: an idle connection
+// holds no writer goroutine. At most one runs at a time. startWriter
+// itself may be called on any goroutine (run, the pinger, the closer).
+
+import (
+	"sync"
+
+	"github.com/sessionhub/sessionhub/hub/internal/wsfast"
+)
+
+const (
+	// sendChanSize is the capacity of a connection's send channel: what the
+	// writer can take without the hub keeping a backlog for it. The rest of
+	// the send queue (Options.SendQueue) is a backlog the hub allocates only
+	// while a connection falls behind, so that an idle connection holds
+	// sendChanSize slots, not SendQueue.
+	sendChanSize = 8
+
+	// delayedChanSize is the send channel of a connection under
+	// Options.WriteDelay: what one frame can carry before the writer writes
+	// without waiting for the delay to end.
+	delayedChanSize = 32
+
+	// maxPooledFrame is the largest batch buffer returned to the pool
+	// (framePool, and the readers' readPool).
+	maxPooledFrame = 16 << 10
+)
+
+// framePool holds the buffers in which writers join a batch into one frame:
+// a writer holds one only while it writes.
+var framePool = sync.Pool{New: func() any { return new([]byte) }}
+
+// The writer's states (conn.writer).
+const (
+	writerIdle    = iota // no writer goroutine: nothing to write
+	writerRunning        // a writePump is running
+	writerDone           // the connection is closed (or written by a test)
+)
+
+// startWriter makes sure a writePump runs for what was just queued on send
+// or for the close that was just asked: an idle connection holds no writer
+// goroutine. Any goroutine may call it.
+func (c *conn) startWriter() {
+	// Load first: on the hot path a writer usually runs already, and a
+	// failed CompareAndSwap still takes the cache line.
+	if c.writer.Load() == writerIdle && c.writer.CompareAndSwap(writerIdle, writerRunning) {
+		go c.writePump()
+	}
+}
+
+// writePump writes what the hub queued and returns when send is empty (a
+// delay connection: once it has written what was due); it closes the
+// connection when asked to, after writing what is queued when the server
+// shuts down. At most one runs at a time (startWriter), so that messages go
+// out in order.
+//
+// It writes through the transport with no deadline: a write stuck on a
+// peer that does not read is ended by dropping the connection (ping
+// timeout, or the timer of kill).
+func (c *conn) writePump() {
+	for {
+		select {
+		case <-c.closing:
+			if c.closeWhy.code == 0 {
+				c.drop()
+			} else {
+				if c.closeWhy == closeShutdown {
+					c.flushQueued()
+				}
+				c.tr.close(c, c.closeWhy)
+			}
+			c.writerEnded()
+			return
+		default:
+		}
+		if c.pingDue.Swap(false) {
+			if err := c.tr.ping(c); err != nil {
+				c.drop()
+				c.writerEnded()
+				return
+			}
+		}
+		if !c.delay || c.flushDue.Swap(false) {
+			select {
+			case b := <-c.send:
+				if err := c.tr.write(c, b); err != nil {
+					c.drop()
+					c.writerEnded()
+					return
+				}
+				c.hub.delivered(c)
+				if len(c.send) == 0 && c.backlogged.Load() {
+					c.hub.wake(c)
+				}
+				continue
+			default:
+			}
+		}
+		// Nothing (due) to write: park by ending. Whatever was queued or
+		// asked after the checks above starts a writer again; if that raced
+		// with this one, this one goes on.
+		c.writer.Store(writerIdle)
+		if (c.hasWork() || c.isClosing() || c.pingDue.Load()) && c.writer.CompareAndSwap(writerIdle, writerRunning) {
+			continue
+		}
+		return
+	}
+}
+
+// hasWork reports whether the writer has messages to write now: any queued
+// ones, or, on a delay connection, those whose delay run ended.
+func (c *conn) hasWork() bool {
+	if c.delay {
+		return c.flushDue.Load()
+	}
+	return len(c.send) > 0
+}
+
+// flushQueued writes what waits on send, before the close of a shutdown.
+// The backlog run may hold is not written.
+func (c *conn) flushQueued() {
+	for {
+		select {
+		case b := <-c.send:
+			if c.tr.write(c, b) != nil {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// writerEnded records that no writer will run again, and tells serve.
+func (c *conn) writerEnded() {
+	c.writer.Store(writerDone)
+	close(c.writersDone)
+}
+
+// write writes first as one text frame, with what else is queued when the
+// peer takes batches (protocol.BatchSubprotocol: the messages separated by
+// '\n'). The frame is built in a pooled buffer and leaves in one Write.
+func (c *conn) write(first []byte) error {
+	bp := framePool.Get().(*[]byte)
+	var frame, out []byte
+	if c.batch {
+		frame = append(wsfast.ReserveHeader(*bp), first...)
+		if len(c.send) > 0 {
+			for n := len(c.send); n > 0; n-- {
+				frame = append(frame, '\n')
+				frame = append(frame, <-c.send...)
+			}
+			c.hub.metrics.batchedFrames.Inc()
+		}
+		out = wsfast.FinishFrame(frame)
+	} else {
+		// One message per frame, but the frames already queued behind
+		// first leave in the same Write: a burst of replies (a flood's
+		// rate_limited answers) costs one system call, not one each.
+		frame = wsfast.AppendFrame((*bp)[:0], first)
+		for n := len(c.send); n > 0 && len(frame) < maxPooledFrame; n-- {
+			frame = wsfast.AppendFrame(frame, <-c.send)
+		}
+		out = frame
+	}
+	_, err := c.netConn.Write(out)
+	if cap(frame) <= maxPooledFrame {
+		*bp = frame
+		framePool.Put(bp)
+	}
+	return err
+}
