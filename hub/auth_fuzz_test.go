@@ -9,10 +9,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"math/big"
 	"strings"
 	"testing"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/sessionhub/sessionhub/internal/jwttest"
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
@@ -38,7 +37,7 @@ func FuzzParseToken(f *testing.F) {
 	v := &verifier{}
 	v.keys.Store(&Keys{Secrets: [][]byte{secret, secret2},
 		PublicKeys: []crypto.PublicKey{&rsaKey.PublicKey, &ecKey.PublicKey, edPub}})
-	rsaPEM := pemOf(f, &rsaKey.PublicKey)
+	rsaPEM := jwttest.PEM(f, &rsaKey.PublicKey)
 
 	now := time.Unix(1_700_000_000, 0)
 	at := func(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(now.Add(d)) }
@@ -65,9 +64,9 @@ func FuzzParseToken(f *testing.F) {
 	f.Add(sign(rsaKey, jwt.SigningMethodPS256, good))
 	f.Add(sign(rsaPEM, jwt.SigningMethodHS256, good))                     // the public key's bytes as a secret
 	f.Add(sign(rsaKey.PublicKey.N.Bytes(), jwt.SigningMethodHS256, good)) // its modulus as a secret
-	f.Add(retag(f, sign(ecKey, jwt.SigningMethodES256, good), "RS256"))
-	f.Add(retag(f, sign(rsaKey, jwt.SigningMethodRS256, good), "ES256"))
-	f.Add(retag(f, sign(edKey, jwt.SigningMethodEdDSA, good), "HS256"))
+	f.Add(jwttest.Retag(f, sign(ecKey, jwt.SigningMethodES256, good), "RS256", ""))
+	f.Add(jwttest.Retag(f, sign(rsaKey, jwt.SigningMethodRS256, good), "ES256", ""))
+	f.Add(jwttest.Retag(f, sign(edKey, jwt.SigningMethodEdDSA, good), "HS256", ""))
 	f.Add(sign(secret, jwt.SigningMethodHS512, good))
 	f.Add(sign([]byte("another-secret-0123456789"), jwt.SigningMethodHS256, good))
 	f.Add(sign(secret, jwt.SigningMethodHS256, jwt.MapClaims{"sub": "m", "sessions": "not-a-list", "exp": 1e12}))
@@ -206,28 +205,4 @@ func genTokenKeys(tb testing.TB) tokenKeys {
 		tb.Fatal(err)
 	}
 	return k
-}
-
-// pemOf is the PKIX PEM of pk.
-func pemOf(t testing.TB, pk crypto.PublicKey) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(pk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
-
-// retag replaces the alg of tok's header with alg, keeping its body and
-// signature: a token that claims another algorithm than the one that
-// signed it.
-func retag(t testing.TB, tok, alg string) string {
-	t.Helper()
-	enc := base64.RawURLEncoding
-	parts := strings.SplitN(tok, ".", 2)
-	hdr, err := json.Marshal(map[string]string{"alg": alg, "typ": "JWT"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return enc.EncodeToString(hdr) + "." + parts[1]
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/internal/jwttest"
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
@@ -55,7 +56,7 @@ func auToken(t testing.TB, c hub.Claims) string {
 // auSign signs claims with any method and key.
 func auSign(t testing.TB, m jwt.SigningMethod, key any, c jwt.Claims) string {
 	t.Helper()
-	return kySignKid(t, m, key, "", c)
+	return jwttest.Sign(t, m, key, "", c)
 }
 
 // auAlgNone builds an unsigned token (alg none) by hand.

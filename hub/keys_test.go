@@ -29,6 +29,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/internal/jwttest"
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
@@ -65,46 +66,6 @@ func kyGen(t testing.TB) *kyKeys {
 	return &kyAll
 }
 
-// kySignKid signs c with m and key, with kid in the header when not empty.
-func kySignKid(t testing.TB, m jwt.SigningMethod, key any, kid string, c jwt.Claims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(m, c)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// kyPEM is the PKIX PEM of pk.
-func kyPEM(t testing.TB, pk crypto.PublicKey) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(pk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
-
-// kyRetag gives tok's signed part a header claiming alg (and kid, if not
-// empty), keeping its body and signature.
-func kyRetag(t testing.TB, tok, alg, kid string) string {
-	t.Helper()
-	h := map[string]string{"alg": alg, "typ": "JWT"}
-	if kid != "" {
-		h["kid"] = kid
-	}
-	b, err := json.Marshal(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, _ := strings.Cut(tok, ".")
-	return base64.RawURLEncoding.EncodeToString(b) + "." + rest
-}
-
 // kyAccepted dials s with tok and checks that the upgrade and a join go
 // through as sub.
 func kyAccepted(t testing.TB, s *server, tok, sub string) *peer {
@@ -136,7 +97,7 @@ func TestKeysStatic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pemFile := append(append(kyPEM(t, &k.rsa.PublicKey), kyPEM(t, &k.ec.PublicKey)...), kyPEM(t, k.ed.Public())...)
+	pemFile := append(append(jwttest.PEM(t, &k.rsa.PublicKey), jwttest.PEM(t, &k.ec.PublicKey)...), jwttest.PEM(t, k.ed.Public())...)
 	pubs, err := hub.ParsePublicKeys(pemFile)
 	if err != nil {
 		t.Fatal(err)
@@ -151,12 +112,12 @@ func TestKeysStatic(t *testing.T) {
 		name string
 		tok  string
 	}{
-		{"HS256 with the first secret", kySignKid(t, jwt.SigningMethodHS256, secrets[0], "", c("hs1"))},
-		{"HS256 with the second secret", kySignKid(t, jwt.SigningMethodHS256, secrets[1], "", c("hs2"))},
-		{"RS256", kySignKid(t, jwt.SigningMethodRS256, k.rsa, "", c("rs"))},
-		{"ES256", kySignKid(t, jwt.SigningMethodES256, k.ec, "", c("es"))},
-		{"EdDSA", kySignKid(t, jwt.SigningMethodEdDSA, k.ed, "", c("ed"))},
-		{"RS256 with a kid the PEM keys do not have", kySignKid(t, jwt.SigningMethodRS256, k.rsa, "some-kid", c("rskid"))},
+		{"HS256 with the first secret", jwttest.Sign(t, jwt.SigningMethodHS256, secrets[0], "", c("hs1"))},
+		{"HS256 with the second secret", jwttest.Sign(t, jwt.SigningMethodHS256, secrets[1], "", c("hs2"))},
+		{"RS256", jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa, "", c("rs"))},
+		{"ES256", jwttest.Sign(t, jwt.SigningMethodES256, k.ec, "", c("es"))},
+		{"EdDSA", jwttest.Sign(t, jwt.SigningMethodEdDSA, k.ed, "", c("ed"))},
+		{"RS256 with a kid the PEM keys do not have", jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa, "some-kid", c("rskid"))},
 	}
 	for _, tt := range accepted {
 		t.Run("accepted/"+tt.name, func(t *testing.T) {
@@ -168,21 +129,21 @@ func TestKeysStatic(t *testing.T) {
 		})
 	}
 
-	rsaPEM := kyPEM(t, &k.rsa.PublicKey)
+	rsaPEM := jwttest.PEM(t, &k.rsa.PublicKey)
 	refused := []struct {
 		name, tok, reason string
 	}{
 		{"alg none", auAlgNone(t, c("x")), "token"},
-		{"HS256 signed with the RSA public key's PEM", kySignKid(t, jwt.SigningMethodHS256, rsaPEM, "", c("x")), "signature"},
-		{"HS256 signed with the RSA modulus", kySignKid(t, jwt.SigningMethodHS256, k.rsa.PublicKey.N.Bytes(), "", c("x")), "signature"},
-		{"HS256 signed with the Ed25519 public key", kySignKid(t, jwt.SigningMethodHS256, []byte(k.ed.Public().(ed25519.PublicKey)), "", c("x")), "signature"},
-		{"ES256 signature claimed as RS256", kyRetag(t, kySignKid(t, jwt.SigningMethodES256, k.ec, "", c("x")), "RS256", ""), "signature"},
-		{"RS256 signature claimed as ES256", kyRetag(t, kySignKid(t, jwt.SigningMethodRS256, k.rsa, "", c("x")), "ES256", ""), "signature"},
-		{"EdDSA signature claimed as HS256", kyRetag(t, kySignKid(t, jwt.SigningMethodEdDSA, k.ed, "", c("x")), "HS256", ""), "signature"},
-		{"RS512 with the right key", kySignKid(t, jwt.SigningMethodRS512, k.rsa, "", c("x")), "invalid"},
-		{"PS256 with the right key", kySignKid(t, jwt.SigningMethodPS256, k.rsa, "", c("x")), "invalid"},
-		{"RS256 with another key", kySignKid(t, jwt.SigningMethodRS256, k.rsa2, "", c("x")), "signature"},
-		{"HS256 with another secret", kySignKid(t, jwt.SigningMethodHS256, []byte("third-secret-0123456789abcdef"), "", c("x")), "signature"},
+		{"HS256 signed with the RSA public key's PEM", jwttest.Sign(t, jwt.SigningMethodHS256, rsaPEM, "", c("x")), "signature"},
+		{"HS256 signed with the RSA modulus", jwttest.Sign(t, jwt.SigningMethodHS256, k.rsa.PublicKey.N.Bytes(), "", c("x")), "signature"},
+		{"HS256 signed with the Ed25519 public key", jwttest.Sign(t, jwt.SigningMethodHS256, []byte(k.ed.Public().(ed25519.PublicKey)), "", c("x")), "signature"},
+		{"ES256 signature claimed as RS256", jwttest.Retag(t, jwttest.Sign(t, jwt.SigningMethodES256, k.ec, "", c("x")), "RS256", ""), "signature"},
+		{"RS256 signature claimed as ES256", jwttest.Retag(t, jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa, "", c("x")), "ES256", ""), "signature"},
+		{"EdDSA signature claimed as HS256", jwttest.Retag(t, jwttest.Sign(t, jwt.SigningMethodEdDSA, k.ed, "", c("x")), "HS256", ""), "signature"},
+		{"RS512 with the right key", jwttest.Sign(t, jwt.SigningMethodRS512, k.rsa, "", c("x")), "invalid"},
+		{"PS256 with the right key", jwttest.Sign(t, jwt.SigningMethodPS256, k.rsa, "", c("x")), "invalid"},
+		{"RS256 with another key", jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa2, "", c("x")), "signature"},
+		{"HS256 with another secret", jwttest.Sign(t, jwt.SigningMethodHS256, []byte("third-secret-0123456789abcdef"), "", c("x")), "signature"},
 	}
 	for _, tt := range refused {
 		t.Run("refused/"+tt.name, func(t *testing.T) { kyRefused(t, s, tt.tok, tt.reason) })
@@ -193,8 +154,8 @@ func TestKeysStatic(t *testing.T) {
 func TestKeysPublicOnly(t *testing.T) {
 	k := kyGen(t)
 	s := startServer(t, &hub.Options{JWTKeys: hub.Keys{PublicKeys: []crypto.PublicKey{&k.rsa.PublicKey}}})
-	kyRefused(t, s, kySignKid(t, jwt.SigningMethodHS256, kyPEM(t, &k.rsa.PublicKey), "", rfClaims("x", "X", "", nil, time.Hour)), "no HS256 key")
-	kyAccepted(t, s, kySignKid(t, jwt.SigningMethodRS256, k.rsa, "", rfClaims("r", "R", "", nil, time.Hour)), "r")
+	kyRefused(t, s, jwttest.Sign(t, jwt.SigningMethodHS256, jwttest.PEM(t, &k.rsa.PublicKey), "", rfClaims("x", "X", "", nil, time.Hour)), "no HS256 key")
+	kyAccepted(t, s, jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa, "", rfClaims("r", "R", "", nil, time.Hour)), "r")
 }
 
 // ParseSecrets and ParsePublicKeys refuse what the hub must not take.
@@ -225,11 +186,11 @@ func TestKeysParseRefuses(t *testing.T) {
 	for name, in := range map[string][]byte{
 		"empty":         nil,
 		"not PEM":       []byte("ssh-rsa AAAA..."),
-		"RSA 1024":      kyPEM(t, &small.PublicKey),
-		"ECDSA P-384":   kyPEM(t, &p384.PublicKey),
+		"RSA 1024":      jwttest.PEM(t, &small.PublicKey),
+		"ECDSA P-384":   jwttest.PEM(t, &p384.PublicKey),
 		"a private key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}),
 		"a bad block":   pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte("junk")}),
-		"good then bad": append(kyPEM(t, &k.rsa.PublicKey), kyPEM(t, &p384.PublicKey)...),
+		"good then bad": append(jwttest.PEM(t, &k.rsa.PublicKey), jwttest.PEM(t, &p384.PublicKey)...),
 	} {
 		if _, err := hub.ParsePublicKeys(in); err == nil {
 			t.Errorf("ParsePublicKeys(%s) took it", name)
@@ -270,8 +231,8 @@ func TestKeysSetKeys(t *testing.T) {
 	oldSecret := []byte("old-secret-0123456789abcdef")
 	newSecret := []byte("new-secret-0123456789abcdef")
 	s := startServer(t, &hub.Options{JWTKeys: hub.Keys{Secrets: [][]byte{oldSecret}}})
-	oldTok := kySignKid(t, jwt.SigningMethodHS256, oldSecret, "", rfClaims("o", "O", "", nil, time.Hour))
-	newTok := kySignKid(t, jwt.SigningMethodHS256, newSecret, "", rfClaims("n", "N", "", nil, time.Hour))
+	oldTok := jwttest.Sign(t, jwt.SigningMethodHS256, oldSecret, "", rfClaims("o", "O", "", nil, time.Hour))
+	newTok := jwttest.Sign(t, jwt.SigningMethodHS256, newSecret, "", rfClaims("n", "N", "", nil, time.Hour))
 	open := kyAccepted(t, s, oldTok, "o")
 	kyRefused(t, s, newTok, "signature")
 
@@ -292,11 +253,11 @@ func TestKeysSetKeys(t *testing.T) {
 	kyRefused(t, s, oldTok, "signature")
 	open.sync() // the connection of the old secret stays
 	// and its refresh is verified with the keys in force now.
-	m := rfRefresh(open, kySignKid(t, jwt.SigningMethodHS256, oldSecret, "", rfClaims("o", "O", "", nil, time.Hour)), "old")
+	m := rfRefresh(open, jwttest.Sign(t, jwt.SigningMethodHS256, oldSecret, "", rfClaims("o", "O", "", nil, time.Hour)), "old")
 	if m.Type != protocol.TypeError {
 		t.Errorf("refresh with the retired secret: %s, want invalid_token", m.Type)
 	}
-	m = rfRefresh(open, kySignKid(t, jwt.SigningMethodHS256, newSecret, "", rfClaims("o", "O", "", nil, time.Hour)), "new")
+	m = rfRefresh(open, jwttest.Sign(t, jwt.SigningMethodHS256, newSecret, "", rfClaims("o", "O", "", nil, time.Hour)), "new")
 	if m.Type != protocol.TypeTokenRefreshed {
 		t.Errorf("refresh with the new secret: %s %s, want token-refreshed", m.Type, m.Data)
 	}
@@ -409,17 +370,17 @@ func TestKeysJWKS(t *testing.T) {
 	s := startServer(t, &hub.Options{JWKS: j, LeaveGrace: -1})
 	c := func(sub string) hub.Claims { return rfClaims(sub, sub, "", nil, time.Hour) }
 
-	kyAccepted(t, s, kySignKid(t, jwt.SigningMethodRS256, k.rsa, "rsa-1", c("rs")), "rs")
-	kyAccepted(t, s, kySignKid(t, jwt.SigningMethodES256, k.ec, "ec-1", c("es")), "es")
-	kyAccepted(t, s, kySignKid(t, jwt.SigningMethodEdDSA, k.ed, "ed-1", c("ed")), "ed")
-	kyAccepted(t, s, kySignKid(t, jwt.SigningMethodES256, k.ec, "", c("es-nokid")), "es-nokid")
+	kyAccepted(t, s, jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa, "rsa-1", c("rs")), "rs")
+	kyAccepted(t, s, jwttest.Sign(t, jwt.SigningMethodES256, k.ec, "ec-1", c("es")), "es")
+	kyAccepted(t, s, jwttest.Sign(t, jwt.SigningMethodEdDSA, k.ed, "ed-1", c("ed")), "ed")
+	kyAccepted(t, s, jwttest.Sign(t, jwt.SigningMethodES256, k.ec, "", c("es-nokid")), "es-nokid")
 
 	// Keys of the set verify their own algorithm only.
-	rsaPEM := kyPEM(t, &k.rsa.PublicKey)
-	kyRefused(t, s, kySignKid(t, jwt.SigningMethodHS256, rsaPEM, "rsa-1", c("x")), "no HS256 key")
-	kyRefused(t, s, kySignKid(t, jwt.SigningMethodHS256, []byte("jwks-symmetric-secret-0123456789"), "sym", c("x")), "no HS256 key")
-	kyRefused(t, s, kyRetag(t, kySignKid(t, jwt.SigningMethodES256, k.ec, "", c("x")), "RS256", "ec-1"), "token")
-	kyRefused(t, s, kyRetag(t, kySignKid(t, jwt.SigningMethodRS256, k.rsa, "", c("x")), "RS256", "ed-1"), "token")
+	rsaPEM := jwttest.PEM(t, &k.rsa.PublicKey)
+	kyRefused(t, s, jwttest.Sign(t, jwt.SigningMethodHS256, rsaPEM, "rsa-1", c("x")), "no HS256 key")
+	kyRefused(t, s, jwttest.Sign(t, jwt.SigningMethodHS256, []byte("jwks-symmetric-secret-0123456789"), "sym", c("x")), "no HS256 key")
+	kyRefused(t, s, jwttest.Retag(t, jwttest.Sign(t, jwt.SigningMethodES256, k.ec, "", c("x")), "RS256", "ec-1"), "token")
+	kyRefused(t, s, jwttest.Retag(t, jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa, "", c("x")), "RS256", "ed-1"), "token")
 	kyRefused(t, s, auAlgNone(t, c("x")), "token")
 	if n := idp.fetches.Load(); n != 1 {
 		t.Fatalf("%d fetches after tokens of known kids, want 1", n)
@@ -427,32 +388,32 @@ func TestKeysJWKS(t *testing.T) {
 
 	// The provider rotates: a new kid is fetched on its first token.
 	idp.set(kyJWK(&k.rsa2.PublicKey, "rsa-2"), kyJWK(&k.ec.PublicKey, "ec-1"))
-	kyAccepted(t, s, kySignKid(t, jwt.SigningMethodRS256, k.rsa2, "rsa-2", c("rs2")), "rs2")
+	kyAccepted(t, s, jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa2, "rsa-2", c("rs2")), "rs2")
 	if n := idp.fetches.Load(); n != 2 {
 		t.Fatalf("%d fetches after the rotation, want 2", n)
 	}
 	// rsa-1 went with the rotation.
-	kyRefused(t, s, kySignKid(t, jwt.SigningMethodRS256, k.rsa, "rsa-1", c("x")), "unknown key id")
+	kyRefused(t, s, jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa, "rsa-1", c("x")), "unknown key id")
 
 	// A stream of unknown kids within the interval fetches nothing more,
 	// and each is refused at once.
 	for i := range 50 {
 		kid := "made-up-" + string(rune('a'+i%26)) + string(rune('a'+i/26))
-		kyRefused(t, s, kySignKid(t, jwt.SigningMethodRS256, k.rsa2, kid, c("x")), "unknown key id")
+		kyRefused(t, s, jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa2, kid, c("x")), "unknown key id")
 	}
 	if n := idp.fetches.Load(); n != 2 {
 		t.Fatalf("%d fetches after 50 unknown kids within the interval, want still 2", n)
 	}
 	// The known keys still verify.
-	kyAccepted(t, s, kySignKid(t, jwt.SigningMethodRS256, k.rsa2, "rsa-2", c("rs2b")), "rs2b")
+	kyAccepted(t, s, jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa2, "rsa-2", c("rs2b")), "rs2b")
 
 	// refresh-token takes JWKS tokens too.
-	p := kyAccepted(t, s, kySignKid(t, jwt.SigningMethodES256, k.ec, "ec-1", c("live")), "live")
-	m := rfRefresh(p, kySignKid(t, jwt.SigningMethodRS256, k.rsa2, "rsa-2", c("live")), "j1")
+	p := kyAccepted(t, s, jwttest.Sign(t, jwt.SigningMethodES256, k.ec, "ec-1", c("live")), "live")
+	m := rfRefresh(p, jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa2, "rsa-2", c("live")), "j1")
 	if m.Type != protocol.TypeTokenRefreshed {
 		t.Errorf("refresh with a JWKS token: %s %s", m.Type, m.Data)
 	}
-	m = rfRefresh(p, kySignKid(t, jwt.SigningMethodRS256, k.rsa, "rsa-1", c("live")), "j2")
+	m = rfRefresh(p, jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa, "rsa-1", c("live")), "j2")
 	if m.Type != protocol.TypeError {
 		t.Errorf("refresh with a retired kid: %s, want invalid_token", m.Type)
 	}
@@ -471,7 +432,7 @@ func TestKeysJWKSKeepsLastGoodSet(t *testing.T) {
 	j := kyJWKS(t, idp, &hub.JWKSOptions{UnknownKIDInterval: time.Nanosecond, MaxBytes: 64 << 10, Timeout: 2 * time.Second})
 	s := startServer(t, &hub.Options{JWKS: j})
 	c := func(sub string) hub.Claims { return rfClaims(sub, sub, "", nil, time.Hour) }
-	good := kySignKid(t, jwt.SigningMethodRS256, k.rsa, "rsa-1", c("g"))
+	good := jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa, "rsa-1", c("g"))
 	kyAccepted(t, s, good, "g")
 
 	for mode, flag := range map[string]*atomic.Bool{"down": &idp.down, "huge": &idp.huge, "stalled": &idp.stall} {
@@ -479,7 +440,7 @@ func TestKeysJWKSKeepsLastGoodSet(t *testing.T) {
 			flag.Store(true)
 			defer flag.Store(false)
 			before := idp.fetches.Load()
-			kyRefused(t, s, kySignKid(t, jwt.SigningMethodRS256, k.rsa, "rsa-new", c("x")), "unknown key id")
+			kyRefused(t, s, jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa, "rsa-new", c("x")), "unknown key id")
 			if n := idp.fetches.Load(); n != before+1 {
 				t.Fatalf("%d fetches for the unknown kid, want 1", n-before)
 			}
@@ -488,6 +449,6 @@ func TestKeysJWKSKeepsLastGoodSet(t *testing.T) {
 	}
 	// The provider gone altogether (connection refused).
 	idp.ts.Close()
-	kyRefused(t, s, kySignKid(t, jwt.SigningMethodRS256, k.rsa, "rsa-gone", c("x")), "unknown key id")
+	kyRefused(t, s, jwttest.Sign(t, jwt.SigningMethodRS256, k.rsa, "rsa-gone", c("x")), "unknown key id")
 	kyAccepted(t, s, good, "g")
 }

@@ -30,18 +30,9 @@ import (
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/sessionhub/sessionhub/internal/jwttest"
 	"github.com/sessionhub/sessionhub/protocol"
 )
-
-// kpPEM is the PKIX PEM of pk.
-func kpPEM(t *testing.T, pk any) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(pk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
 
 // kpToken signs a one-hour token for sub with m and key (kid in the header
 // when not empty), with iss and aud when not empty.
@@ -54,15 +45,7 @@ func kpToken(t *testing.T, m jwt.SigningMethod, key any, kid, sub, iss, aud stri
 	if aud != "" {
 		c["aud"] = aud
 	}
-	tok := jwt.NewWithClaims(m, c)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return jwttest.Sign(t, m, key, kid, c)
 }
 
 // kpDial upgrades to p with tok: the connection (nil when refused) and the
@@ -125,7 +108,7 @@ func TestSIGHUPReloadsKeys(t *testing.T) {
 		}
 	}
 	write(secrets, []byte(oldSecret+"\n"))
-	write(keys, kpPEM(t, &rsa1.PublicKey))
+	write(keys, jwttest.PEM(t, &rsa1.PublicKey))
 	p := startHubProc(t, "hubd", "--jwt-secret-file", secrets, "--jwt-public-key-file", keys)
 	hs := func(secret, sub string) string {
 		return kpToken(t, jwt.SigningMethodHS256, []byte(secret), "", sub, "", "")
@@ -150,7 +133,7 @@ func TestSIGHUPReloadsKeys(t *testing.T) {
 	// Step 1 of a rotation: the new secret in front, the old one kept; the
 	// EC key replaces the RSA key.
 	write(secrets, []byte(newSecret+"\n"+oldSecret+"\n"))
-	write(keys, kpPEM(t, &ec2.PublicKey))
+	write(keys, jwttest.PEM(t, &ec2.PublicKey))
 	reload(1)
 	p.waitLog(t, regexp.MustCompile(`msg="reload: JWT keys loaded" secrets=2 public_keys=1`), time.Now())
 	for name, tok := range map[string]string{"new secret": hs(newSecret, "n"), "old secret": hs(oldSecret, "o2"), "EC key": es2} {
@@ -225,7 +208,7 @@ func TestJWKSURL(t *testing.T) {
 	for name, tok := range map[string]string{
 		"wrong iss": kpToken(t, jwt.SigningMethodRS256, k1, "key-1", "u1", "https://evil.example.com/", aud),
 		"wrong aud": kpToken(t, jwt.SigningMethodRS256, k1, "key-1", "u1", iss, "another-api"),
-		"HS256":     kpToken(t, jwt.SigningMethodHS256, kpPEM(t, &k1.PublicKey), "key-1", "u1", iss, aud),
+		"HS256":     kpToken(t, jwt.SigningMethodHS256, jwttest.PEM(t, &k1.PublicKey), "key-1", "u1", iss, aud),
 	} {
 		if ws, status := kpDial(t, p, tok); ws != nil || status != http.StatusUnauthorized {
 			t.Errorf("%s: status %d, want 401", name, status)

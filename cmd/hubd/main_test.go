@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/internal/jwttest"
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
@@ -491,7 +492,7 @@ func TestParseSecurityFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	pemFile, badPEM := filepath.Join(dir, "keys.pem"), filepath.Join(dir, "bad.pem")
-	if err := os.WriteFile(pemFile, kpPEM(t, &ecKey.PublicKey), 0o600); err != nil {
+	if err := os.WriteFile(pemFile, jwttest.PEM(t, &ecKey.PublicKey), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(badPEM, []byte("not a key"), 0o600); err != nil {
