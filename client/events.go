@@ -53,9 +53,9 @@ type BroadcastEvent struct{ protocol.BroadcastEvent }
 // Errors that answer a request are returned by that request's method as a
 // *ServerError instead.
 type ErrorEvent struct {
-	Code    protocol.Code
-	Message string
-	Ref     string // the ref the server echoed, if any
+	Code    protocol.Code // one of the contract's error codes
+	Message string        // for people, not for matching
+	Ref     string        // the ref the server echoed, if any
 }
 
 // Rejoined reports that the client, after reconnecting, joined its session
@@ -73,7 +73,7 @@ type ErrorEvent struct {
 // usual.
 type Rejoined struct {
 	protocol.SessionJoined
-	Attempt int
+	Attempt int // the reconnect attempt that succeeded, from 1
 }
 
 // StateChange reports a change of the client's State. Err says why, when
@@ -81,8 +81,8 @@ type Rejoined struct {
 // Reconnecting, or Disconnected for a final code), or the *GaveUpError after
 // the last failed reconnect attempt.
 type StateChange struct {
-	From, To State
-	Err      error
+	From, To State // the state before and after
+	Err      error // why, when there is a reason; nil otherwise
 }
 
 func (*SessionJoined) event()       {}
@@ -153,8 +153,8 @@ func (e *ServerError) Error() string { return "sessionhub: " + string(e.Code) + 
 // ends the client: it is the Err of the StateChange to Disconnected, and
 // every later method call returns it.
 type CloseError struct {
-	Code   protocol.StatusCode
-	Reason string
+	Code   protocol.StatusCode // as observed: 1006 when no close frame came
+	Reason string              // the close frame's reason, "" when none
 	// Err is set when the client dropped the connection itself:
 	// ErrHeartbeatTimeout (wrapped) when nothing came in time.
 	Err error

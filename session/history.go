@@ -6,10 +6,10 @@ import "time"
 // offset, when it was published, whom it was addressed to, and its encoded
 // server message, shared with the live fan-out.
 type Event struct {
-	Offset int64
-	At     time.Time
-	To     string // protocol.ToAll, ToInstructors, ToLearners or a userId
-	Data   []byte
+	Offset int64     // the session's broadcast offset, increasing from 1
+	At     time.Time // when it was published: what TTL is measured from
+	To     string    // protocol.ToAll, ToInstructors, ToLearners or a userId
+	Data   []byte    // the encoded broadcast event; its length counts for MaxBytes and the Budget
 }
 
 // History keeps a session's latest events, at most Size of them, none
@@ -20,8 +20,8 @@ type Event struct {
 // owner of a shared Budget owns every history that shares it). The zero
 // value keeps nothing; set Size and TTL.
 type History struct {
-	Size int
-	TTL  time.Duration
+	Size int           // the most events kept
+	TTL  time.Duration // how long an event is kept after its At
 	// MaxBytes bounds the encoded size of the kept events (the oldest go
 	// first); 0 means no bound.
 	MaxBytes int
@@ -101,7 +101,7 @@ func (h *History) oldestIs(offset int64) bool {
 // them, in the order they were appended, go first. It is plain data, owned
 // by the owner of the histories that share it. Max 0 means no bound.
 type Budget struct {
-	Max int
+	Max int // bytes of kept events, all sharing histories together; 0: no bound
 
 	used  int
 	queue []budgetEntry // appended events, oldest first, from head on

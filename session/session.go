@@ -15,12 +15,12 @@ import (
 
 // Participant is one user in a session, however many connections it has.
 type Participant struct {
-	UserID   string
-	Name     string
-	Role     protocol.Role
-	Color    string
-	JoinedAt time.Time
-	Active   bool
+	UserID   string           // unique in the session
+	Name     string           // as given by its first join (a rejoin keeps it)
+	Role     protocol.Role    // as given by its first join (a rejoin keeps it)
+	Color    string           // as given by its first join (a rejoin keeps it)
+	JoinedAt time.Time        // its first join: the list's order
+	Active   bool             // its own activity status, or false once idled
 	Cursor   *protocol.Cursor // nil until the first cursor-update
 	LastSeen time.Time        // the last message of its own
 
@@ -50,7 +50,7 @@ func (p *Participant) Wire() protocol.Participant {
 
 // Session is one room. The zero value is not usable; call New.
 type Session struct {
-	ID string
+	ID string // the sessionId clients join
 	// Epoch names this life of the session's history: it changes when the
 	// history is lost.
 	Epoch string
