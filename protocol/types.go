@@ -117,8 +117,8 @@ type Recover struct {
 type JoinSession struct {
 	SessionID string   `json:"sessionId"`
 	UserInfo  UserInfo `json:"userInfo"`
-	Presence  Presence `json:"presence,omitempty"`
-	Recover   *Recover `json:"recover,omitempty"`
+	Presence  Presence `json:"presence,omitempty"` // PresenceFull when empty
+	Recover   *Recover `json:"recover,omitempty"`  // nil: no replay asked
 }
 
 // ActivityStatus is the payload of activity-status.
@@ -128,9 +128,9 @@ type ActivityStatus struct {
 
 // Broadcast is the payload of a client's broadcast.
 type Broadcast struct {
-	Event   string          `json:"event"`
-	Payload json.RawMessage `json:"payload"`
-	To      string          `json:"to,omitempty"`
+	Event   string          `json:"event"`        // the application's name for it
+	Payload json.RawMessage `json:"payload"`      // any JSON value
+	To      string          `json:"to,omitempty"` // ToAll (when empty), ToInstructors, ToLearners or a userId
 }
 
 // Ping is the payload of ping, echoed by pong: any JSON object, or nil.
@@ -151,7 +151,7 @@ type Participant struct {
 	Role     Role      `json:"role"`
 	Color    string    `json:"color,omitempty"`
 	IsActive bool      `json:"isActive"`
-	Cursor   *Cursor   `json:"cursor"`
+	Cursor   *Cursor   `json:"cursor"` // null until its first cursor-update
 	JoinedAt time.Time `json:"joinedAt"`
 }
 
@@ -160,9 +160,9 @@ type SessionJoined struct {
 	SessionID    string        `json:"sessionId"`
 	SelfID       string        `json:"selfId"`
 	Participants []Participant `json:"participants"`
-	Epoch        string        `json:"epoch"`
-	Offset       int64         `json:"offset"`
-	Recovered    bool          `json:"recovered"`
+	Epoch        string        `json:"epoch"`     // names this life of the session's history
+	Offset       int64         `json:"offset"`    // the session's latest broadcast offset, 0 before the first
+	Recovered    bool          `json:"recovered"` // the join's Recover replay follows, complete
 	// ExpiresAt is when the connection's token expires (token mode, v1.1);
 	// nil (left out) when the connection has no token.
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
@@ -214,10 +214,10 @@ type UserActivityChanged struct {
 // BroadcastEvent is the payload of a broadcast delivered to a client.
 type BroadcastEvent struct {
 	Event   string          `json:"event"`
-	From    string          `json:"from"`
+	From    string          `json:"from"` // the sender's userId, or FromServer
 	Payload json.RawMessage `json:"payload"`
-	Offset  int64           `json:"offset"`
-	Ts      int64           `json:"ts"`
+	Offset  int64           `json:"offset"` // the session's broadcast offset, increasing from 1
+	Ts      int64           `json:"ts"`     // when the hub sent it, in ms since the Unix epoch
 }
 
 // Ack is the payload of ack.
