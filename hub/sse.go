@@ -49,17 +49,19 @@ const (
 	ssePath = "/sse/send"
 )
 
-// sseTransport is an SSE stream. The writer owns buf; mu guards ended.
+// sseTransport is an SSE stream: the writer writes its events to w (under
+// wmu), its sends come in POSTs (ServeSSESend, under sendMu), and mu guards
+// ended.
 type sseTransport struct {
 	id string
 	w  http.ResponseWriter
 	rc *http.ResponseController
 
-	gone    <-chan struct{} // the request's context: the client went away
-	bye     chan struct{}   // closed by a send with close 1000
-	byeOnce sync.Once
-	dropped chan struct{} // closed by drop
-	dropOne sync.Once
+	clientGone <-chan struct{} // the request's context: the client went away
+	bye        chan struct{}   // closed by a send with close 1000
+	byeOnce    sync.Once
+	dropped    chan struct{} // closed by drop
+	dropOnce   sync.Once
 
 	// sendMu makes a stream's sends take turns: the reader's state of the
 	// conn (rate limiters, cursor gate) is the sender's while it holds it.
@@ -83,7 +85,7 @@ func (s *sseTransport) read(_ context.Context, c *conn) readEnd {
 		return readEnd{end: true, clean: true, code: protocol.CloseNormal, why: "client closed"}
 	case <-c.closing:
 		return c.serverEnd()
-	case <-s.gone:
+	case <-s.clientGone:
 		return readEnd{end: true, code: protocol.CloseAbnormal, why: "stream ended"}
 	case <-s.dropped:
 		return readEnd{end: true, code: protocol.CloseAbnormal, why: "connection lost"}
@@ -141,7 +143,7 @@ func (s *sseTransport) drop(*conn) {
 		s.rc.SetWriteDeadline(time.Now())
 	}
 	s.mu.Unlock()
-	s.dropOne.Do(func() { close(s.dropped) })
+	s.dropOnce.Do(func() { close(s.dropped) })
 }
 
 // flush writes b and flushes it to the client.
@@ -151,6 +153,7 @@ func (s *sseTransport) flush(b []byte) error {
 	return s.flushLocked(b)
 }
 
+// flushLocked is flush for a caller that holds wmu.
 func (s *sseTransport) flushLocked(b []byte) error {
 	if _, err := s.w.Write(b); err != nil {
 		return err
@@ -266,12 +269,12 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := &sseTransport{
-		id:      h.newStreamID(),
-		w:       w,
-		rc:      http.NewResponseController(w),
-		gone:    r.Context().Done(),
-		bye:     make(chan struct{}),
-		dropped: make(chan struct{}),
+		id:         h.newStreamID(),
+		w:          w,
+		rc:         http.NewResponseController(w),
+		clientGone: r.Context().Done(),
+		bye:        make(chan struct{}),
+		dropped:    make(chan struct{}),
 	}
 	defer s.end()
 	c := h.newConn(s, r.RemoteAddr, false)
