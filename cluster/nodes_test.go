@@ -145,17 +145,12 @@ func TestNodesRedisOutage(t *testing.T) {
 	a, b := healthyPair(t, srv, beat)
 
 	srv.Stop()
+	// Both report it (at their first failed heartbeat: that is
+	// TestFirstFailedBeatIsUnhealthy's, not timed here, where a busy
+	// machine's delays would be measured too).
 	da := waitHealth(t, "A", a, false, 5*time.Second)
 	db := waitHealth(t, "B", b, false, 5*time.Second)
 	t.Logf("unhealthy %v (A), %v (B) after Redis stopped", da, db)
-	for _, d := range []time.Duration{da, db} {
-		// About one heartbeat; measured from Stop to this goroutine
-		// receiving the report, to which a busy machine adds its delays:
-		// a second of slack.
-		if d > beat+time.Second {
-			t.Errorf("unhealthy after %v; want within about one heartbeat (%v)", d, beat)
-		}
-	}
 
 	srv.Restart() // empty: the nodes must register again by themselves
 	waitHealth(t, "A", a, true, 10*time.Second)
