@@ -1,11 +1,16 @@
 package hub
 
+// This file runs on the goroutines of the server API's requests; the
+// closures it hands to Hub.call (apiSessions, localDirectory) run on the
+// run loop, which call waits for.
+
 import (
 	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -20,7 +25,8 @@ import (
 // Authorization: Bearer <Options.APIKey>; without a configured key the
 // routes are not registered (404). Answers are JSON, read from the hub's
 // state through its run loop (no locks on its maps); errors carry
-// {"error": {"code", "message"}}.
+// {"error": {"code", "message"}}. The sessions are read and changed
+// through directory: this node's run loop, or Redis in a cluster.
 //
 // A key shorter than MinAPIKeyBytes leaves the API off (New logs why).
 func (h *Hub) apiRoutes(mux *http.ServeMux) {
@@ -80,6 +86,78 @@ func (h *Hub) apiAuth(next http.HandlerFunc) http.Handler {
 	})
 }
 
+// directory is where the server API reads and changes sessions: this
+// node's run loop on a single node (localDirectory), Redis in a cluster
+// (redisDirectory, cluster_api.go), so that every node answers for the
+// whole cluster. Its methods run on the API's goroutines. An error is
+// errStopping when the hub has stopped, errBadPayload for a broadcast
+// that cannot be encoded on a single node, else Redis's.
+type directory interface {
+	// participants lists session id's participants; found is false when
+	// it has none.
+	participants(ctx context.Context, id string) (list []protocol.Participant, found bool, err error)
+	// broadcast sends a server broadcast to session id and returns its
+	// offset; found is false when the session has no participant.
+	broadcast(ctx context.Context, id string, b *protocol.Broadcast) (off int64, found bool, err error)
+	// remove takes userID out of session id at once (its connections
+	// closed with 4003); found is false when the user was not there.
+	remove(ctx context.Context, id, userID string) (found bool, err error)
+}
+
+var (
+	// errStopping: the hub has stopped, and its run loop answers no more.
+	errStopping = errors.New("hub: the hub is stopping")
+	// errBadPayload: a broadcast's payload could not be encoded.
+	errBadPayload = errors.New("hub: payload is not valid JSON")
+)
+
+// localDirectory is a single node's directory: its run loop's rooms, read
+// and changed through Hub.call.
+type localDirectory struct{ h *Hub }
+
+func (d localDirectory) participants(_ context.Context, id string) (list []protocol.Participant, found bool, err error) {
+	if !d.h.call(func() {
+		if rm := d.h.rooms[id]; rm != nil {
+			found, list = true, rm.s.Wire()
+		}
+	}) {
+		return nil, false, errStopping
+	}
+	return list, found, nil
+}
+
+func (d localDirectory) broadcast(_ context.Context, id string, b *protocol.Broadcast) (off int64, found bool, err error) {
+	if !d.h.call(func() {
+		if rm := d.h.rooms[id]; rm != nil {
+			found = true
+			off, err = d.h.publishLocal(rm, protocol.FromServer, nil, b, time.Now())
+		}
+	}) {
+		return 0, false, errStopping
+	}
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errBadPayload, err)
+	}
+	return off, found, err
+}
+
+func (d localDirectory) remove(_ context.Context, id, userID string) (found bool, err error) {
+	if !d.h.call(func() { found = d.h.remove(id, userID, time.Now(), true) }) {
+		return false, errStopping
+	}
+	return found, nil
+}
+
+// apiFailed answers a request whose directory call failed: 503 when the
+// hub is stopping, else 503 for Redis (apiRedisError).
+func (h *Hub) apiFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errStopping) {
+		apiError(w, http.StatusServiceUnavailable, "unavailable", "the hub is stopping")
+		return
+	}
+	h.apiRedisError(w, r, err)
+}
+
 // apiCall runs f on the hub's run loop; if the hub has stopped it answers
 // 503 and reports false.
 func (h *Hub) apiCall(w http.ResponseWriter, f func()) bool {
@@ -113,22 +191,9 @@ func (h *Hub) apiSession(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "not_found", "no such session")
 		return
 	}
-	var list []protocol.Participant
-	found := false
-	if h.cl != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), apiRedisTimeout)
-		defer cancel()
-		var err error
-		if list, err = h.cl.participants(ctx, id); err != nil {
-			h.apiRedisError(w, r, err)
-			return
-		}
-		found = len(list) > 0
-	} else if !h.apiCall(w, func() {
-		if rm := h.rooms[id]; rm != nil {
-			found, list = true, rm.s.Wire()
-		}
-	}) {
+	list, found, err := h.directory.participants(r.Context(), id)
+	if err != nil {
+		h.apiFailed(w, r, err)
 		return
 	}
 	if !found {
@@ -180,31 +245,14 @@ func (h *Hub) apiBroadcast(w http.ResponseWriter, r *http.Request) {
 		body.Payload = json.RawMessage("null")
 	}
 	b := &protocol.Broadcast{Event: *body.Event, Payload: body.Payload, To: protocol.ToAll}
-	var (
-		off   int64
-		found bool
-	)
-	if h.cl != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), apiRedisTimeout)
-		defer cancel()
-		var rerr error
-		if off, found, rerr = h.cl.broadcast(ctx, id, b, time.Now()); rerr != nil {
-			h.apiRedisError(w, r, rerr)
-			return
-		}
-	} else if !h.apiCall(w, func() {
-		if rm := h.rooms[id]; rm != nil {
-			found = true
-			off, err = h.publishLocal(rm, protocol.FromServer, nil, b, time.Now())
-		}
-	}) {
-		return
-	}
+	off, found, err := h.directory.broadcast(r.Context(), id, b)
 	switch {
+	case errors.Is(err, errBadPayload):
+		apiError(w, http.StatusBadRequest, "bad_request", "payload is not valid JSON")
+	case err != nil:
+		h.apiFailed(w, r, err)
 	case !found:
 		apiError(w, http.StatusNotFound, "not_found", "no session "+id)
-	case err != nil:
-		apiError(w, http.StatusBadRequest, "bad_request", "payload is not valid JSON")
 	default:
 		apiJSON(w, http.StatusAccepted, map[string]int64{"offset": off})
 	}
@@ -219,17 +267,9 @@ func (h *Hub) apiRemove(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "not_found", "no such user in such a session")
 		return
 	}
-	found := false
-	if h.cl != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), apiRedisTimeout)
-		defer cancel()
-		var err error
-		if found, err = h.cl.remove(ctx, id, user); err != nil {
-			h.apiRedisError(w, r, err)
-			return
-		}
-	}
-	if !h.apiCall(w, func() { found = h.remove(id, user, time.Now()) || found }) {
+	found, err := h.directory.remove(r.Context(), id, user)
+	if err != nil {
+		h.apiFailed(w, r, err)
 		return
 	}
 	if !found {
@@ -238,9 +278,6 @@ func (h *Hub) apiRemove(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
-
-// apiRedisTimeout bounds the Redis work of one API request in a cluster.
-const apiRedisTimeout = 5 * time.Second
 
 // apiRedisError answers a request that needed Redis when Redis failed:
 // 503 with a fixed message (a backend's error text stays in the log).

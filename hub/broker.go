@@ -1,54 +1,47 @@
 package hub
 
-// This file is the broker of a cluster (Options.Redis set): the goroutine
-// between the run loop and Redis. The loop hands it closures (enqueue,
-// never blocking); serve runs them in order, does the Redis I/O, and hands
-// the results back to the loop (toLoop). Besides, serve republishes the
-// node's presence every heartbeat (repair), ends leave graces (expire) and
-// drops the connections of dead nodes (dropNode). The loop's side of the
-// cluster is in cluster.go.
+// This file is the broker of a cluster (Options.Redis set): every function
+// here runs on the broker's goroutine (serve), between the run loop and
+// Redis. The loop hands it typed requests (cluster_requests.go) on a
+// bounded channel, never blocking (redisPeers.send, cluster_loop.go);
+// serve takes them in order, does the Redis I/O, and hands typed results
+// back to the loop (reply). Besides, serve republishes the node's presence
+// every heartbeat (repair), ends leave graces (expire) and drops the
+// connections of dead nodes (dropNode). The broker never touches the
+// loop's state: what it needs of it comes in a request. newCluster and
+// close are in cluster_api.go (New's and Shutdown's goroutines).
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"iter"
 	"log/slog"
 	"maps"
-	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
-
-	"github.com/redis/go-redis/v9"
-
 	"github.com/sessionhub/sessionhub/cluster"
-	"github.com/sessionhub/sessionhub/protocol"
 )
-
-// errRedisDown is the result of an operation the broker did not try
-// because Redis is known to be unreachable.
-var errRedisDown = errors.New("hub: redis is unreachable")
 
 // broker is the goroutine between the run loop and Redis.
 type broker struct {
-	h      *Hub
-	node   string
-	beat   time.Duration
-	keyTTL time.Duration // of a session's log: its TTL plus the history's
-	grace  time.Duration
-	log    *slog.Logger
+	node       string
+	beat       time.Duration
+	keyTTL     time.Duration // of a session's log: its TTL plus the history's
+	grace      time.Duration
+	sweepEvery time.Duration // Hub.sweepEvery: how often graces may end
+	log        *slog.Logger
+	metrics    *metrics
 
-	clog  *cluster.Log
-	bus   *cluster.Bus
-	nodes *cluster.Nodes
-	pres  *cluster.Presence
+	eventLog *cluster.Log      // the sessions' broadcast logs
+	bus      *cluster.Bus      // the sessions' pub/sub channels
+	nodes    *cluster.Nodes    // this node's heartbeat and the others'
+	presence *cluster.Presence // who is in each session, on which node
 
-	ops  chan func() // from run, in order
-	quit chan struct{}
-	done chan struct{}
+	requests chan brokerRequest // from the loop, in order
+	results  chan brokerResult  // to the loop
+	quit     chan struct{}
+	done     chan struct{}
 
 	// Owned by serve.
 	up         bool            // the last heartbeat reached Redis
@@ -60,65 +53,21 @@ type broker struct {
 	expireSoon map[string]time.Time
 	beats      int  // heartbeats so far
 	republish  bool // the next repair republishes the node's connections
-	// missed is set (by run, when the queue was full) when operations
+	// missed is set (by the loop, when the queue was full) when requests
 	// were dropped: the next repair republishes.
 	missed atomic.Bool
 }
-
-func newBroker(h *Hub) *broker {
-	o := h.opts
-	b := &broker{
-		h:          h,
-		node:       o.NodeID,
-		beat:       o.NodeHeartbeat,
-		keyTTL:     o.SessionTTL + o.HistoryTTL,
-		grace:      o.LeaveGrace, // options clamp it at 0
-		log:        h.log.With("node", o.NodeID),
-		ops:        make(chan func(), brokerQueue),
-		quit:       make(chan struct{}),
-		done:       make(chan struct{}),
-		sessions:   make(map[string]bool),
-		expireSoon: make(map[string]time.Time),
-	}
-	b.clog = cluster.NewLog(o.Redis, &cluster.LogOptions{Size: o.HistorySize, TTL: o.HistoryTTL, MaxBytes: o.HistoryBytes})
-	b.bus = cluster.NewBus(o.Redis, &cluster.BusOptions{NodeID: o.NodeID, Logger: h.log, Linger: busLinger(o.WriteDelay)})
-	b.pres = cluster.NewPresence(o.Redis, nil)
-	b.nodes = cluster.NewNodes(o.Redis, &cluster.NodesOptions{
-		NodeID: o.NodeID, Heartbeat: o.NodeHeartbeat, Misses: clusterMisses, Logger: h.log})
-	return b
-}
-
-// busLinger is the share of the write delay d that the bus may hold a
-// node's events so that several share a write to Redis and Redis's write
-// to each node (cluster.BusOptions.Linger): a quarter, the run loop's
-// flush granularity. The run loop holds a delay connection's messages for
-// the rest (Hub.delay): a message from another node waits at most d in
-// all, one from this node at most d - busLinger(d).
-func busLinger(d time.Duration) time.Duration { return d / 4 }
 
 // timeout bounds one Redis operation.
 func (b *broker) timeout() time.Duration {
 	return min(max(b.beat, 250*time.Millisecond), 2*time.Second)
 }
 
-// enqueue hands f to the broker without blocking; run calls it. It
-// reports false, counting the drop, when the queue is full.
-func (b *broker) enqueue(f func()) bool {
-	select {
-	case b.ops <- f:
-		return true
-	default:
-		b.h.metrics.clusterDropped.WithLabelValues("broker_queue_full").Inc()
-		b.missed.Store(true)
-		return false
-	}
-}
-
-// toLoop runs f on the run loop; serve waits for the loop, never the other
+// reply hands res to the loop; serve waits for the loop, never the other
 // way round. It gives up when the broker is stopping.
-func (b *broker) toLoop(f func()) {
+func (b *broker) reply(res brokerResult) {
 	select {
-	case b.h.fromBroker <- f:
+	case b.results <- res:
 	case <-b.quit:
 	}
 }
@@ -128,12 +77,12 @@ func (b *broker) serve() {
 	defer close(b.done)
 	beat := time.NewTicker(b.beat)
 	defer beat.Stop()
-	sweep := time.NewTicker(b.h.sweepEvery())
+	sweep := time.NewTicker(b.sweepEvery)
 	defer sweep.Stop()
 	for {
 		select {
-		case f := <-b.ops:
-			f()
+		case req := <-b.requests:
+			b.handle(req)
 		case up := <-b.nodes.Health():
 			b.health(up)
 		case id := <-b.nodes.Dead():
@@ -144,17 +93,41 @@ func (b *broker) serve() {
 			b.settle()
 			b.republish = true
 			b.pauseUntil = time.Time{} // the heartbeat just reached it
-			b.repairRequest()
+			b.askRepair()
 		case <-beat.C:
 			if b.beats++; b.beats%republishEvery == 0 {
 				b.republish = true
 			}
-			b.repairRequest() // its loads end the graces of every session
+			b.askRepair() // its loads end the graces of every session
 		case now := <-sweep.C:
 			b.expire(b.expiringSoon(now))
 		case <-b.quit:
 			return
 		}
+	}
+}
+
+// handle does one request of the loop's.
+func (b *broker) handle(req brokerRequest) {
+	switch req := req.(type) {
+	case serveRequest:
+		if req.serving {
+			b.sessions[req.session] = true
+		} else {
+			delete(b.sessions, req.session)
+		}
+	case joinRequest:
+		b.reply(b.join(req))
+	case loadRequest:
+		b.reply(b.reload(req))
+	case detachRequest:
+		b.detach(req)
+	case publishRequest:
+		b.reply(b.appendBroadcast(req))
+	case fillRequest:
+		b.reply(b.fill(req))
+	case repairRequest:
+		b.repair(req.sessions)
 	}
 }
 
@@ -170,10 +143,10 @@ func (b *broker) health(up bool) {
 	} else {
 		b.log.Warn("redis unreachable: serving local members only")
 	}
-	b.toLoop(func() { b.h.clUp = up })
+	b.reply(healthResult{up: up})
 	if up {
 		b.settle()
-		b.repairRequest()
+		b.askRepair()
 	}
 }
 
@@ -181,8 +154,7 @@ func (b *broker) health(up bool) {
 // node: for the next 3 heartbeats (at least a second), in which the others
 // republish theirs, a snapshot adds the users it has but removes none.
 func (b *broker) settle() {
-	until := time.Now().Add(max((clusterMisses+1)*b.beat, time.Second))
-	b.toLoop(func() { b.h.snapshotsAddOnlyUntil = until })
+	b.reply(settleResult{until: time.Now().Add(max((clusterMisses+1)*b.beat, time.Second))})
 }
 
 // ctx returns a context for one Redis operation.
@@ -191,7 +163,7 @@ func (b *broker) ctx() (context.Context, context.CancelFunc) {
 }
 
 // failed counts and logs a failed Redis operation and, when Redis did not
-// answer, pauses the broker until the next heartbeat. Only serve calls it.
+// answer, pauses the broker until the next heartbeat.
 //
 // An input error (an ID Redis cannot hold: cluster.ErrInvalidID) says
 // nothing about Redis: it never pauses the broker nor makes it republish,
@@ -200,31 +172,20 @@ func (b *broker) failed(op string, err error) {
 	if errors.Is(err, errRedisDown) {
 		return
 	}
-	b.h.metrics.clusterErrors.WithLabelValues(op).Inc()
+	b.metrics.clusterErrors.WithLabelValues(op).Inc()
 	if isInputError(err) {
 		b.log.Warn("redis operation refused its input", "op", op, "err", err)
 		return
 	}
 	b.log.Debug("redis operation failed", "op", op, "err", err)
 	if !errors.Is(err, cluster.ErrEpochChanged) && !isScriptError(err) {
-		// Redis did not answer: rather than have every queued operation
+		// Redis did not answer: rather than have every queued request
 		// wait for its own timeout before the heartbeat notices, fail
 		// fast until the next heartbeat; what it did not write, the
 		// next repair does.
 		b.pauseUntil = time.Now().Add(b.beat)
 		b.republish = true
 	}
-}
-
-// isInputError reports whether err is the caller's input error, not
-// Redis's.
-func isInputError(err error) bool { return errors.Is(err, cluster.ErrInvalidID) }
-
-// isScriptError reports whether err is an answer from Redis (which is
-// up), not a failure to reach it.
-func isScriptError(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re)
 }
 
 // reachable reports whether the broker should try Redis: its last
@@ -234,50 +195,55 @@ func (b *broker) reachable() bool {
 	return b.up && !time.Now().Before(b.pauseUntil)
 }
 
-// publish queues a bus message of kind about userID in session; run
-// calls it, for cursors and activity, and for joins and leaves it decided
-// alone (Redis unreachable).
-func (b *broker) publish(session string, kind byte, userID string, body []byte) {
-	if !b.bus.Publish(session, busFrame(kind, userID, body)) {
-		b.h.metrics.clusterDropped.WithLabelValues("bus_queue_full").Inc()
-	}
-}
-
 // publishNow sends a bus message at once, for a join or leave Redis
 // decided: it reaches Redis before anything the broker sends next (a
 // broadcast of the user who joined, say), so every node sees the two in
-// that order. Only serve calls it.
+// that order.
 func (b *broker) publishNow(ctx context.Context, session string, kind byte, userID string, body []byte) {
 	if err := b.bus.PublishNow(ctx, session, busFrame(kind, userID, body)); err != nil {
 		b.failed("publish", err)
 	}
 }
 
-// busFrame is a bus message: its kind, the userId it is about (one byte
-// of length, then the bytes; a userId is at most protocol.MaxUserIDBytes),
-// then body.
-func busFrame(kind byte, userID string, body []byte) []byte {
-	f := make([]byte, 0, 2+len(userID)+len(body))
-	f = append(f, kind, byte(len(userID)))
-	f = append(f, userID...)
-	return append(f, body...)
-}
-
-// parseFrame splits a bus message; ok is false when it is malformed.
-func parseFrame(data []byte) (kind byte, userID string, body []byte, ok bool) {
-	if len(data) < 2 || len(data) < 2+int(data[1]) {
-		return 0, "", nil, false
+// join records a connection in Redis (the two-tabs rule decides whether
+// it is the user's first anywhere), loads the session and reads the
+// recovery when asked, and publishes a first connection's user-joined.
+func (b *broker) join(req joinRequest) *joinResult {
+	res := &joinResult{pending: req.pending, err: errRedisDown}
+	if !b.reachable() {
+		return res
 	}
-	n := int(data[1])
-	return data[0], string(data[2 : 2+n]), data[2+n:], true
+	ctx, cancel := b.ctx()
+	defer cancel()
+	res.stored, res.first, res.err = b.presence.Attach(ctx, req.session, req.user, b.node, req.member, req.at)
+	if res.err == nil && req.load {
+		res.snap, res.err = b.load(ctx, req.session, req.floor)
+	}
+	if res.err == nil && req.recover != nil {
+		res.replay, res.complete, res.err = b.eventLog.Since(ctx, req.session, req.recover.Epoch, req.recover.Offset)
+	}
+	if res.err == nil && res.first {
+		b.publishNow(ctx, req.session, kindJoined, req.user, res.stored)
+	}
+	if res.err != nil {
+		b.failed("join", res.err)
+	}
+	return res
 }
 
-// snapshot is a session as Redis holds it.
-type snapshot struct {
-	epoch   string
-	offset  int64
-	members []cluster.MemberState
-	state   map[string][]byte
+// reload loads a session for a join whose own load did not happen.
+func (b *broker) reload(req loadRequest) *joinResult {
+	res := req.result
+	if !b.reachable() {
+		res.err = errRedisDown
+		return res
+	}
+	ctx, cancel := b.ctx()
+	defer cancel()
+	if res.snap, res.err = b.load(ctx, req.session, req.floor); res.err != nil {
+		b.failed("load", res.err)
+	}
+	return res
 }
 
 // load reads a session's epoch and offset (raising it to floor), its
@@ -285,34 +251,84 @@ type snapshot struct {
 // are over, which no node may have ended if none served the session.
 func (b *broker) load(ctx context.Context, id string, floor int64) (*snapshot, error) {
 	var s snapshot
-	var err error
-	gone, err := b.pres.Expire(ctx, id, time.Now())
+	gone, err := b.presence.Expire(ctx, id, time.Now())
 	if err != nil {
 		return nil, err
 	}
 	for _, m := range gone {
 		b.left(ctx, id, m.UserID, m.Member)
 	}
-	if s.epoch, s.offset, err = b.clog.Sync(ctx, id, floor, b.keyTTL); err != nil {
+	if s.epoch, s.offset, err = b.eventLog.Sync(ctx, id, floor, b.keyTTL); err != nil {
 		return nil, err
 	}
-	if s.members, err = b.pres.Members(ctx, id); err != nil {
+	if s.members, err = b.presence.Members(ctx, id); err != nil {
 		return nil, err
 	}
-	if s.state, err = b.pres.State(ctx, id); err != nil {
+	if s.state, err = b.presence.State(ctx, id); err != nil {
 		return nil, err
 	}
 	return &s, nil
 }
 
-// joinResult is what Redis said about a join.
-type joinResult struct {
-	stored   []byte // the member Redis holds
-	first    bool   // the user's first connection anywhere
-	snap     *snapshot
-	replay   []cluster.Event
-	complete bool // replay holds every event after the recover offset
-	err      error
+// detach tells Redis that a connection of a user left a session; when it
+// was the user's last anywhere, the user leaves (at once, or when its
+// grace ends: expire).
+func (b *broker) detach(req detachRequest) {
+	if !b.reachable() {
+		return // the repair after the outage sets the node's counts
+	}
+	ctx, cancel := b.ctx()
+	defer cancel()
+	left, err := b.presence.Detach(ctx, req.session, req.user, b.node, req.grace, req.at)
+	if err != nil {
+		b.failed("detach", err)
+		return
+	}
+	if left {
+		b.metrics.participantLeft(req.joinedAt, time.Now())
+		b.left(ctx, req.session, req.user, nil)
+	} else if req.grace > 0 {
+		b.expireSoon[req.session] = req.at.Add(req.grace + b.beat)
+	}
+}
+
+// appendBroadcast appends a client's broadcast to its session's log,
+// which publishes it to every node with its offset. When Redis lost the
+// session's history it starts a new epoch, whose offsets go on from the
+// node's, and appends there.
+func (b *broker) appendBroadcast(req publishRequest) publishResult {
+	res := publishResult{origin: req.origin, err: errRedisDown}
+	if !b.reachable() {
+		return res
+	}
+	ctx, cancel := b.ctx()
+	defer cancel()
+	res.offset, _, res.err = b.eventLog.AppendPublish(ctx, req.session, req.epoch, req.to, req.pub, b.keyTTL)
+	if errors.Is(res.err, cluster.ErrEpochChanged) {
+		if res.epoch, res.epochOffset, res.err = b.eventLog.Sync(ctx, req.session, req.floor, b.keyTTL); res.err == nil {
+			res.offset, _, res.err = b.eventLog.AppendPublish(ctx, req.session, res.epoch, req.to, req.pub, b.keyTTL)
+		}
+	}
+	if res.err != nil {
+		b.failed("broadcast", res.err)
+	}
+	return res
+}
+
+// fill reads the broadcasts after a gap in a session's offsets from its
+// log.
+func (b *broker) fill(req fillRequest) fillResult {
+	res := fillResult{room: req.room}
+	if !b.reachable() {
+		return res
+	}
+	ctx, cancel := b.ctx()
+	defer cancel()
+	var err error
+	if res.events, res.latest, _, err = b.eventLog.Tail(ctx, req.session, req.epoch, req.from, req.most); err != nil {
+		b.failed("fill", err)
+	}
+	return res
 }
 
 // left announces, from the broker, that Redis took userID out of session
@@ -322,96 +338,11 @@ type joinResult struct {
 func (b *broker) left(ctx context.Context, id, userID string, member []byte) {
 	if member != nil {
 		if p, err := decodeMember(member); err == nil {
-			b.h.metrics.participantLeft(p.JoinedAt, time.Now())
+			b.metrics.participantLeft(p.JoinedAt, time.Now())
 		}
 	}
 	b.publishNow(ctx, id, kindLeft, userID, member)
-	b.toLoop(func() { b.h.remoteLeft(id, userID) })
-}
-
-// published is what AppendPublish needs for a broadcast to of session id
-// whose bytes are head, offset, tail: the bus message 'b', the offset, ':',
-// then to and skip (each after a byte of length), then the event.
-func (b *broker) published(id, to, skip string, head, tail []byte) cluster.Published {
-	mid := make([]byte, 0, 3+len(to)+len(skip))
-	mid = append(mid, ':', byte(len(to)))
-	mid = append(mid, to...)
-	mid = append(mid, byte(len(skip)))
-	mid = append(mid, skip...)
-	return cluster.Published{
-		Head: head, Tail: tail, Channel: b.bus.Channel(id),
-		PubHead: append(append([]byte(nil), cluster.NoOrigin...), kindBroadcast), PubMid: mid,
-	}
-}
-
-// Server API (called on the API's goroutines, never on run or serve; the
-// cluster types are safe for concurrent use).
-
-// participants lists session id cluster-wide, from Redis.
-func (b *broker) participants(ctx context.Context, id string) ([]protocol.Participant, error) {
-	members, err := b.pres.Members(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	state, err := b.pres.State(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	list := make([]protocol.Participant, 0, len(members))
-	for _, m := range members {
-		p, err := decodeMember(m.Member)
-		if err != nil {
-			continue
-		}
-		p.JoinedAt = m.JoinedAt
-		var st memberState
-		if json.Unmarshal(state[m.UserID], &st) == nil {
-			p.Active, p.Cursor = st.IsActive, st.Cursor
-		}
-		list = append(list, p.Wire())
-	}
-	return list, nil
-}
-
-// broadcast publishes a server broadcast to session id through Redis and
-// returns its offset; found is false when the session has no participant
-// anywhere.
-func (b *broker) broadcast(ctx context.Context, id string, bc *protocol.Broadcast, now time.Time) (off int64, found bool, err error) {
-	members, err := b.pres.Members(ctx, id)
-	if err != nil || len(members) == 0 {
-		return 0, false, err
-	}
-	head, tail, err := broadcastParts(protocol.BroadcastEvent{
-		Event: bc.Event, From: protocol.FromServer, Payload: bc.Payload, Ts: now.UnixMilli()})
-	if err != nil {
-		return 0, true, err
-	}
-	pub := b.published(id, bc.To, "", head, tail)
-	for range 2 { // a second time when the epoch changed under us
-		var epoch string
-		if epoch, _, err = b.clog.Sync(ctx, id, 0, b.keyTTL); err != nil {
-			return 0, true, err
-		}
-		if off, _, err = b.clog.AppendPublish(ctx, id, epoch, bc.To, pub, b.keyTTL); !errors.Is(err, cluster.ErrEpochChanged) {
-			break
-		}
-	}
-	return off, true, err
-}
-
-// remove takes userID out of session id cluster-wide and tells every node
-// to close its connections with 4003.
-func (b *broker) remove(ctx context.Context, id, userID string) (bool, error) {
-	found, err := b.pres.Remove(ctx, id, userID)
-	if err != nil {
-		return false, err
-	}
-	// Not publishNow: that keeps serve's state, and this runs on the API's
-	// goroutine.
-	if err := b.bus.PublishNow(ctx, id, busFrame(kindRemoved, userID, nil)); err != nil {
-		return found, err
-	}
-	return found, nil
+	b.reply(leftResult{session: id, user: userID})
 }
 
 // expiringSoon returns the sessions whose graces may end soon, forgetting
@@ -425,26 +356,14 @@ func (b *broker) expiringSoon(now time.Time) iter.Seq[string] {
 	return maps.Keys(b.expireSoon)
 }
 
-// repairRequest asks the loop for what the node holds; the loop answers
-// by queuing repair behind every operation it queued before, so that the
-// counts it gives are the latest Redis will see.
-func (b *broker) repairRequest() {
+// askRepair asks the loop for what the node holds; the loop answers with
+// a repairRequest queued behind every request it queued before, so that
+// the counts it gives are the latest Redis will see.
+func (b *broker) askRepair() {
 	if !b.reachable() {
 		return
 	}
-	b.toLoop(func() {
-		hold := b.h.sessionsForRepair()
-		b.enqueue(func() { b.repair(hold) })
-	})
-}
-
-// repairSession is a session as the node holds it, for repair.
-type repairSession struct {
-	id     string
-	offset int64
-	conns  map[string]cluster.NodeConns
-	state  map[string][]byte // changed cursors and activity
-	asked  time.Time
+	b.reply(repairAsk{})
 }
 
 // repair makes Redis hold exactly the node's connections, announces the
@@ -468,7 +387,7 @@ func (b *broker) repair(hold []repairSession) {
 			conns[hd.id] = hd.conns
 		}
 		now := time.Now()
-		firsts, removed, err := b.pres.Republish(ctx, b.node, conns, b.grace, now)
+		firsts, removed, err := b.presence.Republish(ctx, b.node, conns, b.grace, now)
 		if err != nil {
 			b.failed("republish", err)
 			return
@@ -492,7 +411,7 @@ func (b *broker) repair(hold []repairSession) {
 	}
 	for _, hd := range hold {
 		for uid, st := range hd.state {
-			if err := b.pres.SetState(ctx, hd.id, uid, st); err != nil {
+			if err := b.presence.SetState(ctx, hd.id, uid, st); err != nil {
 				b.failed("state", err)
 			}
 		}
@@ -501,12 +420,7 @@ func (b *broker) repair(hold []repairSession) {
 			b.failed("load", err)
 			continue
 		}
-		id, asked := hd.id, hd.asked
-		b.toLoop(func() {
-			if r := b.h.rooms[id]; r != nil && r.cl != nil {
-				b.h.applySnapshot(r, s, asked)
-			}
-		})
+		b.reply(snapshotResult{session: hd.id, snap: s, asked: hd.asked})
 	}
 }
 
@@ -523,7 +437,7 @@ func (b *broker) expire(ids iter.Seq[string]) {
 		if !b.sessions[id] {
 			continue
 		}
-		gone, err := b.pres.Expire(ctx, id, now)
+		gone, err := b.presence.Expire(ctx, id, now)
 		if err != nil {
 			b.failed("expire", err)
 			return
@@ -547,7 +461,7 @@ func (b *broker) dropNode(id string) {
 	for s := range b.sessions {
 		b.expireSoon[s] = now.Add(b.grace + b.beat) // its users' graces, whoever drops it
 	}
-	_, removed, err := b.pres.DropNode(ctx, id, b.grace, now)
+	_, removed, err := b.presence.DropNode(ctx, id, b.grace, now)
 	if err != nil {
 		b.failed("drop_node", err)
 		return
@@ -555,39 +469,4 @@ func (b *broker) dropNode(id string) {
 	for _, m := range removed {
 		b.left(ctx, m.Session, m.UserID, m.Member)
 	}
-}
-
-// close stops the broker. A clean stop (ctx not done) first hands this
-// node's users to the leave grace and says goodbye, so the other nodes
-// need not wait for its heartbeat to expire.
-func (b *broker) close(ctx context.Context) {
-	close(b.quit)
-	<-b.done
-	if ctx.Err() == nil && b.nodes.Healthy() {
-		if _, removed, err := b.pres.DropNode(ctx, b.node, b.grace, time.Now()); err != nil {
-			b.log.Warn("could not hand this node's users to the leave grace", "err", err)
-		} else {
-			for _, m := range removed {
-				b.bus.Publish(m.Session, busFrame(kindLeft, m.UserID, m.Member))
-			}
-		}
-		if err := b.nodes.Leave(ctx); err != nil {
-			b.log.Warn("could not say goodbye to the cluster", "err", err)
-		}
-	}
-	b.nodes.Close()
-	b.bus.Close()
-}
-
-// defaultNodeID names a node when Options.NodeID is empty: its host name
-// and 8 random hex digits.
-func defaultNodeID() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "node"
-	}
-	if len(host) > 64 {
-		host = host[:64]
-	}
-	return host + "-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:8]
 }

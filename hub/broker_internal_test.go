@@ -22,19 +22,16 @@ func TestBrokerInputErrorIsNoOutage(t *testing.T) {
 	h := New(&Options{Redis: rdb, NodeID: "bt", NodeHeartbeat: time.Hour})
 	defer h.Shutdown(t.Context())
 	type state struct{ reachable, republish bool }
+	// A broker of the test's own that does not serve: failed and
+	// reachable run on the test's goroutine as they would on serve's.
+	b := &broker{metrics: h.metrics, log: h.log, beat: time.Hour}
 	inBroker := func(err error) state {
-		got := make(chan state, 1)
-		b := h.cl
-		for !b.enqueue(func() {
-			b.up = true // as after a heartbeat that reached Redis
-			b.pauseUntil, b.republish = time.Time{}, false
-			b.failed("join", err)
-			got <- state{b.reachable(), b.republish}
-		}) {
-		}
-		return <-got
+		b.up = true // as after a heartbeat that reached Redis
+		b.pauseUntil, b.republish = time.Time{}, false
+		b.failed("join", err)
+		return state{b.reachable(), b.republish}
 	}
-	_, presErr := h.cl.pres.Remove(t.Context(), "s", "x\x00y")
+	_, presErr := h.broker.presence.Remove(t.Context(), "s", "x\x00y")
 	tests := []struct {
 		name string
 		err  error

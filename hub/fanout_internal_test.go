@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -102,4 +103,70 @@ func TestFanoutEncodesOncePerMode(t *testing.T) {
 func testReadsSend(c *conn) *conn {
 	c.writer.Store(writerDone)
 	return c
+}
+
+// TestFanoutRecipients checks the one fan-out's selection: a user's
+// connections skipped, one connection skipped (a broadcast's sender), and
+// a broadcast's addressees (everyone, a role, one user), each selected
+// connection given the very same bytes.
+func TestFanoutRecipients(t *testing.T) {
+	h := startSocketless(t)
+	byUser := map[string]*conn{}
+	for _, u := range []struct {
+		id   string
+		role protocol.Role
+	}{{"i", protocol.RoleInstructor}, {"a", protocol.RoleLearner}, {"b", protocol.RoleLearner}} {
+		c := socketless(h)
+		h.submit(inbound{c: c, at: time.Now(), msg: protocol.Message{Type: protocol.TypeJoinSession,
+			Payload: &protocol.JoinSession{SessionID: "s", Presence: protocol.PresenceDiff,
+				UserInfo: protocol.UserInfo{UserID: u.id, Name: u.id, Role: u.role}}}})
+		if got := recvType(t, c); got != protocol.TypeSessionJoined {
+			t.Fatalf("%s got %s, want session-joined", u.id, got)
+		}
+		byUser[u.id] = c
+	}
+	for _, c := range byUser { // the announcements of the joins, queued with them
+		for len(c.send) > 0 {
+			<-c.send
+		}
+	}
+	tests := []struct {
+		name string
+		rs   func() recipients
+		want []string
+	}{
+		{"everyone", func() recipients { return recipients{} }, []string{"a", "b", "i"}},
+		{"all but a user", func() recipients { return recipients{skipUser: "a"} }, []string{"b", "i"}},
+		{"all but a connection", func() recipients { return recipients{skipConn: byUser["b"].id} }, []string{"a", "i"}},
+		{"to all", func() recipients { return recipients{to: protocol.ToAll} }, []string{"a", "b", "i"}},
+		{"to instructors", func() recipients { return recipients{to: protocol.ToInstructors} }, []string{"i"}},
+		{"to learners but the sender", func() recipients {
+			return recipients{to: protocol.ToLearners, skipConn: byUser["a"].id}
+		}, []string{"b"}},
+		{"to one user", func() recipients { return recipients{to: "b"} }, []string{"b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			payload := []byte(`{"type":"broadcast"}`)
+			var selected, queued int
+			h.call(func() {
+				r := h.rooms["s"]
+				selected, queued = h.fanout(r.conns, r.s, &event{typ: protocol.TypeBroadcast, b: payload}, tt.rs())
+			})
+			var got []string
+			for _, u := range []string{"a", "b", "i"} {
+				select {
+				case b := <-byUser[u].send:
+					if &b[0] != &payload[0] {
+						t.Errorf("%s got a copy, not the same bytes", u)
+					}
+					got = append(got, u)
+				default:
+				}
+			}
+			if !slices.Equal(got, tt.want) || selected != len(tt.want) || queued != len(tt.want) {
+				t.Errorf("got %v (selected %d, queued %d), want %v", got, selected, queued, tt.want)
+			}
+		})
+	}
 }

@@ -6,16 +6,24 @@
 // while it has something to write, a writer goroutine (conn.go); they talk
 // to the loop over channels. The run loop does bookkeeping only: it encodes
 // each event once (once per presence mode for membership events) and puts
-// the same bytes on every recipient's bounded send queue without blocking;
-// it does no network I/O and never blocks (the only locks it takes are
-// short ones: the subscriber mutex and Prometheus's label lock). In a cluster (Options.Redis), cluster.go is the
-// loop's side of sharing sessions with the other nodes and broker.go the
-// goroutine that talks to Redis for it.
+// the same bytes on every recipient's bounded send queue without blocking
+// (fanout.go); it does no network I/O and never blocks (the only locks it
+// takes are short ones: the subscriber mutex and Prometheus's label lock).
+//
+// What the loop needs from the other nodes goes through one seam, peers
+// (peers.go): a single node's answers are its own (singleNode); a cluster
+// node's (Options.Redis) are in cluster_loop.go, on the loop, whose broker
+// (broker.go) is the goroutine that talks to Redis for it. The server API
+// reads sessions through another, directory (api.go, cluster_api.go).
 package hub
+
+// Everything in this file runs on the run loop (run), but New, which runs
+// on its caller's goroutine before the loop starts, and sweepEvery, which
+// is pure. The doors into the loop from the other goroutines (submit,
+// call, wake) are in handoff.go.
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -51,15 +59,10 @@ type Hub struct {
 	// history.
 	histBudget *session.Budget
 	toDetach   []*conn // ended during a step, detached at its end
-	clUp       bool    // the broker reaches Redis (cluster only)
 	// eventMark is when the event the loop is handling entered the hub,
 	// as a mark (markOf): deliver stamps it on the connections it queues
 	// for, for sessionhub_delivery_seconds.
 	eventMark int64
-	// snapshotsAddOnlyUntil: until then (3 heartbeats, at least a second,
-	// after Redis came back) a snapshot adds the participants Redis has but
-	// removes none.
-	snapshotsAddOnlyUntil time.Time
 	// The write delay (Options.WriteDelay): the delay connections with
 	// something queued, in the order of their due times, from delayHead
 	// on; delayTimer is armed (delayArmed) for the first while any wait.
@@ -74,12 +77,18 @@ type Hub struct {
 	delayTimer *time.Timer
 	delayArmed bool
 
+	// peers is what run needs from the other nodes (peers.go): singleNode,
+	// or a cluster's redisPeers (cluster_loop.go). Called by run only.
+	peers peers
+	// directory is where the server API reads and changes sessions
+	// (api.go): localDirectory, or a cluster's redisDirectory.
+	directory directory
 	// Cluster only (Options.Redis set; nil on a single node): the broker
-	// between run and Redis (broker.go), and its results for run.
-	cl         *broker
-	fromBroker chan func()
-	// relay carries the sends of SSE streams between nodes (sse_cluster.go).
-	relay *cluster.Relay
+	// between run and Redis (broker.go), which Shutdown stops and /readyz
+	// asks; relay carries the sends of SSE streams between nodes
+	// (sse_cluster.go).
+	broker *broker
+	relay  *cluster.Relay
 
 	// Guarded by mu.
 	mu           sync.Mutex
@@ -143,10 +152,12 @@ type departure struct {
 
 // room is a session and its connections on this hub.
 type room struct {
-	s       *session.Session
-	conns   []*conn
-	cl      *roomCluster // cluster only
-	created time.Time    // for sessionhub_session_duration_seconds
+	s     *session.Session
+	conns []*conn
+	// cluster is the room's cluster state (cluster_loop.go); nil on a
+	// single node.
+	cluster *roomCluster
+	created time.Time // for sessionhub_session_duration_seconds
 }
 
 func (r *room) add(c *conn) {
@@ -224,34 +235,13 @@ func New(opts *Options) *Hub {
 	h.tokens = tokens
 	h.metrics.queueDepth(h)
 	h.metrics.readiness(h)
+	h.peers, h.directory = singleNode{h}, localDirectory{h}
 	if o.Redis != nil {
-		h.cl = newBroker(h)
-		h.fromBroker = make(chan func(), 256)
-		h.metrics.cluster(h.cl)
-		go h.cl.serve()
-		h.relay = cluster.NewRelay(o.Redis, &cluster.RelayOptions{NodeID: o.NodeID, Logger: h.log}, h.relayed)
+		newCluster(h) // cluster_api.go
 	}
 	h.ready.Store(true)
 	go h.run()
 	return h
-}
-
-// rateLimitedReply is the rate_limited error echoing ref: the encoding
-// made once with ref spliced in, as protocol.Encode would place it (a
-// flood's refusals cost no formatting and no full encoding each).
-func (h *Hub) rateLimitedReply(ref string) []byte {
-	if ref == "" {
-		return h.rateLimited
-	}
-	q, err := json.Marshal(ref)
-	if err != nil { // cannot happen: a string
-		return h.rateLimited
-	}
-	b := make([]byte, 0, len(h.rateLimited)+len(`,"ref":`)+len(q))
-	b = append(b, h.rateLimited[:len(h.rateLimited)-1]...)
-	b = append(b, `,"ref":`...)
-	b = append(b, q...)
-	return append(b, '}')
 }
 
 // sweepEvery is how often run looks for ended graces, idle participants and
@@ -265,37 +255,16 @@ func (h *Hub) sweepEvery() time.Duration {
 	return min(max(d/10, 10*time.Millisecond), time.Second)
 }
 
-// submit hands a message to run; it reports false once the hub has stopped.
-func (h *Hub) submit(in inbound) bool {
-	select {
-	case h.inbox <- in:
-		return true
-	case <-h.done:
-		return false
-	}
-}
-
-// call runs f on the run loop and waits for it; it reports false if the hub
-// has stopped.
-func (h *Hub) call(f func()) bool {
-	ran := make(chan struct{})
-	select {
-	case h.calls <- func() { f(); close(ran) }:
-		<-ran
-		return true
-	case <-h.done:
-		return false
-	}
-}
-
+// run is the run loop: one step at a time, for a reader's message, a
+// connection's end, a writer that drained, a call, the other nodes' news,
+// the write delay's timer and the sweep; after each step, reap.
 func (h *Hub) run() {
 	defer close(h.done)
 	sweep := time.NewTicker(h.sweepEvery())
 	defer sweep.Stop()
-	var bus <-chan cluster.Message // nil on a single node: never ready
-	if h.cl != nil {
-		bus = h.cl.bus.Messages()
-	}
+	// The other nodes' messages and the broker's results: nil on a single
+	// node, never ready.
+	bus, results := h.peers.inbound()
 	var delayed <-chan time.Time // nil without a write delay
 	if h.delayTimer != nil {
 		delayed = h.delayTimer.C
@@ -315,12 +284,12 @@ func (h *Hub) run() {
 		case f := <-h.calls:
 			h.eventMark = h.markOf(time.Now())
 			f()
-		case f := <-h.fromBroker:
+		case res := <-results:
 			h.eventMark = h.markOf(time.Now())
-			f()
+			h.peers.fromBroker(res)
 		case m := <-bus:
 			h.eventMark = h.markOf(time.Now())
-			h.fromBus(m)
+			h.peers.fromBus(m)
 		case now := <-delayed:
 			h.flushDelayed(now)
 		case now := <-sweep.C:
@@ -336,27 +305,6 @@ func (h *Hub) run() {
 // markOf is t as a delivery mark: nanoseconds since the hub started, plus
 // one so that a mark is never 0 (no mark). Marks use the monotonic clock.
 func (h *Hub) markOf(t time.Time) int64 { return int64(t.Sub(h.started)) + 1 }
-
-// delivered records, on a writer, that a frame went out: when a mark was
-// waiting (the event of the oldest message queued since the last frame
-// entered the hub at it), the time since then is one sample of
-// sessionhub_delivery_seconds. One sample per frame at most, two atomic
-// operations and no allocation: the fan-out path stays cheap.
-func (h *Hub) delivered(c *conn) {
-	if m := c.mark.Swap(0); m != 0 {
-		h.metrics.delivery.Observe(time.Duration(int64(time.Since(h.started)) + 1 - m).Seconds())
-	}
-}
-
-// wake tells run that c's writer emptied its channel while run holds a
-// backlog for it. Like a reader's submit, it may wait for run, which never
-// waits for a writer.
-func (h *Hub) wake(c *conn) {
-	select {
-	case h.drained <- c:
-	case <-h.done:
-	}
-}
 
 // apply is run's step for one inbound (the reader's step before it is
 // conn.handle): it applies a message of c's to the hub's state and
@@ -403,13 +351,9 @@ func (h *Hub) apply(in inbound) {
 		cur := m.Payload.(*protocol.Cursor)
 		_, woke := c.room.s.SetCursor(c.userID, cur, now)
 		r := c.room
-		if r.cl != nil {
-			delete(r.cl.cursors, c.userID) // this one is newer
-		}
-		b := h.fanout(r, protocol.TypeCursorMoved, protocol.CursorMoved{UserID: c.userID, Cursor: *cur}, c.userID, r.cl != nil)
-		if r.cl != nil && b != nil {
-			h.clPublishEvent(r, kindCursor, c.userID, b)
-		}
+		ev := event{typ: protocol.TypeCursorMoved, data: protocol.CursorMoved{UserID: c.userID, Cursor: *cur}}
+		h.toRoom(r, &ev, recipients{skipUser: c.userID})
+		h.peers.cursorMoved(r, c.userID, ev)
 		if woke {
 			h.activityChanged(c.room, c.userID, true)
 		}
@@ -526,23 +470,16 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 		r = &room{s: session.New(j.SessionID, "", now), created: now}
 		r.s.History.Size, r.s.History.TTL = h.opts.HistorySize, h.opts.HistoryTTL
 		r.s.History.MaxBytes, r.s.History.Budget = h.opts.HistoryBytes, h.histBudget
-		if h.cl != nil {
-			r.cl = newRoomCluster()
-		} else {
-			r.s.Epoch = uuid.NewString()
-		}
+		h.peers.newRoom(r)
 		h.rooms[j.SessionID] = r
 	}
-	if r.cl != nil {
-		h.clusterJoin(c, ref, j, info, r, now)
-		return
-	}
-	h.joinLocal(c, ref, j, info, r, now, false)
+	h.peers.join(c, ref, j, info, r, now)
 }
 
 // joinLocal adds c to r as info's connection, deciding here whether the
 // user is new (on a single node, or in a cluster that cannot reach Redis:
-// then publish tells the other nodes, should the bus get through).
+// then publish tells the other nodes, should the bus get through). peers
+// call it.
 func (h *Hub) joinLocal(c *conn, ref string, j *protocol.JoinSession, info protocol.UserInfo, r *room, now time.Time, publish bool) {
 	if r.s.Epoch == "" {
 		r.s.Epoch = uuid.NewString() // a cluster's island: Redis gives the real one later
@@ -586,16 +523,18 @@ func (h *Hub) attachConn(c *conn, a attachment) {
 	}
 }
 
-// announceJoined tells r's connections but p's that p joined, and, when
-// publish is set in a cluster, the other nodes.
+// announceJoined tells r's connections but p's that p joined (the list
+// encoded only if a connection in full presence gets it), and, when
+// publish is set, the other nodes.
 func (h *Hub) announceJoined(r *room, p *session.Participant, publish bool) {
-	h.decodeRemoteCursors(r)
+	h.peers.decodeCursors(r)
 	u := p.Wire()
-	h.fanoutPresence(r, protocol.TypeUserJoined, p.UserID,
-		func() any { return protocol.UserJoined{User: u, Participants: r.s.Wire()} },
-		func() any { return protocol.UserJoined{User: u} })
-	if publish && r.cl != nil {
-		h.cl.publish(r.s.ID, kindJoined, p.UserID, encodeMember(p))
+	diff := event{typ: protocol.TypeUserJoined, data: protocol.UserJoined{User: u}}
+	full := event{typ: protocol.TypeUserJoined, diff: &diff,
+		lazy: func() any { return protocol.UserJoined{User: u, Participants: r.s.Wire()} }}
+	h.toRoom(r, &full, recipients{skipUser: p.UserID})
+	if publish {
+		h.peers.userJoined(r, p)
 	}
 }
 
@@ -616,7 +555,7 @@ func (h *Hub) touch(r *room, userID string, now time.Time) {
 // rec.Offset, for when the node's own history does not reach back. It
 // reports whether it recovered.
 func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover, cr *clusterReplay) bool {
-	h.decodeRemoteCursors(r)
+	h.peers.decodeCursors(r)
 	var replay []session.Event
 	recovered := false
 	if rec != nil && rec.Epoch == r.s.Epoch && rec.Offset <= r.s.Offset {
@@ -644,13 +583,12 @@ func (h *Hub) replyJoined(c *conn, ref string, r *room, rec *protocol.Recover, c
 	// The replay may be longer than the send queue: it gets room of its own
 	// on top, kept until the backlog it makes has drained.
 	c.replayRoom = len(replay)
-	p := r.s.Get(c.userID)
+	joiner := []*conn{c}
 	n := 0
 	for _, e := range replay {
-		if addressed(p, e.To) {
-			h.deliver(c, e.Data)
-			n++
-		}
+		ev := event{typ: protocol.TypeBroadcast, b: e.Data}
+		selected, _ := h.fanout(joiner, r.s, &ev, recipients{to: e.To})
+		n += selected
 	}
 	c.replayRoom = len(c.backlog)
 	h.metrics.replayed.Add(float64(n))
@@ -664,68 +602,71 @@ func (h *Hub) detach(c *conn, grace time.Duration, now time.Time) {
 	r.remove(c)
 	c.room = nil
 	c.markRoom()
-	if r.cl != nil && h.clUp {
-		// Redis decides whether it was the user's last connection
-		// anywhere; the leave reaches this node like any other.
-		r.s.Release(c.userID)
-		h.clDetach(r.s.ID, c.userID, grace)
-		h.clRelease(r)
-		return
+	if h.peers.detach(r, c.userID, grace) {
+		return // the cluster decides; the leave reaches this node like any other
 	}
 	if p, left := r.s.Detach(c.userID, now, grace); left {
 		h.announceLeft(r, p, true)
 	}
-	if r.cl != nil {
-		h.clRelease(r)
-	}
+	h.peers.release(r)
 }
 
-// announceLeft tells r's connections that p left, and, when publish is
-// set in a cluster, the other nodes.
-func (h *Hub) announceLeft(r *room, p *session.Participant, publish bool) {
-	if r.cl == nil || publish {
-		// This node decided the leave (in a cluster that reaches Redis,
-		// the broker counts it: broker.left).
+// announceLeft tells r's connections that p left. When decided, this node
+// decided the leave: it is counted here, and the other nodes are told (in
+// a cluster that reaches Redis, the broker decides and counts: broker.left).
+func (h *Hub) announceLeft(r *room, p *session.Participant, decided bool) {
+	if decided {
 		h.metrics.participantLeft(p.JoinedAt, time.Now())
 	}
-	h.decodeRemoteCursors(r)
+	h.peers.decodeCursors(r)
 	u := p.Wire()
-	h.fanoutPresence(r, protocol.TypeUserLeft, "",
-		func() any {
-			list := r.s.Wire()
-			return protocol.UserLeft{UserID: u.UserID, User: u, Participants: &list}
-		},
-		func() any { return protocol.UserLeft{UserID: u.UserID, User: u} })
-	if publish && r.cl != nil {
-		h.cl.publish(r.s.ID, kindLeft, p.UserID, encodeMember(p))
+	diff := event{typ: protocol.TypeUserLeft, data: protocol.UserLeft{UserID: u.UserID, User: u}}
+	full := event{typ: protocol.TypeUserLeft, diff: &diff, lazy: func() any {
+		list := r.s.Wire()
+		return protocol.UserLeft{UserID: u.UserID, User: u, Participants: &list}
+	}}
+	h.toRoom(r, &full, recipients{})
+	if decided {
+		h.peers.userLeft(r, p)
 	}
 }
 
+// activityChanged tells r's connections but userID's, and the other
+// nodes, that userID became active or inactive.
 func (h *Hub) activityChanged(r *room, userID string, active bool) {
-	b := h.fanout(r, protocol.TypeUserActivityChanged, protocol.UserActivityChanged{UserID: userID, IsActive: active}, userID, r.cl != nil)
-	if r.cl != nil && b != nil {
-		h.clPublishEvent(r, kindActivity, userID, b)
-	}
+	ev := event{typ: protocol.TypeUserActivityChanged, data: protocol.UserActivityChanged{UserID: userID, IsActive: active}}
+	h.toRoom(r, &ev, recipients{skipUser: userID})
+	h.peers.activityChanged(r, userID, ev)
+}
+
+// clientBroadcast is a client's broadcast on its way to its offset
+// (peers.broadcast): from c, in room, answered with ref.
+type clientBroadcast struct {
+	c    *conn
+	ref  string
+	room *room
+	b    *protocol.Broadcast
+	now  time.Time
 }
 
 // broadcast delivers a client's app event to those it is addressed to,
-// and acks it when the client gave a ref.
+// and acks it when the client gave a ref (answerBroadcast, once the peers
+// gave it its offset).
 func (h *Hub) broadcast(c *conn, ref string, b *protocol.Broadcast, now time.Time) {
 	h.touch(c.room, c.userID, now)
-	done := func(off int64, err error) {
-		if err != nil {
-			h.replyError(c, ref, err)
-			return
-		}
-		if ref != "" {
-			h.reply(c, protocol.TypeAck, ref, protocol.Ack{Offset: off})
-		}
-	}
-	if c.room.cl != nil {
-		h.clPublish(c.room, c.userID, c, b, now, done) // done runs when Redis answered
+	h.peers.broadcast(&clientBroadcast{c: c, ref: ref, room: c.room, b: b, now: now})
+}
+
+// answerBroadcast answers a client's broadcast: its error, or, when the
+// client gave a ref, an ack with its offset.
+func (h *Hub) answerBroadcast(cb *clientBroadcast, off int64, err error) {
+	if err != nil {
+		h.replyError(cb.c, cb.ref, err)
 		return
 	}
-	done(h.publishLocal(c.room, c.userID, c, b, now))
+	if cb.ref != "" {
+		h.reply(cb.c, protocol.TypeAck, cb.ref, protocol.Ack{Offset: off})
+	}
 }
 
 // publishLocal gives an app event the session's next offset, stamps it
@@ -742,16 +683,11 @@ func (h *Hub) publishLocal(r *room, from string, skip *conn, b *protocol.Broadca
 	}
 	r.s.Offset = ev.Offset
 	r.s.History.Append(session.Event{Offset: ev.Offset, At: now, To: b.To, Data: data}, now)
-	n := 0
-	for _, rc := range r.conns {
-		if rc == skip || rc.ended || !addressed(r.s.Get(rc.userID), b.To) {
-			continue
-		}
-		if h.deliver(rc, data) {
-			n++
-		}
+	rs := recipients{to: b.To}
+	if skip != nil {
+		rs.skipConn = skip.id
 	}
-	h.metrics.out(protocol.TypeBroadcast, n)
+	h.toRoom(r, &event{typ: protocol.TypeBroadcast, b: data}, rs)
 	return ev.Offset, nil
 }
 
@@ -769,16 +705,17 @@ func addressed(p *session.Participant, to string) bool {
 }
 
 // remove takes userID out of session id at once (the server API): its
-// connections there are closed with 4003 and the others see it leave. It
-// reports whether the user was there.
-func (h *Hub) remove(id, userID string, now time.Time) bool {
+// connections there are closed with 4003 and the others see it leave
+// (decided: this node decided it, as announceLeft's). It reports whether
+// the user was there.
+func (h *Hub) remove(id, userID string, now time.Time, decided bool) bool {
 	r := h.rooms[id]
 	if r == nil || r.s.Get(userID) == nil {
 		return false
 	}
 	closeUser(r, userID)
 	if p, ok := r.s.Remove(userID, now); ok {
-		h.announceLeft(r, p, false)
+		h.announceLeft(r, p, decided)
 	}
 	return true
 }
@@ -829,24 +766,19 @@ func (h *Hub) reap() {
 	}
 }
 
+// sweep ends the leave graces that are over, marks idle participants
+// inactive, drops the sessions peers.expire lets go, and sets the gauges.
 func (h *Hub) sweep(now time.Time) {
 	participants, events, bytes := 0, 0, 0
-	for id, r := range h.rooms {
+	for _, r := range h.rooms {
 		for _, p := range r.s.Expire(now) {
 			h.announceLeft(r, p, true)
 		}
 		for _, p := range r.s.Idle(now, h.opts.IdleAfter) {
 			h.activityChanged(r, p.UserID, false)
 		}
-		if r.cl != nil {
-			// Redis keeps a cluster's sessions: the node lets go of those
-			// it no longer serves.
-			h.clRelease(r)
-		} else if r.s.Expired(now, h.opts.SessionTTL) {
-			delete(h.rooms, id) // its history goes with it
-			r.s.History.Clear()
-			h.metrics.sessionDuration.Observe(now.Sub(r.created).Seconds())
-			continue
+		if h.peers.expire(r, now) {
+			continue // dropped
 		}
 		r.s.History.Trim(now)
 		participants += r.s.Len()
@@ -1006,70 +938,11 @@ move:
 	c.queued.Store(int32(len(c.backlog)))
 }
 
-// fanout encodes one event and delivers the same bytes to every connection
-// of r but those of skipUser. It returns the bytes, encoded only when
-// somebody here gets them, or always with encode set (for the other nodes
-// of a cluster).
-func (h *Hub) fanout(r *room, typ string, data any, skipUser string, encode bool) []byte {
-	var b []byte
-	if encode {
-		var err error
-		if b, err = protocol.Encode(typ, "", data); err != nil {
-			h.log.Error("encode", "type", typ, "err", err)
-			return nil
-		}
-	}
-	n := 0
-	for _, c := range r.conns {
-		if c.userID == skipUser || c.ended {
-			continue
-		}
-		if b == nil {
-			var err error
-			if b, err = protocol.Encode(typ, "", data); err != nil {
-				h.log.Error("encode", "type", typ, "err", err)
-				return nil
-			}
-		}
-		if h.deliver(c, b) {
-			n++
-		}
-	}
-	h.metrics.out(typ, n)
-	return b
-}
-
-// fanoutPresence is fanout for a membership event, encoded at most once
-// for the connections in full presence and once for those in diff.
-func (h *Hub) fanoutPresence(r *room, typ, skipUser string, full, diff func() any) {
-	var fb, db []byte
-	n := 0
-	for _, c := range r.conns {
-		if c.userID == skipUser || c.ended {
-			continue
-		}
-		bp, mk := &fb, full
-		if c.presence == protocol.PresenceDiff {
-			bp, mk = &db, diff
-		}
-		if *bp == nil {
-			var err error
-			if *bp, err = protocol.Encode(typ, "", mk()); err != nil {
-				h.log.Error("encode", "type", typ, "err", err)
-				return
-			}
-		}
-		if h.deliver(c, *bp) {
-			n++
-		}
-	}
-	h.metrics.out(typ, n)
-}
-
+// reply queues an answer of c's own: data encoded as typ with ref, or,
+// if that fails (logged), an error with ref.
 func (h *Hub) reply(c *conn, typ, ref string, data any) {
-	b, err := protocol.Encode(typ, ref, data)
+	b, err := h.encode(typ, ref, data)
 	if err != nil {
-		h.log.Error("encode", "type", typ, "err", err)
 		b = protocol.EncodeError(ref, err)
 	}
 	if h.deliver(c, b) {
@@ -1077,6 +950,7 @@ func (h *Hub) reply(c *conn, typ, ref string, data any) {
 	}
 }
 
+// replyError queues err for c, with ref.
 func (h *Hub) replyError(c *conn, ref string, err error) {
 	if h.deliver(c, protocol.EncodeError(ref, err)) {
 		h.metrics.out(protocol.TypeError, 1)

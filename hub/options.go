@@ -133,7 +133,7 @@ type Options struct {
 	HandshakeTimeout time.Duration
 
 	// Redis, when set, makes the hub a node of a cluster: the nodes that
-	// share one Redis share their sessions (see cluster.go and the README's
+	// share one Redis share their sessions (see cluster_loop.go and the README's
 	// "Scaling out"). Defaults to nil: a single node, all state in memory.
 	// The hub does not close it. Give it MaxRetries -1 (appends are not
 	// idempotent) and ContextTimeoutEnabled.

@@ -61,7 +61,7 @@ func (h *Hub) notReady() string {
 	if !h.ready.Load() {
 		return "shutting down"
 	}
-	if h.cl != nil && !h.cl.nodes.Healthy() {
+	if h.broker != nil && !h.broker.nodes.Healthy() {
 		return "redis unreachable"
 	}
 	return ""
@@ -261,10 +261,10 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		}
 		<-ended
 	}
-	if h.cl != nil {
+	if h.broker != nil {
 		// The broker stops before run: its last results may still need it.
 		h.relay.Close()
-		h.cl.close(ctx)
+		h.broker.close(ctx)
 	}
 	close(h.quit)
 	<-h.done

@@ -195,7 +195,7 @@ func (h *Hub) newStreamID() string {
 	var r [streamIDBytes]byte
 	rand.Read(r[:])
 	id := base64.RawURLEncoding.EncodeToString(r[:])
-	if h.cl != nil {
+	if h.relay != nil {
 		id += "." + base64.RawURLEncoding.EncodeToString([]byte(h.opts.NodeID))
 	}
 	return id
@@ -354,7 +354,7 @@ func (h *Hub) ServeSSESend(w http.ResponseWriter, r *http.Request) {
 	where := "local"
 	c := h.stream(req.StreamID)
 	if c == nil {
-		if node, ok := streamNode(req.StreamID); h.cl != nil && ok && node != h.opts.NodeID {
+		if node, ok := streamNode(req.StreamID); h.relay != nil && ok && node != h.opts.NodeID {
 			where = "forwarded"
 			h.sendAnswer(w, where, h.forwardSend(r.Context(), node, sub, req))
 			return
