@@ -297,12 +297,15 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.untrack(c)
+	// Counted (sessionhub_transport_connections) before the client can
+	// use the stream: a client that joined at once would otherwise see a
+	// gauge without its stream.
+	h.accepted(c)
 	err := s.flushLocked(appendEvent(nil, "open", open))
 	s.wmu.Unlock()
 	if err != nil {
 		s.drop(c) // served all the same: a writer may have started meanwhile
 	}
-	h.accepted(c)
 	h.serve(c)
 }
 
