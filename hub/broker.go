@@ -131,23 +131,25 @@ func (b *broker) handle(req brokerRequest) {
 	}
 }
 
+// health follows the heartbeat's news that Redis became reachable (up)
+// or unreachable: the loop is told, and once Redis is back the node
+// republishes what it holds.
 func (b *broker) health(up bool) {
 	if up == b.up {
 		return
 	}
 	b.up = up
 	b.pauseUntil = time.Time{}
-	b.republish = b.republish || up
-	if up {
-		b.log.Info("redis reachable: republishing presence")
-	} else {
+	if !up {
 		b.log.Warn("redis unreachable: serving local members only")
+		b.reply(healthResult{up: false})
+		return
 	}
-	b.reply(healthResult{up: up})
-	if up {
-		b.settle()
-		b.askRepair()
-	}
+	b.republish = true
+	b.log.Info("redis reachable: republishing presence")
+	b.reply(healthResult{up: true})
+	b.settle()
+	b.askRepair()
 }
 
 // settle tells the loop that Redis may have lost the presence of every

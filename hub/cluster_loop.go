@@ -26,6 +26,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/sessionhub/sessionhub/cluster"
 	"github.com/sessionhub/sessionhub/protocol"
 	"github.com/sessionhub/sessionhub/session"
@@ -144,10 +146,10 @@ func (p *redisPeers) newRoom(r *room) {
 // join records the connection in Redis and finishes the join when Redis
 // answered (joined); while Redis is unreachable the node decides alone.
 func (p *redisPeers) join(c *conn, ref string, j *protocol.JoinSession, info protocol.UserInfo, r *room, now time.Time) {
-	h, rc, uid := p.h, r.cluster, info.UserID
+	rc, uid := r.cluster, info.UserID
 	p.subscribe(r)
 	if !p.up {
-		h.joinLocal(c, ref, j, info, r, now, true)
+		p.joinAlone(c, ref, j, info, r, now)
 		return
 	}
 	pj := &pendingJoin{c: c, room: r, ref: ref, info: info, presence: j.Presence, rec: j.Recover, at: now}
@@ -169,8 +171,19 @@ func (p *redisPeers) join(c *conn, ref string, j *protocol.JoinSession, info pro
 			delete(rc.pending, uid)
 			delete(rc.pendingMember, uid)
 		}
-		h.joinLocal(c, ref, j, info, r, now, true)
+		p.joinAlone(c, ref, j, info, r, now)
 	}
+}
+
+// joinAlone finishes a join without Redis (unreachable, or failed): the
+// node decides whether the user is new, and tells the other nodes should
+// the bus get through. A session Redis has not given its epoch yet gets
+// one of the node's own, an island's, until Redis gives the real one.
+func (p *redisPeers) joinAlone(c *conn, ref string, j *protocol.JoinSession, info protocol.UserInfo, r *room, now time.Time) {
+	if r.s.Epoch == "" {
+		r.s.Epoch = uuid.NewString()
+	}
+	p.h.joinLocal(c, ref, j, info, r, now, true)
 }
 
 // joined finishes a cluster join with what Redis said.
@@ -210,7 +223,7 @@ func (p *redisPeers) joined(res *joinResult) {
 		h.replyError(c, pj.ref, protocol.Errorf(protocol.CodeBadRequest, "the session or user id cannot be stored"))
 		p.release(r)
 	case res.err != nil:
-		h.joinLocal(c, pj.ref, j, pj.info, r, now, true)
+		p.joinAlone(c, pj.ref, j, pj.info, r, now)
 	default:
 		isNew := res.first
 		if r.s.Get(uid) == nil {

@@ -318,7 +318,8 @@ func (h *Hub) apply(in inbound) {
 		return
 	}
 	if c.joining != nil {
-		// Its join waits for Redis: what it sends meanwhile waits too.
+		// Its join waits for the other nodes (peers.join): what it sends
+		// meanwhile waits too.
 		c.heldDuringJoin = append(c.heldDuringJoin, in)
 		return
 	}
@@ -331,7 +332,7 @@ func (h *Hub) apply(in inbound) {
 	case protocol.TypeJoinSession:
 		c.runSeq = in.seq
 		h.join(c, m.Ref, m.Payload.(*protocol.JoinSession), now)
-		if c.joining == nil { // a cluster join marks it when Redis answered
+		if c.joining == nil { // a join that waits is marked when it ends
 			c.markRoom()
 		}
 	case protocol.TypeLeaveSession:
@@ -481,9 +482,6 @@ func (h *Hub) join(c *conn, ref string, j *protocol.JoinSession, now time.Time) 
 // then publish tells the other nodes, should the bus get through). peers
 // call it.
 func (h *Hub) joinLocal(c *conn, ref string, j *protocol.JoinSession, info protocol.UserInfo, r *room, now time.Time, publish bool) {
-	if r.s.Epoch == "" {
-		r.s.Epoch = uuid.NewString() // a cluster's island: Redis gives the real one later
-	}
 	_, isNew := r.s.Join(info, now)
 	h.attachConn(c, attachment{ref: ref, join: j, info: info, room: r, now: now, isNew: isNew, publish: publish})
 }
@@ -745,7 +743,7 @@ func (h *Hub) depart(c *conn, clean bool) {
 		grace = 0
 	}
 	if c.joining != nil {
-		c.departGrace = grace // for when Redis has answered (joined)
+		c.departGrace = grace // for when the join it waits for ends
 		return
 	}
 	if c.room == nil {
