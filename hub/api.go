@@ -115,6 +115,8 @@ var (
 // and changed through Hub.call.
 type localDirectory struct{ h *Hub }
 
+var _ directory = localDirectory{}
+
 func (d localDirectory) participants(_ context.Context, id string) (list []protocol.Participant, found bool, err error) {
 	if !d.h.call(func() {
 		if rm := d.h.rooms[id]; rm != nil {

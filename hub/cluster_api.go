@@ -79,6 +79,8 @@ type redisDirectory struct {
 	b *broker
 }
 
+var _ directory = (*redisDirectory)(nil)
+
 // apiRedisTimeout bounds the Redis work of one API request in a cluster.
 const apiRedisTimeout = 5 * time.Second
 

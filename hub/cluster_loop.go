@@ -46,6 +46,8 @@ type redisPeers struct {
 	snapshotsAddOnlyUntil time.Time
 }
 
+var _ peers = (*redisPeers)(nil)
+
 // pendingJoin is a join waiting for Redis.
 type pendingJoin struct {
 	c        *conn

@@ -74,6 +74,8 @@ type peers interface {
 // decides every join, leave and offset itself.
 type singleNode struct{ h *Hub }
 
+var _ peers = singleNode{}
+
 func (singleNode) inbound() (<-chan cluster.Message, <-chan brokerResult) { return nil, nil }
 func (singleNode) fromBus(cluster.Message)                                {}
 func (singleNode) fromBroker(brokerResult)                                {}
