@@ -1,5 +1,12 @@
 package hub
 
+// The HTTP side of the hub: Handler's routes, the start of every
+// connection, and the hub's methods for its owner (Shutdown, SetKeys,
+// NodeID). ServeWS runs on net/http's goroutine for the request until the
+// upgrade, then serves the connection on a goroutine of its own (serve,
+// conn.go); admit, release, track and untrack run on any goroutine, under
+// h.mu; Shutdown and SetKeys on their caller's.
+
 import (
 	"context"
 	"errors"

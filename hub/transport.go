@@ -1,5 +1,10 @@
 package hub
 
+// The seam between a connection (conn.go) and how its bytes come and go.
+// Each method of transport says which of the connection's goroutines runs
+// it: read on the reader, write, ping and close on the writer, drop on
+// any.
+
 import (
 	"context"
 
