@@ -37,7 +37,7 @@ func newCluster(h *Hub) {
 		expireSoon: make(map[string]time.Time),
 	}
 	b.eventLog = cluster.NewLog(o.Redis, &cluster.LogOptions{Size: o.HistorySize, TTL: o.HistoryTTL, MaxBytes: o.HistoryBytes})
-	b.bus = cluster.NewBus(o.Redis, &cluster.BusOptions{NodeID: o.NodeID, Logger: h.log, Linger: busLinger(o.WriteDelay)})
+	b.bus = cluster.NewBus(o.Redis, &cluster.BusOptions{NodeID: o.NodeID, Logger: h.log, Linger: o.BusLinger})
 	b.presence = cluster.NewPresence(o.Redis, nil)
 	b.nodes = cluster.NewNodes(o.Redis, &cluster.NodesOptions{
 		NodeID: o.NodeID, Heartbeat: o.NodeHeartbeat, Misses: clusterMisses, Logger: h.log})

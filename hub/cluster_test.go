@@ -387,12 +387,12 @@ func TestClusterRedisOutage(t *testing.T) {
 // The write delay applies to what comes from the other nodes too: a burst
 // of cursor updates from a user on n1 reaches a batch client on n2, whose
 // node holds messages for 200 ms, in fewer frames than messages, in order,
-// ending on the last position. n1 has the delay too: its bus holds its
-// events for a quarter of it (the bus's share of the delay).
+// ending on the last position. n1 has the delay too, and its bus holds its
+// events for a quarter of it (--bus-linger, the bus's share of the delay).
 func TestClusterWriteDelayOnBusDeliveries(t *testing.T) {
 	rs := redistest.Start(t)
-	n1 := startNode(t, rs, "n1", &hub.Options{LeaveGrace: -1, CursorRate: 1000, WriteDelay: 200 * time.Millisecond})
-	n2 := startNode(t, rs, "n2", &hub.Options{LeaveGrace: -1, WriteDelay: 200 * time.Millisecond})
+	n1 := startNode(t, rs, "n1", &hub.Options{LeaveGrace: -1, CursorRate: 1000, WriteDelay: 200 * time.Millisecond, BusLinger: 50 * time.Millisecond})
+	n2 := startNode(t, rs, "n2", &hub.Options{LeaveGrace: -1, WriteDelay: 200 * time.Millisecond, BusLinger: 50 * time.Millisecond})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
 	defer cancel()

@@ -25,7 +25,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -52,14 +51,6 @@ const (
 	// of drift and what keeps the presence keys alive.
 	republishEvery = 12
 )
-
-// busLinger is the share of the write delay d that the bus may hold a
-// node's events so that several share a write to Redis and Redis's write
-// to each node (cluster.BusOptions.Linger): a quarter, the run loop's
-// flush granularity. The run loop holds a delay connection's messages for
-// the rest (Hub.delay): a message from another node waits at most d in
-// all, one from this node at most d - busLinger(d).
-func busLinger(d time.Duration) time.Duration { return d / 4 }
 
 // Kinds of bus messages.
 const (

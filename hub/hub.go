@@ -69,8 +69,8 @@ type Hub struct {
 	// It is the only timer of the delay: a connection has none of its own.
 	// delay is how long a message waits: Options.WriteDelay on a single
 	// node; on a cluster node, what is left of it after the bus's share
-	// (busLinger), so that a message from another node waits no longer
-	// than Options.WriteDelay in all.
+	// (Options.BusLinger), so that a message from another node waits no
+	// longer than Options.WriteDelay in all.
 	delay      time.Duration
 	delayQ     []delayedConn
 	delayHead  int
@@ -229,7 +229,7 @@ func New(opts *Options) *Hub {
 		h.delayTimer.Stop()
 		h.delay = o.WriteDelay
 		if o.Redis != nil {
-			h.delay -= busLinger(o.WriteDelay)
+			h.delay -= o.BusLinger
 		}
 	}
 	h.tokens = tokens

@@ -48,6 +48,18 @@ type Options struct {
 	// soon as the writer gets to it.
 	WriteDelay time.Duration
 
+	// BusLinger, on a cluster node (Redis set), is how long the bus may
+	// hold this node's events for the other nodes, so that the events of
+	// that time leave in one write to Redis and reach each node in one read
+	// (cluster.BusOptions.Linger). It delays those events for every client
+	// on the other nodes, batch or not. With WriteDelay, it is taken out of
+	// the delay: the delay connections wait WriteDelay - BusLinger, so that
+	// a message from another node waits at most WriteDelay in all; a
+	// BusLinger not shorter than WriteDelay is taken as a quarter of it.
+	// Ignored on a single node. Defaults to 0: every event leaves as soon
+	// as the bus's publisher takes it.
+	BusLinger time.Duration
+
 	// PingInterval is how often the server pings a connection, and
 	// PingTimeout how long it waits for the pong before it drops the
 	// connection. Default to 25s and 20s.
@@ -193,6 +205,12 @@ func (o *Options) withDefaults() Options {
 	setDefault(&c.LeaveGrace, DefaultLeaveGrace)
 	if c.WriteDelay < 0 {
 		c.WriteDelay = 0
+	}
+	switch {
+	case c.BusLinger < 0:
+		c.BusLinger = 0
+	case c.WriteDelay > 0 && c.BusLinger >= c.WriteDelay:
+		c.BusLinger = c.WriteDelay / 4
 	}
 	if c.LeaveGrace < 0 {
 		c.LeaveGrace = 0

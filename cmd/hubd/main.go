@@ -120,6 +120,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	fs.IntVar(&c.hub.MessageBurst, "message-burst", hub.DefaultMessageBurst, "burst of other messages per connection")
 	fs.IntVar(&c.hub.SendQueue, "send-queue", hub.DefaultSendQueue, "messages queued per connection before it is closed as a slow consumer")
 	fs.DurationVar(&c.hub.WriteDelay, "write-delay", 0, "how long a sessionhub.batch connection's messages may wait to share a frame (0: written at once)")
+	fs.DurationVar(&c.hub.BusLinger, "bus-linger", 0, "with --redis-url, how long a node may hold its events for the other nodes to send them together; taken out of --write-delay (0: sent at once)")
 	fs.DurationVar(&c.hub.PingInterval, "ping-interval", hub.DefaultPingInterval, "how often to ping each connection")
 	fs.DurationVar(&c.hub.PingTimeout, "ping-timeout", hub.DefaultPingTimeout, "how long to wait for a pong")
 	fs.DurationVar(&c.hub.IdleAfter, "idle-after", hub.DefaultIdleAfter, "silence after which a participant is marked inactive")
@@ -213,6 +214,10 @@ func (c *config) validate() error {
 		return errors.New("durations must be positive (--leave-grace may be 0)")
 	case o.WriteDelay < 0 || o.WriteDelay > time.Second:
 		return errors.New("--write-delay must be between 0 and 1s")
+	case o.BusLinger < 0 || o.BusLinger > time.Second:
+		return errors.New("--bus-linger must be between 0 and 1s")
+	case o.WriteDelay > 0 && o.BusLinger >= o.WriteDelay:
+		return errors.New("--bus-linger must be shorter than --write-delay, of which it is a share")
 	case o.LeaveGrace < 0:
 		return errors.New("--leave-grace must not be negative")
 	case c.logFormat != "text" && c.logFormat != "json":
