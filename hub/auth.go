@@ -1,5 +1,10 @@
 package hub
 
+// This file verifies tokens. Its functions hold no state and may run on any
+// goroutine: authenticate on the upgrade's (ServeWS, ServeSSE), parseToken
+// there and on a reader (refresh-token, through verifyRefresh), NewToken on
+// its caller's. The keys they verify with are the verifier's (keys.go).
+
 import (
 	"bytes"
 	"encoding/json"

@@ -1,5 +1,11 @@
 package hub
 
+// This file is the hub's Prometheus metrics. Counters and histograms are
+// updated from any goroutine (the run loop, readers, writers, the broker);
+// the gauges that read hub state (queueDepth, readiness, cluster) are read
+// on the goroutine of a /metrics scrape, through atomics and the short lock
+// of the connection set (h.mu), never the run loop.
+
 import (
 	"net/http"
 	"time"

@@ -1,5 +1,8 @@
 package hub
 
+// This file is the hub's configuration: plain data, read by New (its
+// caller's goroutine) and never written after.
+
 import (
 	"log/slog"
 	"time"
