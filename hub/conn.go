@@ -228,18 +228,35 @@ type connKey struct{}
 // its pings on a timer (startPings). Once reading ends it stops the
 // pings, has the writer close the connection (or end), waits for it, and
 // hands the departure to run.
+//
+// An idle connection's goroutine waits in read with serve's frame below
+// it, so serve keeps that frame small: what comes before reading (arm)
+// and after (teardown) has frames of its own, gone while the connection
+// waits. With serve's frame of the whole, the wait took more than a
+// 2 KiB stack holds, and every connection's stack grew to 4 KiB
+// (BENCHMARKS.md, "What an idle connection holds").
 func (h *Hub) serve(c *conn) {
 	// The reader's context is never done (the reader ends when the
 	// connection does), so that the library registers no cancellation per
 	// read; it names the connection for OnPongReceived.
 	ctx := context.WithValue(context.Background(), connKey{}, c)
+	handshake := c.arm()
+	end := c.tr.read(ctx, c)
+	h.teardown(c, end, handshake)
+}
+
+// arm starts c's timers, on serve before reading: the pings, the
+// handshake timeout it returns (teardown stops it) and, for a token
+// connection, its expiry.
+//
+//go:noinline
+func (c *conn) arm() (handshake *time.Timer) {
 	c.startPings()
-	handshake := time.AfterFunc(h.opts.HandshakeTimeout, func() {
+	handshake = time.AfterFunc(c.hub.opts.HandshakeTimeout, func() {
 		if !c.joined.Load() {
 			c.kill(closeHandshake)
 		}
 	})
-	defer handshake.Stop()
 	if c.identity != nil {
 		// Armed for every token connection: refresh-token may give a token
 		// with an exp to a connection whose first token had none.
@@ -251,11 +268,20 @@ func (h *Hub) serve(c *conn) {
 		if c.identity.expires.IsZero() {
 			c.expiry.Stop()
 		}
+	}
+	return handshake
+}
+
+// teardown ends c once reading has ended (end), on serve: it stops the
+// pings, has the writer close the connection (or end), waits for it,
+// hands the departure to run, logs it, and stops the timers arm started.
+//
+//go:noinline
+func (h *Hub) teardown(c *conn, end readEnd, handshake *time.Timer) {
+	defer handshake.Stop()
+	if c.expiry != nil {
 		defer c.expiry.Stop()
 	}
-
-	end := c.tr.read(ctx, c)
-
 	c.cursor.stop()
 	c.stopPings()
 	c.closeOnce.Do(func() { close(c.closing) }) // the writer stops if nobody asked
