@@ -26,6 +26,11 @@ func ipKey(ip string) string {
 	if err != nil {
 		return ip
 	}
+	if a.Is4() {
+		// ParseAddr takes an IPv4 address in its one form: ip is that
+		// form, and a connection's key costs no string of its own.
+		return ip
+	}
 	a = a.Unmap()
 	if a.Is4() {
 		return a.String()

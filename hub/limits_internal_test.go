@@ -22,6 +22,11 @@ func TestIPKey(t *testing.T) {
 			t.Errorf("ipKey(%q) = %q, want %q", tt.ip, got, tt.want)
 		}
 	}
+	// An IPv4 connection's key is its address as it came: a connection
+	// holds no string of its own for it.
+	if n := testing.AllocsPerRun(100, func() { ipKey("192.0.2.7") }); n != 0 {
+		t.Errorf("ipKey of an IPv4 address: %v allocations, want 0", n)
+	}
 	h := New(&Options{MaxConnectionsPerIP: 2})
 	defer h.Shutdown(t.Context())
 	for _, ip := range []string{"2001:db8::1", "2001:db8::2"} {
