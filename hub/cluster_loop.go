@@ -58,6 +58,11 @@ type pendingJoin struct {
 	rec      *protocol.Recover
 	at       time.Time
 	loads    bool // this join loads the session for the node
+	// held is what the connection sent meanwhile, handled after the join
+	// (Hub.apply); departGrace the grace of a connection that ended
+	// meanwhile (Hub.depart).
+	held        []inbound
+	departGrace time.Duration
 }
 
 // roomCluster is a room's cluster state.
@@ -212,7 +217,7 @@ func (p *redisPeers) joined(res *joinResult) {
 	if c.ended {
 		// It ended while Redis answered: take back what Redis recorded.
 		if res.err == nil {
-			p.sendDetach(r.s.ID, uid, c.departGrace)
+			p.sendDetach(r.s.ID, uid, pj.departGrace)
 		}
 		p.release(r)
 		return
@@ -240,8 +245,8 @@ func (p *redisPeers) joined(res *joinResult) {
 			replay: &clusterReplay{res.replay, res.complete}})
 	}
 	// What the client sent meanwhile, in order.
-	held := c.heldDuringJoin
-	c.heldDuringJoin = nil
+	held := pj.held
+	pj.held = nil
 	for _, in := range held {
 		h.apply(in)
 	}

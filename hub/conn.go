@@ -114,19 +114,20 @@ type conn struct {
 	// before serve, then run's (refresh-token replaces it). expiry closes
 	// the connection with 4001 at its token's exp: serve sets it before
 	// reading, run re-arms it when the token is refreshed (rearmExpiry).
-	identity       *identity
-	expiry         *time.Timer
-	joining        *pendingJoin  // a cluster join waiting for Redis
-	heldDuringJoin []inbound     // what arrived meanwhile, handled after it
-	departGrace    time.Duration // the grace of a connection that ended while joining
-	room           *room
-	userID         string
-	presence       protocol.Presence
-	idx            int      // index in room.conns
-	ended          bool     // run will deliver nothing more to it
-	backlog        [][]byte // the send queue past send, allocated while needed
-	replayRoom     int      // extra queue room for a recovery replay, until the backlog drains
-	delayed        bool     // a delay connection waiting in run's delay queue
+	//
+	// joining is a join that waits for the other nodes (a cluster's), with
+	// what arrived meanwhile: only such a connection needs its fields.
+	identity   *identity
+	expiry     *time.Timer
+	joining    *pendingJoin
+	room       *room
+	userID     string
+	presence   protocol.Presence
+	idx        int      // index in room.conns
+	backlog    [][]byte // the send queue past send, allocated while needed
+	replayRoom int      // extra queue room for a recovery replay, until the backlog drains
+	ended      bool     // run will deliver nothing more to it
+	delayed    bool     // a delay connection waiting in run's delay queue
 	// runSeq is the seq of the last membership message run handled
 	// (inbound.seq); markRoom tells the reader through roomSeq.
 	runSeq uint64
@@ -143,9 +144,8 @@ type conn struct {
 	burstEnd    chan readEnd
 	msgLimiter  *rate.Limiter // also used by pingReceived; rate.Limiter locks itself
 	joinLimiter *rate.Limiter // join-session and leave-session (Options.JoinRate)
-	abuseStart  time.Time
-	lastRefusal time.Time
-	cursor      cursorGate // locks itself: its timer flushes too
+	refusals    *refusals     // nil until msgLimiter first refuses a message
+	cursor      cursorGate    // locks itself: its timer flushes too
 	// memberSeq counts the join-session and leave-session messages the
 	// reader handed to run (inbound.seq).
 	memberSeq uint64
@@ -169,11 +169,19 @@ type conn struct {
 	// (unix ns), for run: a queue that overflows while its connection
 	// floods is closed for the abuse (1008), not as a slow consumer.
 	refusedAt atomic.Int64
-	// pingAbuseStart and lastPingRefusal (Unix nanoseconds) are abuseStart
-	// and lastRefusal for WebSocket pings (pingReceived), which the library
+	// pingAbuseStart and lastPingRefusal (Unix nanoseconds) are the
+	// refusals' abuseStart and lastRefusal for WebSocket pings (pingReceived), which the library
 	// may read on the reader or, during a close handshake, on the writer.
 	pingAbuseStart  atomic.Int64
 	lastPingRefusal atomic.Int64
+}
+
+// refusals is how long a connection's reader has refused its messages over
+// the rate: since abuseStart, the last at lastRefusal. Only a connection
+// that went over the rate has one.
+type refusals struct {
+	abuseStart  time.Time
+	lastRefusal time.Time
 }
 
 // memberLog is who a connection is, for its log lines.

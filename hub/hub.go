@@ -320,7 +320,7 @@ func (h *Hub) apply(in inbound) {
 	if c.joining != nil {
 		// Its join waits for the other nodes (peers.join): what it sends
 		// meanwhile waits too.
-		c.heldDuringJoin = append(c.heldDuringJoin, in)
+		c.joining.held = append(c.joining.held, in)
 		return
 	}
 	now := time.Now()
@@ -743,7 +743,7 @@ func (h *Hub) depart(c *conn, clean bool) {
 		grace = 0
 	}
 	if c.joining != nil {
-		c.departGrace = grace // for when the join it waits for ends
+		c.joining.departGrace = grace // for when the join it waits for ends
 		return
 	}
 	if c.room == nil {

@@ -162,12 +162,16 @@ func (c *conn) handle(b []byte) bool {
 	// handles it if the join it follows succeeded.
 	if !c.msgLimiter.AllowN(now, 1) {
 		h.metrics.rateLimited.Inc()
-		if now.Sub(c.lastRefusal) > abuseGap {
-			c.abuseStart = now
+		if c.refusals == nil {
+			c.refusals = new(refusals)
 		}
-		c.lastRefusal = now
+		f := c.refusals
+		if now.Sub(f.lastRefusal) > abuseGap {
+			f.abuseStart = now
+		}
+		f.lastRefusal = now
 		c.refusedAt.Store(now.UnixNano())
-		if now.Sub(c.abuseStart) >= h.opts.AbuseWindow {
+		if now.Sub(f.abuseStart) >= h.opts.AbuseWindow {
 			c.kill(closeRateAbuse)
 			return false
 		}

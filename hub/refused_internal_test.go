@@ -53,3 +53,40 @@ func TestRateLimitedReplyCountedOnce(t *testing.T) {
 		c.closeTimer.Stop()
 	}
 }
+
+// A connection holds its refusals (when its abuse of the rate started, its
+// last refusal) only once its reader has refused a message: one that stays
+// within the rate, as an idle one does, holds none. The abuse window runs
+// from the first refusal.
+func TestRefusalsHeldOnlyOverTheRate(t *testing.T) {
+	h := New(&Options{AbuseWindow: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(func() { h.Shutdown(context.Background()) })
+	c := testReadsSend(h.newConn(nil, "192.0.2.1:1", false))
+	c.msgLimiter = rate.NewLimiter(0, 1) // one message, then every one over the rate
+	ping := []byte(`{"type":"ping","ref":"p"}`)
+
+	if !c.handle(ping) {
+		t.Fatal("the reader stopped at a message within the rate")
+	}
+	if c.refusals != nil {
+		t.Fatalf("refusals = %+v within the rate, want none", *c.refusals)
+	}
+	for i := range 2 {
+		if !c.handle(ping) {
+			t.Fatalf("refused message %d: the reader stopped within the abuse window", i)
+		}
+	}
+	f := c.refusals
+	if f == nil {
+		t.Fatal("no refusals after two messages over the rate")
+	}
+	if f.abuseStart.IsZero() || f.lastRefusal.Before(f.abuseStart) || c.refusedAt.Load() != f.lastRefusal.UnixNano() {
+		t.Errorf("refusals = %+v, refusedAt %d: want an abuse start, the last refusal at or after it, and refusedAt at the last", *f, c.refusedAt.Load())
+	}
+	if _, _, killed := c.killed(); killed {
+		t.Error("killed within the abuse window")
+	}
+	for drained := false; !drained; {
+		h.call(func() { drained = len(h.inbox) == 0 })
+	}
+}
