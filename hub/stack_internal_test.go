@@ -15,8 +15,9 @@ import (
 // serve keeps below the wait fits it. When serve's frame held its whole
 // teardown, the wait took more than a 2 KiB stack holds, and every idle
 // connection's stack grew to 4 KiB (2 KiB per connection of hubload's row
-// (c)). Without the race detector only: its builds give every goroutine a
-// larger stack guard, and so 4 KiB stacks anyway.
+// (c)). It needs a build without the race detector, whose larger stack
+// guard gives every goroutine 4 KiB: under -race, stack_race_internal_test.go
+// runs it in such a build.
 func TestIdleConnectionStackFits2KiB(t *testing.T) {
 	const n = 200
 	_, _, url := serveInternal(t, nil, false)
