@@ -19,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sessionhub/sessionhub/hub/internal/wsfast"
+	"github.com/sessionhub/sessionhub/internal/wstest"
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
@@ -86,13 +87,13 @@ func BenchmarkFlood(b *testing.B) {
 		io.Copy(io.Discard, br)
 	}()
 	// The burst's one message, then the flood.
-	if _, err := nc.Write(maskedFrame(0x81, []byte(`{"type":"ping","ref":"first"}`))); err != nil {
+	if _, err := nc.Write(wstest.MaskedFrame(0x81, []byte(`{"type":"ping","ref":"first"}`))); err != nil {
 		b.Fatal(err)
 	}
 	const perWrite = 256
 	var chunk []byte
 	for range perWrite {
-		chunk = append(chunk, maskedFrame(0x81, []byte(`{"type":"ping","ref":"r-12345"}`))...)
+		chunk = append(chunk, wstest.MaskedFrame(0x81, []byte(`{"type":"ping","ref":"r-12345"}`))...)
 	}
 	frameLen := len(chunk) / perWrite
 	b.ReportAllocs()

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"testing"
 	"time"
+
+	"github.com/sessionhub/sessionhub/internal/wstest"
 )
 
 // WebSocket pings count against the message rate (finding 6: 390 k pings
@@ -18,7 +20,7 @@ func TestPingFloodEndsIn1008(t *testing.T) {
 	go func() {
 		n := 0
 		defer func() { wrote <- n }()
-		ping := maskedFrame(0x89, []byte("p"))
+		ping := wstest.MaskedFrame(0x89, []byte("p"))
 		for {
 			select {
 			case <-stop:

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionhub/sessionhub/internal/wstest"
 )
 
 // A client may send its first frame in the same packet as its upgrade
@@ -22,32 +24,11 @@ func TestFirstFrameBehindTheUpgradeRequest(t *testing.T) {
 	// A payload longer than the read buffer a connection keeps (512 bytes,
 	// wsfast), so that the carried-over bytes do not fit it.
 	ping := fmt.Sprintf(`{"type":"ping","ref":"early","data":{"pad":%q}}`, strings.Repeat("p", 700))
-	_, br := rawUpgrade(t, ts, maskedText([]byte(ping)))
+	_, br := rawUpgrade(t, ts, wstest.MaskedText([]byte(ping)))
 	op, payload := readServerFrame(t, br)
 	if op != 0x81 || !strings.Contains(string(payload), `"type":"pong"`) || !strings.Contains(string(payload), `"ref":"early"`) {
 		t.Fatalf("reply: %x %s", op, payload)
 	}
-}
-
-// maskedText is p as a client's final text frame, masked (RFC 6455 §5.3).
-func maskedText(p []byte) []byte { return maskedFrame(0x81, p) }
-
-// maskedFrame is p as a client's frame with first byte b0, masked.
-func maskedFrame(b0 byte, p []byte) []byte {
-	key := [4]byte{1, 2, 3, 4}
-	f := []byte{b0}
-	switch {
-	case len(p) < 126:
-		f = append(f, 0x80|byte(len(p)))
-	default:
-		f = append(f, 0x80|126)
-		f = binary.BigEndian.AppendUint16(f, uint16(len(p)))
-	}
-	f = append(f, key[:]...)
-	for i, b := range p {
-		f = append(f, b^key[i%4])
-	}
-	return f
 }
 
 // rawUpgrade opens a WebSocket to ts by hand, sending extra right behind the
@@ -112,18 +93,18 @@ func TestPongShapes(t *testing.T) {
 		pongOp            = 0x8A // final pong, RFC 6455 §5.2
 		maxControlPayload = 125  // §5.5
 	)
-	ping := maskedText([]byte(`{"type":"ping","ref":"after"}`))
-	big := maskedFrame(pongOp, bytes.Repeat([]byte{'x'}, maxControlPayload))
+	ping := wstest.MaskedText([]byte(`{"type":"ping","ref":"after"}`))
+	big := wstest.MaskedFrame(pongOp, bytes.Repeat([]byte{'x'}, maxControlPayload))
 	tests := []struct {
 		name   string
 		writes [][]byte
 	}{
-		{"whole", [][]byte{maskedFrame(pongOp, nil), ping}},
+		{"whole", [][]byte{wstest.MaskedFrame(pongOp, nil), ping}},
 		{"split after one byte", [][]byte{big[:1], big[1:], ping}},
 		{"split in the mask", [][]byte{big[:4], big[4:], ping}},
 		{"split in the payload", [][]byte{big[:60], big[60:], ping}},
 		{"largest, with a message behind", [][]byte{append(append([]byte{}, big...), ping...)}},
-		{"three in a row", [][]byte{bytes.Repeat(maskedFrame(pongOp, []byte("p")), 3), ping}},
+		{"three in a row", [][]byte{bytes.Repeat(wstest.MaskedFrame(pongOp, []byte("p")), 3), ping}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

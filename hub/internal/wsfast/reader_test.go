@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/sessionhub/sessionhub/internal/wstest"
 )
 
 // peer is the server's side of one test connection, on the upgrade's
@@ -80,25 +81,6 @@ func readAfterPongs(p *peer) (taken int, msg []byte, err error) {
 	}
 }
 
-// maskedFrame is p as a client's frame with first byte b0, masked (RFC 6455
-// §5.3).
-func maskedFrame(b0 byte, p []byte) []byte {
-	key := [4]byte{1, 2, 3, 4}
-	f := []byte{b0}
-	switch {
-	case len(p) < 126:
-		f = append(f, 0x80|byte(len(p)))
-	default:
-		f = append(f, 0x80|126)
-		f = binary.BigEndian.AppendUint16(f, uint16(len(p)))
-	}
-	f = append(f, key[:]...)
-	for i, b := range p {
-		f = append(f, b^key[i%4])
-	}
-	return f
-}
-
 // rawUpgrade opens a WebSocket to ts by hand, sending extra right behind
 // the upgrade request, and returns the connection, past the 101.
 func rawUpgrade(t *testing.T, ts *httptest.Server, extra []byte) net.Conn {
@@ -134,8 +116,8 @@ const pongOp = finBit | opPong
 // than a control frame may be) is left to the library, which fails the
 // connection: the message behind it is not read.
 func TestTakePong(t *testing.T) {
-	text := maskedFrame(finBit|opText, []byte("after"))
-	big := maskedFrame(pongOp, bytes.Repeat([]byte{'x'}, maxControlPayload))
+	text := wstest.MaskedFrame(finBit|opText, []byte("after"))
+	big := wstest.MaskedFrame(pongOp, bytes.Repeat([]byte{'x'}, maxControlPayload))
 	tests := []struct {
 		name   string
 		writes [][]byte
@@ -146,12 +128,12 @@ func TestTakePong(t *testing.T) {
 		// broken: the library fails the connection.
 		broken bool
 	}{
-		{name: "whole", writes: [][]byte{maskedFrame(pongOp, nil), text}, pongs: 1, whole: true},
+		{name: "whole", writes: [][]byte{wstest.MaskedFrame(pongOp, nil), text}, pongs: 1, whole: true},
 		{name: "split after one byte", writes: [][]byte{big[:1], big[1:], text}, pongs: 1},
 		{name: "split in the mask", writes: [][]byte{big[:4], big[4:], text}, pongs: 1},
 		{name: "split in the payload", writes: [][]byte{big[:60], big[60:], text}, pongs: 1},
 		{name: "largest, with a message behind", writes: [][]byte{append(append([]byte{}, big...), text...)}, pongs: 1, whole: true},
-		{name: "three in a row", writes: [][]byte{bytes.Repeat(maskedFrame(pongOp, []byte("p")), 3), text}, pongs: 3, whole: true},
+		{name: "three in a row", writes: [][]byte{bytes.Repeat(wstest.MaskedFrame(pongOp, []byte("p")), 3), text}, pongs: 3, whole: true},
 		{name: "unmasked", writes: [][]byte{append([]byte{pongOp, 1, 'p'}, text...)}, broken: true},
 		{name: "too long for a control frame", writes: [][]byte{append(append([]byte{pongOp, 0x80 | 126, 0, 126, 1, 2, 3, 4}, make([]byte, 126)...), text...)}, broken: true},
 	}
@@ -225,7 +207,7 @@ func TestBytesAfterUpgrade(t *testing.T) {
 		got <- result{p.hw.bytesAfterUpgrade, taken, msg, err}
 		return nil
 	})
-	rawUpgrade(t, ts, append(maskedFrame(pongOp, nil), maskedFrame(finBit|opText, []byte(long))...))
+	rawUpgrade(t, ts, append(wstest.MaskedFrame(pongOp, nil), wstest.MaskedFrame(finBit|opText, []byte(long))...))
 	r := <-got
 	if err := <-done; err != nil {
 		t.Fatal(err)
