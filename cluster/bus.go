@@ -35,9 +35,9 @@ type BusOptions struct {
 	// to Redis (one pipeline, one PUBLISH per session), and Redis's write to
 	// each other node: fewer wake-ups and system calls on every node for
 	// the same events, for at most Linger of extra latency. A batch leaves
-	// early when it is full. Messages keep their order. A hub sets it to a
-	// share of its write delay (hub.Options.WriteDelay), which already lets
-	// messages wait. Defaults to 0: every message is written as soon as the
+	// early when it is full. Messages keep their order. A hub sets it from
+	// hub.Options.BusLinger (hubd's --bus-linger), a share of its write
+	// delay. Defaults to 0: every message is written as soon as the
 	// publisher wakes.
 	Linger time.Duration
 }
