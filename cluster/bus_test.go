@@ -59,6 +59,16 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// subscribedBus is a bus of node on srv (newBus) subscribed to session, once
+// Redis counts it as the channel's only subscriber.
+func subscribedBus(t *testing.T, srv *redistest.Server, node, session string, o cluster.BusOptions) *cluster.Bus {
+	t.Helper()
+	b := newBus(t, srv, node, o)
+	b.Subscribe(session)
+	waitSubscribers(t, srv, "sessionhub:s:"+session, 1)
+	return b
+}
+
 // waitSubscribers waits until channel has n subscribers in Redis.
 func waitSubscribers(t *testing.T, srv *redistest.Server, channel string, n int64) {
 	t.Helper()
@@ -145,9 +155,7 @@ func TestBusUnsubscribedSessionsAreNotDelivered(t *testing.T) {
 func TestBusSlowReaderDropsAndCounts(t *testing.T) {
 	srv := redistest.Start(t)
 	a := newBus(t, srv, "A", cluster.BusOptions{})
-	b := newBus(t, srv, "B", cluster.BusOptions{Inbox: 4})
-	b.Subscribe("s1")
-	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+	b := subscribedBus(t, srv, "B", "s1", cluster.BusOptions{Inbox: 4})
 	for i := range 100 {
 		a.Publish("s1", payload(i))
 	}
@@ -190,9 +198,7 @@ func TestBusQueueFullDropsWithoutBlocking(t *testing.T) {
 func TestBusRedisOutage(t *testing.T) {
 	srv := redistest.Start(t)
 	a := newBus(t, srv, "A", cluster.BusOptions{Queue: 1024})
-	b := newBus(t, srv, "B", cluster.BusOptions{})
-	b.Subscribe("s1")
-	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+	b := subscribedBus(t, srv, "B", "s1", cluster.BusOptions{})
 	a.Publish("s1", []byte("before"))
 	if m := receive(t, b, 5*time.Second); string(m.Data) != "before" {
 		t.Fatalf("got %q", m.Data)
@@ -262,9 +268,7 @@ wait:
 
 func TestBusClose(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newBus(t, srv, "A", cluster.BusOptions{})
-	a.Subscribe("s1")
-	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+	a := subscribedBus(t, srv, "A", "s1", cluster.BusOptions{})
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -281,9 +285,7 @@ func TestBusClose(t *testing.T) {
 
 func TestBusCloseFlushesQueue(t *testing.T) {
 	srv := redistest.Start(t)
-	b := newBus(t, srv, "B", cluster.BusOptions{})
-	b.Subscribe("s1")
-	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+	b := subscribedBus(t, srv, "B", "s1", cluster.BusOptions{})
 	a := cluster.NewBus(client(t, srv), &cluster.BusOptions{NodeID: "A", Logger: testLogger(t, "A")})
 	for i := range 500 {
 		a.Publish("s1", payload(i))
@@ -373,9 +375,7 @@ func publishCalls(t *testing.T, rdb *redis.Client) int {
 // waits for it.)
 func TestBusLinger(t *testing.T) {
 	srv := redistest.Start(t)
-	b := newBus(t, srv, "B", cluster.BusOptions{})
-	b.Subscribe("s1")
-	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+	b := subscribedBus(t, srv, "B", "s1", cluster.BusOptions{})
 	rdb := client(t, srv)
 	ctx := context.Background()
 
@@ -430,9 +430,7 @@ func TestBusLinger(t *testing.T) {
 // dropped whole, the messages before the bad length included.
 func TestBusPackedMessagesAreSeparate(t *testing.T) {
 	srv := redistest.Start(t)
-	b := newBus(t, srv, "B", cluster.BusOptions{})
-	b.Subscribe("s1")
-	waitSubscribers(t, srv, "sessionhub:s:s1", 1)
+	b := subscribedBus(t, srv, "B", "s1", cluster.BusOptions{})
 	rdb := client(t, srv)
 	ctx := context.Background()
 	pub := func(p []byte) {
