@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionhub/sessionhub/hub/internal/wsfast"
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
@@ -222,7 +223,7 @@ func BenchmarkWrite(b *testing.B) {
 				b.Fatal(err)
 			}
 			h := &Hub{metrics: newMetrics()}
-			c := &conn{hub: h, netConn: nc, batch: perFrame > 1, send: make(chan []byte, delayedChanSize)}
+			c := &conn{hub: h, out: wsfast.NewOut(nc), batch: perFrame > 1, send: make(chan []byte, delayedChanSize)}
 			b.ReportAllocs()
 			b.SetBytes(int64(perFrame * len(msg)))
 			for b.Loop() {

@@ -11,7 +11,8 @@ package hub
 //   - reader.go: the reader (readPump, readFrames, handle), on the serving
 //     goroutine and the short-lived goroutine of each burst of reads.
 //   - writer.go: the send queue's writer (writePump, write), on a goroutine
-//     of its own while there is something to write.
+//     of its own while there is something to write; under a write delay,
+//     the hub's flusher (flusher.go) writes the frame due at a delay's end.
 //   - pinger.go: pings, on the ping timer's goroutine; pongs.
 //   - close.go: why and how the server closes a connection (kill, drop),
 //     from any goroutine; the writer writes the close.
@@ -22,7 +23,6 @@ package hub
 import (
 	"context"
 	"math"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,12 +47,12 @@ import (
 type conn struct {
 	// Set when the connection is made (newConn, admitted, ServeWS or
 	// ServeSSE), before it is served; read-only after, on any goroutine.
-	id      uint64
-	hub     *Hub
-	tr      transport       // a WebSocket (wsTransport) or an SSE stream (*sseTransport)
-	ws      *websocket.Conn // WebSocket only
-	netConn net.Conn        // WebSocket only: the hijacked TCP connection
-	batch   bool            // the peer negotiated protocol.BatchSubprotocol
+	id    uint64
+	hub   *Hub
+	tr    transport       // a WebSocket (wsTransport) or an SSE stream (*sseTransport)
+	ws    *websocket.Conn // WebSocket only
+	out   *wsfast.Out     // WebSocket only: the hijacked TCP connection's writing end
+	batch bool            // the peer negotiated protocol.BatchSubprotocol
 	// delay is set for a batch connection under Options.WriteDelay: its
 	// writer writes when run says the delay is over (flushDue) or when the
 	// send channel is full, not as soon as something is queued.

@@ -1,14 +1,17 @@
 package hub
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/sessionhub/sessionhub/hub/internal/wsfast"
 	"github.com/sessionhub/sessionhub/protocol"
 )
 
@@ -48,6 +52,10 @@ func (r *frameRecorder) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// TryWrite makes the recorder a connection the flusher writes to without
+// waiting (wsfast.Out.TryWrite): it takes every frame whole.
+func (r *frameRecorder) TryWrite(b []byte) (int, error) { return r.Write(b) }
+
 func (r *frameRecorder) take() []recordedFrame {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -60,7 +68,7 @@ func (r *frameRecorder) take() []recordedFrame {
 // frameRecorder.
 func delayConn(h *Hub) (*conn, *frameRecorder) {
 	rec := &frameRecorder{}
-	return &conn{id: h.nextID.Add(1), hub: h, tr: wsTransport{}, batch: true, delay: true, netConn: rec,
+	return &conn{id: h.nextID.Add(1), hub: h, tr: wsTransport{}, batch: true, delay: true, out: wsfast.NewOut(rec),
 		send: make(chan []byte, delayedChanSize), closing: make(chan struct{}), writersDone: make(chan struct{})}, rec
 }
 
@@ -75,8 +83,9 @@ func writePumps() int {
 // (testing/synctest, so that the delay is exact however busy the machine):
 // what is queued within the delay leaves in one frame, no message is
 // written later than the delay after it was queued, a full send channel is
-// written at once, and once everything is written the connection holds no
-// writer, no queue entry and no armed timer.
+// written at once, the flusher writes what is due at the delay's end, and
+// once everything is written the connection holds no writer, no queue
+// entry and no armed timer.
 func TestWriteDelay(t *testing.T) {
 	const delay = 20 * time.Millisecond
 	type step struct {
@@ -88,18 +97,21 @@ func TestWriteDelay(t *testing.T) {
 		steps     []step
 		maxFrames int
 		minFrame  int // messages in the fullest frame
+		// flushed is how many frames the flusher writes (at a delay's
+		// end): -1 all, -2 any number (the writer goroutine races it).
+		flushed int
 	}{
 		{"a burst within the delay is one frame",
-			[]step{{0, 1}, {5 * time.Millisecond, 2}, {7 * time.Millisecond, 1}, {6 * time.Millisecond, 3}}, 1, 7},
+			[]step{{0, 1}, {5 * time.Millisecond, 2}, {7 * time.Millisecond, 1}, {6 * time.Millisecond, 3}}, 1, 7, -1},
 		{"a steady stream: a frame per delay",
 			[]step{{0, 1}, {4 * time.Millisecond, 1}, {4 * time.Millisecond, 1}, {4 * time.Millisecond, 1}, {4 * time.Millisecond, 1},
-				{4 * time.Millisecond, 1}, {4 * time.Millisecond, 1}, {4 * time.Millisecond, 1}, {4 * time.Millisecond, 1}, {4 * time.Millisecond, 1}}, 3, 4},
+				{4 * time.Millisecond, 1}, {4 * time.Millisecond, 1}, {4 * time.Millisecond, 1}, {4 * time.Millisecond, 1}, {4 * time.Millisecond, 1}}, 3, 4, -1},
 		{"apart by more than the delay: a frame each",
-			[]step{{0, 1}, {50 * time.Millisecond, 1}, {50 * time.Millisecond, 1}}, 3, 1},
+			[]step{{0, 1}, {50 * time.Millisecond, 1}, {50 * time.Millisecond, 1}}, 3, 1, -1},
 		{"a full channel leaves at once",
-			[]step{{0, delayedChanSize}, {0, 5}}, 2, delayedChanSize},
+			[]step{{0, delayedChanSize}, {0, 5}}, 2, delayedChanSize, -2},
 		{"more than the channel: channel, then backlog, at once",
-			[]step{{0, 3*delayedChanSize + 4}}, 5, delayedChanSize},
+			[]step{{0, 3*delayedChanSize + 4}}, 5, delayedChanSize, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,6 +164,15 @@ func TestWriteDelay(t *testing.T) {
 				}
 				if st, n := c.writer.Load(), writePumps(); st != writerIdle || n != 0 {
 					t.Errorf("idle: writer state %d, %d writePump goroutines; want idle and none", st, n)
+				}
+				// The frames due at a delay's end were the flusher's to
+				// write, none left to a writer goroutine.
+				want := tt.flushed
+				if want == -1 {
+					want = len(frames)
+				}
+				if n, left := h.flusher.wrote.Load(), h.flusher.handedOn.Load(); (want >= 0 && n != uint64(want)) || left != 0 {
+					t.Errorf("the flusher wrote %d frames and left %d to a writer goroutine; want %d and none", n, left, want)
 				}
 			})
 		})
@@ -333,5 +354,109 @@ func TestWriteDelayCursorsEndOnTheLastPosition(t *testing.T) {
 				t.Errorf("%d cursor-moved in %d frames; want frames of several", msgs, frames)
 			}
 		})
+	}
+}
+
+// tcpPair returns the server's and the client's end of a loopback TCP
+// connection, both closed at the test's end.
+func tcpPair(t *testing.T) (server, client *net.TCPConn) {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+// readMessages reads the server's unmasked text frames from r until it
+// has n messages (a frame may carry several, separated by '\n').
+func readMessages(t *testing.T, r *bufio.Reader, n int) []string {
+	t.Helper()
+	var msgs []string
+	for len(msgs) < n {
+		var head [2]byte
+		if _, err := io.ReadFull(r, head[:]); err != nil {
+			t.Fatalf("after %d messages: %v", len(msgs), err)
+		}
+		if head[0] != 0x81 {
+			t.Fatalf("after %d messages: frame header %#x, want a final text frame", len(msgs), head[0])
+		}
+		size := uint64(head[1] & 0x7f)
+		switch size {
+		case 126:
+			var ext [2]byte
+			io.ReadFull(r, ext[:])
+			size = uint64(binary.BigEndian.Uint16(ext[:]))
+		case 127:
+			var ext [8]byte
+			io.ReadFull(r, ext[:])
+			size = binary.BigEndian.Uint64(ext[:])
+		}
+		payload := make([]byte, size)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			t.Fatalf("after %d messages: %v", len(msgs), err)
+		}
+		msgs = append(msgs, strings.Split(string(payload), "\n")...)
+	}
+	return msgs
+}
+
+// TestFlusherLeavesAStuckFrameToItsWriter runs the flusher on real
+// sockets: a frame larger than a client that does not read can take is
+// begun by the flusher and left to the connection's writer goroutine; the
+// flusher goes on, and another client's frames keep coming meanwhile; once
+// the first client reads, it gets every message whole and in order.
+func TestFlusherLeavesAStuckFrameToItsWriter(t *testing.T) {
+	h := New(&Options{WriteDelay: 5 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(func() { h.Shutdown(context.Background()) })
+	sockConn := func(nc net.Conn) *conn {
+		return &conn{id: h.nextID.Add(1), hub: h, tr: wsTransport{}, batch: true, delay: true, out: wsfast.NewOut(nc),
+			send: make(chan []byte, delayedChanSize), closing: make(chan struct{}), writersDone: make(chan struct{})}
+	}
+	stuckServer, stuckClient := tcpPair(t)
+	liveServer, liveClient := tcpPair(t)
+	stuckServer.SetWriteBuffer(4096)
+	stuck, live := sockConn(stuckServer), sockConn(liveServer)
+
+	// 20 messages of 16 KiB, one frame: far more than the socket takes.
+	var want []string
+	h.call(func() {
+		for i := range 20 {
+			m := fmt.Sprintf("%02d%s", i, strings.Repeat("x", 16<<10))
+			want = append(want, m)
+			h.deliver(stuck, []byte(m))
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); h.flusher.handedOn.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the flusher never left the frame to the connection's writer")
+		}
+		time.Sleep(time.Millisecond) // polling a counter with no event
+	}
+
+	liveClient.SetReadDeadline(time.Now().Add(10 * time.Second))
+	liveReader := bufio.NewReader(liveClient)
+	for i := range 3 {
+		m := fmt.Sprintf("live %d", i)
+		h.call(func() { h.deliver(live, []byte(m)) })
+		if got := readMessages(t, liveReader, 1); got[0] != m {
+			t.Fatalf("the other client got %q, want %q", got, m)
+		}
+	}
+
+	stuckClient.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := readMessages(t, bufio.NewReader(stuckClient), len(want))
+	if !slices.Equal(got, want) {
+		t.Fatalf("the client that did not read got %d messages, not the %d sent whole and in order", len(got), len(want))
 	}
 }

@@ -139,7 +139,7 @@ func TestRateLimitedReply(t *testing.T) {
 func TestWriteQueuedFramesInOneWrite(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
-	c := &conn{hub: &Hub{metrics: newMetrics()}, netConn: server, send: make(chan []byte, sendChanSize)}
+	c := &conn{hub: &Hub{metrics: newMetrics()}, out: wsfast.NewOut(server), send: make(chan []byte, sendChanSize)}
 	c.send <- []byte(`{"n":2}`)
 	c.send <- []byte(`{"n":3}`)
 	got := make(chan []byte, 1)

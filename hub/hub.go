@@ -4,7 +4,8 @@
 // One goroutine, the run loop in this file, owns every session and every
 // connection's membership. Each connection has a reader goroutine and,
 // while it has something to write, a writer goroutine (conn.go); they talk
-// to the loop over channels. The run loop does bookkeeping only: it encodes
+// to the loop over channels. Under a write delay one flusher goroutine
+// writes the frames due when delays end (flusher.go). The run loop does bookkeeping only: it encodes
 // each event once (once per presence mode for membership events) and puts
 // the same bytes on every recipient's bounded send queue without blocking
 // (fanout.go); it does no network I/O and never blocks (the only locks it
@@ -76,6 +77,9 @@ type Hub struct {
 	delayHead  int
 	delayTimer *time.Timer
 	delayArmed bool
+	// flusher writes the frames of the connections whose delay ended
+	// (flusher.go); nil without a write delay.
+	flusher *flusher
 
 	// peers is what run needs from the other nodes (peers.go): singleNode,
 	// or a cluster's redisPeers (cluster_loop.go). Called by run only.
@@ -231,6 +235,8 @@ func New(opts *Options) *Hub {
 		if o.Redis != nil {
 			h.delay -= o.BusLinger
 		}
+		h.flusher = newFlusher()
+		go h.flusher.run(h)
 	}
 	h.tokens = tokens
 	h.metrics.queueDepth(h)
@@ -874,24 +880,37 @@ func (h *Hub) queued(c *conn) {
 	}
 }
 
-// flushDelayed runs when the delay timer fires at now: the writers of the
-// connections due by then start, and with them those due within a quarter
-// of the delay (early rather than one more wake-up each), so that a message
-// waits between three quarters of the delay and the delay. The timer is
+// flushDelayed runs when the delay timer fires at now: the connections due
+// by then are handed to the flusher, which writes their frames, and with
+// them those due within a quarter of the delay (early rather than one more
+// wake-up each), so that a message waits between three quarters of the
+// delay and the delay. The timer is
 // re-armed for the next one, if any.
 func (h *Hub) flushDelayed(now time.Time) {
 	horizon := now.Add(h.delay / 4)
 	q := h.delayQ
 	i := h.delayHead
+	f := h.flusher
+	f.mu.Lock()
 	for ; i < len(q) && !q[i].due.After(horizon); i++ {
 		c := q[i].c
 		q[i] = delayedConn{}
 		c.delayed = false
-		if !c.ended {
-			c.flushDue.Store(true)
-			c.startWriter()
+		if c.ended {
+			continue
 		}
+		c.flushDue.Store(true)
+		switch {
+		case c.out == nil: // not a WebSocket's: its own writer
+			c.startWriter()
+		case c.writer.Load() == writerIdle && c.writer.CompareAndSwap(writerIdle, writerRunning):
+			f.hand(c)
+		}
+		// A writer that runs already (or the flusher, which has c) sees
+		// flushDue.
 	}
+	f.mu.Unlock()
+	f.wake()
 	if i == len(q) {
 		h.delayQ, h.delayHead, h.delayArmed = q[:0], 0, false
 		return

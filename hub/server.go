@@ -101,7 +101,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	c := h.newConn(wsTransport{}, r.RemoteAddr, batch && h.opts.WriteDelay > 0)
 	c.ws, c.batch = ws, batch
 	c.admitted(ip, id)
-	c.netConn = hw.Conn()
+	c.out = hw.Out()
 	if c.wire.Init(hw); c.wire.Shallow() {
 		c.burstEnd = make(chan readEnd, 1)
 	}
@@ -275,6 +275,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	close(h.quit)
 	<-h.done
+	if h.flusher != nil {
+		<-h.flusher.done
+	}
 	return err
 }
 

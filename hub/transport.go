@@ -57,7 +57,7 @@ func (wsTransport) read(ctx context.Context, c *conn) readEnd { return c.readPum
 func (wsTransport) write(c *conn, first []byte) error { return c.write(first) }
 
 func (wsTransport) ping(c *conn) error {
-	return wsfast.WritePing(c.netConn)
+	return wsfast.WritePing(c.out)
 }
 
 func (wsTransport) close(c *conn, why closeReason) {
@@ -69,8 +69,8 @@ func (wsTransport) close(c *conn, why closeReason) {
 }
 
 func (wsTransport) drop(c *conn) {
-	if c.netConn != nil {
-		c.netConn.Close()
+	if c.out != nil {
+		c.out.Close()
 	}
 	if c.ws != nil {
 		c.ws.CloseNow()

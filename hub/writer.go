@@ -5,6 +5,10 @@ package hub
 // and which ends when there is nothing left to write: an idle connection
 // holds no writer goroutine. At most one runs at a time. startWriter
 // itself may be called on any goroutine (run, the pinger, the closer).
+// Under Options.WriteDelay the hub's flusher (flusher.go) is a delay
+// connection's writer for the frame that is due when its delay ends, and
+// starts this goroutine only for what it cannot write at once; frame and
+// putFrame run on both.
 
 import (
 	"sync"
@@ -53,7 +57,8 @@ func (c *conn) startWriter() {
 }
 
 // writePump writes what the hub queued and returns when send is empty (a
-// delay connection: once it has written what was due); it closes the
+// delay connection: once it has written what was due), after finishing a
+// frame the flusher began; it closes the
 // connection when asked to, after writing what is queued when the server
 // shuts down. At most one runs at a time (startWriter), so that messages go
 // out in order.
@@ -62,6 +67,18 @@ func (c *conn) startWriter() {
 // peer that does not read is ended by dropping the connection (ping
 // timeout, or the timer of kill).
 func (c *conn) writePump() {
+	// A frame the flusher began (flusher.go) is finished first.
+	if c.out != nil && c.out.Unfinished() {
+		if err := c.out.Finish(); err != nil {
+			c.drop()
+			c.writerEnded()
+			return
+		}
+		c.hub.delivered(c)
+		if len(c.send) == 0 && c.backlogged.Load() {
+			c.hub.wake(c)
+		}
+	}
 	for {
 		select {
 		case <-c.closing:
@@ -142,11 +159,21 @@ func (c *conn) writerEnded() {
 }
 
 // write writes first as one text frame, with what else is queued when the
-// peer takes batches (protocol.BatchSubprotocol: the messages separated by
-// '\n'). The frame is built in a pooled buffer and leaves in one Write.
+// peer takes batches (see frame), in one Write.
 func (c *conn) write(first []byte) error {
-	bp := framePool.Get().(*[]byte)
-	var frame, out []byte
+	bp, out := c.frame(first)
+	_, err := c.out.Write(out)
+	putFrame(bp)
+	return err
+}
+
+// frame builds first as one text frame, with what else is queued when the
+// peer takes batches (protocol.BatchSubprotocol: the messages separated by
+// '\n'), in a buffer from framePool: out is what to write, bp the buffer
+// to give back (putFrame) once it is written. The writer runs it.
+func (c *conn) frame(first []byte) (bp *[]byte, out []byte) {
+	bp = framePool.Get().(*[]byte)
+	var frame []byte
 	if c.batch {
 		frame = append(wsfast.ReserveHeader(*bp), first...)
 		if len(c.send) > 0 {
@@ -167,10 +194,14 @@ func (c *conn) write(first []byte) error {
 		}
 		out = frame
 	}
-	_, err := c.netConn.Write(out)
-	if cap(frame) <= maxPooledFrame {
-		*bp = frame
+	*bp = frame
+	return bp, out
+}
+
+// putFrame gives a frame's buffer back to framePool, unless it grew past
+// maxPooledFrame.
+func putFrame(bp *[]byte) {
+	if cap(*bp) <= maxPooledFrame {
 		framePool.Put(bp)
 	}
-	return err
 }

@@ -5,6 +5,10 @@
 //   - Framing (frame.go): the hub's data frames, built whole in a buffer
 //     (AppendFrame; ReserveHeader and FinishFrame) and its pings
 //     (WritePing), each written with one Write on the hijacked net.Conn.
+//   - The writing end (out.go, trywrite_*.go): Out, through which the
+//     hub's frames and the library's control frames leave whole, and its
+//     TryWrite, which writes what a socket takes now without waiting and
+//     keeps a begun frame's rest for the writer to finish.
 //   - The hijacker (hijack.go): Hijacker keeps the net.Conn and the
 //     library's read buffer, hands the library small buffers, and carries
 //     over the bytes a client sent right behind its upgrade request.
@@ -42,7 +46,9 @@
 //     net.Conn's Write calls do not interleave (the descriptor's write
 //     lock, tls.Conn's output lock), so the library's control frames and
 //     the hub's data frames, each written whole with one Write, share the
-//     connection safely. The hub never calls the library's Write or Writer.
+//     connection safely. The library's writer writes through Out, whose
+//     lock also keeps a control frame out of a data frame that TryWrite
+//     could only begin. The hub never calls the library's Write or Writer.
 //  3. Compression is off: AcceptOptions.CompressionMode defaults to
 //     CompressionDisabled, and the hub's frames are uncompressed (RSV1
 //     clear).

@@ -35,6 +35,7 @@ type Hijacker struct {
 	http.ResponseWriter
 
 	conn net.Conn
+	out  *Out          // conn's writing end, through which the library writes too
 	br   *bufio.Reader // the library's read buffer, peeked at for pongs
 	// bytesAfterUpgrade is set when the client sent bytes behind its
 	// upgrade request: the library takes them from behind br's back (it
@@ -43,9 +44,13 @@ type Hijacker struct {
 	status            int
 }
 
-// Conn is the hijacked connection, nil before Hijack. The hub writes its
-// frames to it (AppendFrame, FinishFrame, WritePing), one Write each.
+// Conn is the hijacked connection, nil before Hijack.
 func (w *Hijacker) Conn() net.Conn { return w.conn }
+
+// Out is the hijacked connection's writing end, nil before Hijack: the
+// library writes its control frames through it, and the hub its frames
+// (AppendFrame, FinishFrame, WritePing), each whole.
+func (w *Hijacker) Out() *Out { return w.out }
 
 // Status is the status the library answered a refused upgrade with (403
 // for the Origin), 0 if it wrote none.
@@ -58,7 +63,7 @@ func (w *Hijacker) WriteHeader(code int) {
 }
 
 // Hijack hijacks the connection and returns it with a bufio.ReadWriter of
-// wireReadBuf and wireControlBuf bytes. Bytes a client sent right behind its
+// wireReadBuf and wireControlBuf bytes, whose writer writes through Out. Bytes a client sent right behind its
 // upgrade request, already in net/http's buffer, are carried over.
 func (w *Hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
@@ -79,5 +84,6 @@ func (w *Hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		}
 	}
 	w.br = r
-	return c, bufio.NewReadWriter(r, bufio.NewWriterSize(c, wireControlBuf)), nil
+	w.out = NewOut(c)
+	return c, bufio.NewReadWriter(r, bufio.NewWriterSize(w.out, wireControlBuf)), nil
 }
