@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -621,6 +622,8 @@ type rawOptions struct {
 	smallRcvBuf bool
 	// token, when not empty, is sent as a Bearer token (auOpts).
 	token string
+	// batch asks for protocol.BatchSubprotocol.
+	batch bool
 }
 
 // rawDial opens a WebSocket to s that nobody reads (coder/websocket then
@@ -641,6 +644,9 @@ func rawDial(t testing.TB, s *server, o rawOptions) *websocket.Conn {
 		opts = auOpts(o.token)
 	}
 	opts.HTTPClient = &http.Client{Transport: tr}
+	if o.batch {
+		opts.Subprotocols = []string{protocol.BatchSubprotocol}
+	}
 	ws, _, err := websocket.Dial(ctx, s.url, opts)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
@@ -696,6 +702,7 @@ func rawJoin(t testing.TB, ws *websocket.Conn, sessionID, userID string, read bo
 	if err != nil {
 		t.Fatalf("read: %v", err)
 	}
+	b, _, _ = bytes.Cut(b, []byte("\n")) // the first of a batch
 	var env protocol.Envelope
 	if err := json.Unmarshal(b, &env); err != nil || env.Type != protocol.TypeSessionJoined {
 		t.Fatalf("got %s, want session-joined", b)

@@ -78,15 +78,24 @@ func TestCursorCoalescing(t *testing.T) {
 
 // A client that stops reading is closed as a slow consumer without delaying
 // anybody else; the others see it leave after the grace, and it gets 1013.
+// Under --write-delay the stuck client takes batches, so that its frames
+// are the flusher's: the one it cannot finish is left to the client's
+// writer, which the drop ends.
 func TestSlowConsumer(t *testing.T) {
+	for _, delay := range []time.Duration{0, 20 * time.Millisecond} {
+		t.Run(fmt.Sprintf("write delay %v", delay), func(t *testing.T) { testSlowConsumer(t, delay) })
+	}
+}
+
+func testSlowConsumer(t *testing.T, delay time.Duration) {
 	const grace = 300 * time.Millisecond
-	s, ln := startServerSmallBuf(t, &hub.Options{SendQueue: 256, CursorRate: 1e9, LeaveGrace: grace}, serverLimits{})
+	s, ln := startServerSmallBuf(t, &hub.Options{SendQueue: 256, CursorRate: 1e9, LeaveGrace: grace, WriteDelay: delay}, serverLimits{})
 	obs := dial(t, s, &websocket.DialOptions{Subprotocols: []string{protocol.BatchSubprotocol}})
 	sender := dial(t, s, nil)
 	obs.join("slow", "obs", "Obs", "")
 	sender.join("slow", "sender", "Sender", "")
 	ln.small.Store(true)
-	stuck := rawDial(t, s, rawOptions{smallRcvBuf: true})
+	stuck := rawDial(t, s, rawOptions{smallRcvBuf: true, batch: delay > 0})
 	ln.small.Store(false)
 	rawJoin(t, stuck, "slow", "stuck", true) // and read nothing more
 	obs.skipUntilMatch("user-joined of stuck", func(m protocol.Envelope) bool {
