@@ -263,7 +263,10 @@ func (h *Hub) sweepEvery() time.Duration {
 
 // run is the run loop: one step at a time, for a reader's message, a
 // connection's end, a writer that drained, a call, the other nodes' news,
-// the write delay's timer and the sweep; after each step, reap.
+// the write delay's timer and the sweep; after each step, reap. A writer
+// that drained goes first, before any other step: what it waits for is
+// already queued, and refilled before more work adds to the backlogs
+// (a class-start storm adds a message for every member with every join).
 func (h *Hub) run() {
 	defer close(h.done)
 	sweep := time.NewTicker(h.sweepEvery())
@@ -277,6 +280,15 @@ func (h *Hub) run() {
 		defer h.delayTimer.Stop()
 	}
 	for {
+		// Writers that emptied their channel while a backlog waits come
+		// first (see above); a select picks among ready cases at random.
+		select {
+		case c := <-h.drained:
+			h.flushBacklog(c)
+			h.reap()
+			continue
+		default:
+		}
 		select {
 		case in := <-h.inbox:
 			h.metrics.loopLatency.Observe(time.Since(in.at).Seconds())

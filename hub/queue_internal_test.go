@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -137,4 +138,54 @@ func envData(t *testing.T, frame string) []byte {
 		t.Fatal(err)
 	}
 	return env.Data
+}
+
+// TestRunRefillsBeforeMoreWork: a writer that emptied its channel while
+// run holds a backlog for it (Hub.wake) is refilled before run takes more
+// work. The backlog is one short of the send queue and two more replies
+// wait in the inbox: refilled first, the channel has room for them; taken
+// after them, as a select that picks among ready cases at random would
+// about one time in four, they overflow the queue and close the connection
+// with 1013. That was a class-start storm's undoing: every join adds a
+// message for every member, and refills lost the race to joins.
+func TestRunRefillsBeforeMoreWork(t *testing.T) {
+	h := New(&Options{SendQueue: 2 * sendChanSize, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(func() { h.Shutdown(context.Background()) })
+	for i := range 20 {
+		c := testReadsSend(h.newConn(nil, "192.0.2.1:1", false))
+		h.call(func() {
+			// The channel full, then the backlog one short of the queue.
+			for range 2*sendChanSize - 1 {
+				h.deliver(c, []byte("b"))
+			}
+			// The writer (the test) empties the channel and wakes run;
+			// two replies come in meanwhile.
+			for len(c.send) > 0 {
+				<-c.send
+			}
+			h.drained <- c
+			h.inbox <- inbound{c: c, at: time.Now(), reply: []byte("r1")}
+			h.inbox <- inbound{c: c, at: time.Now(), reply: []byte("r2")}
+		})
+		// Wait for run to take both replies (a call may come before
+		// them: run picks among its ready cases at random).
+		var backlog [][]byte
+		for waiting := true; waiting; {
+			h.call(func() { backlog, waiting = c.backlog, len(h.inbox) > 0 })
+		}
+		if code, _, killed := c.killed(); killed {
+			c.closeTimer.Stop()
+			t.Fatalf("round %d: closed with %d; want the refill to make room first", i, code)
+		}
+		var got []string
+		for len(c.send) > 0 {
+			got = append(got, string(<-c.send))
+		}
+		for _, b := range backlog {
+			got = append(got, string(b))
+		}
+		if want := append(slices.Repeat([]string{"b"}, sendChanSize-1), "r1", "r2"); !slices.Equal(got, want) {
+			t.Fatalf("round %d: queued %v, want %v", i, got, want)
+		}
+	}
 }
