@@ -171,7 +171,7 @@ func TestWriteDelay(t *testing.T) {
 				if want == -1 {
 					want = len(frames)
 				}
-				if n, left := h.flusher.wrote.Load(), h.flusher.handedOn.Load(); (want >= 0 && n != uint64(want)) || left != 0 {
+				if n, left := h.flusher.written.Load(), h.flusher.handedOn.Load(); (want >= 0 && n != uint64(want)) || left != 0 {
 					t.Errorf("the flusher wrote %d frames and left %d to a writer goroutine; want %d and none", n, left, want)
 				}
 			})

@@ -39,9 +39,9 @@ type flusher struct {
 	taking []*conn // what it took from handed, being written
 	try    *wsfast.TryWriter
 
-	// wrote counts the frames the flusher wrote, handedOn those it left
+	// written counts the frames the flusher wrote, handedOn those it left
 	// to a writer goroutine to finish; for tests.
-	wrote, handedOn atomic.Uint64
+	written, handedOn atomic.Uint64
 }
 
 func newFlusher() *flusher {
@@ -108,26 +108,19 @@ func (f *flusher) write(c *conn) {
 			putFrame(bp) // what TryWrite left of out, it copied
 			switch {
 			case err != nil:
-				c.drop()
-				c.writerEnded()
+				c.writeFailed()
 				return
 			case !done:
 				f.handedOn.Add(1)
 				go c.writePump() // which finishes the frame first
 				return
 			}
-			f.wrote.Add(1)
-			c.hub.delivered(c)
-			if len(c.send) == 0 && c.backlogged.Load() {
-				c.hub.wake(c)
-			}
+			f.written.Add(1)
+			c.wrote()
 		default:
 		}
 	}
-	// As writePump parks: whatever was queued or asked after the checks
-	// above starts a writer, or this one goes on as one.
-	c.writer.Store(writerIdle)
-	if (c.hasWork() || c.isClosing() || c.pingDue.Load()) && c.writer.CompareAndSwap(writerIdle, writerRunning) {
-		go c.writePump()
+	if c.park() {
+		go c.writePump() // what came meanwhile
 	}
 }

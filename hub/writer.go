@@ -70,14 +70,10 @@ func (c *conn) writePump() {
 	// A frame the flusher began (flusher.go) is finished first.
 	if c.out != nil && c.out.Unfinished() {
 		if err := c.out.Finish(); err != nil {
-			c.drop()
-			c.writerEnded()
+			c.writeFailed()
 			return
 		}
-		c.hub.delivered(c)
-		if len(c.send) == 0 && c.backlogged.Load() {
-			c.hub.wake(c)
-		}
+		c.wrote()
 	}
 	for {
 		select {
@@ -96,8 +92,7 @@ func (c *conn) writePump() {
 		}
 		if c.pingDue.Swap(false) {
 			if err := c.tr.ping(c); err != nil {
-				c.drop()
-				c.writerEnded()
+				c.writeFailed()
 				return
 			}
 		}
@@ -105,27 +100,43 @@ func (c *conn) writePump() {
 			select {
 			case b := <-c.send:
 				if err := c.tr.write(c, b); err != nil {
-					c.drop()
-					c.writerEnded()
+					c.writeFailed()
 					return
 				}
-				c.hub.delivered(c)
-				if len(c.send) == 0 && c.backlogged.Load() {
-					c.hub.wake(c)
-				}
+				c.wrote()
 				continue
 			default:
 			}
 		}
-		// Nothing (due) to write: park by ending. Whatever was queued or
-		// asked after the checks above starts a writer again; if that raced
-		// with this one, this one goes on.
-		c.writer.Store(writerIdle)
-		if (c.hasWork() || c.isClosing() || c.pingDue.Load()) && c.writer.CompareAndSwap(writerIdle, writerRunning) {
-			continue
+		if !c.park() {
+			return
 		}
-		return
 	}
+}
+
+// wrote records, on the writer, that a frame went out (Hub.delivered), and
+// tells run when the frame emptied the channel while run holds a backlog
+// (Hub.wake).
+func (c *conn) wrote() {
+	c.hub.delivered(c)
+	if len(c.send) == 0 && c.backlogged.Load() {
+		c.hub.wake(c)
+	}
+}
+
+// writeFailed ends the writer after a failed write: the connection is
+// dropped, and no writer runs again.
+func (c *conn) writeFailed() {
+	c.drop()
+	c.writerEnded()
+}
+
+// park ends the writer's turn when it has nothing (due) to write. Whatever
+// is queued or asked after the writer's checks starts a writer again; park
+// reports whether that raced with it and this writer must go on instead.
+func (c *conn) park() (goOn bool) {
+	c.writer.Store(writerIdle)
+	return (c.hasWork() || c.isClosing() || c.pingDue.Load()) && c.writer.CompareAndSwap(writerIdle, writerRunning)
 }
 
 // hasWork reports whether the writer has messages to write now: any queued

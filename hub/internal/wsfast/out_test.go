@@ -3,9 +3,8 @@ package wsfast
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -36,17 +35,9 @@ func blockedIn(fn string) bool {
 func TestTryWriteKeepsFramesWhole(t *testing.T) {
 	big := bytes.Repeat([]byte{'b'}, 2<<20) // more than loopback buffers take unread
 	after := []byte("after")
-	served := make(chan error, 1)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hw := &Hijacker{ResponseWriter: w}
-		ws, err := websocket.Accept(hw, r, nil)
-		if err != nil {
-			served <- err
-			return
-		}
-		defer ws.CloseNow()
-		hw.Conn().(*net.TCPConn).SetWriteBuffer(64 << 10)
-		out, tw := hw.Out(), NewTryWriter()
+	ts, served := serveOne(t, false, func(p *peer) error {
+		p.hw.Conn().(*net.TCPConn).SetWriteBuffer(64 << 10)
+		out, tw := p.hw.Out(), NewTryWriter()
 
 		// Held by a Write: nothing is written, the whole frame is kept.
 		out.mu.Lock()
@@ -56,8 +47,7 @@ func TestTryWriteKeepsFramesWhole(t *testing.T) {
 			t.Errorf("TryWrite while a Write holds Out: done %v, %v, rest %q held %v; want it all left", done, err, out.rest, out.held)
 		}
 		if err := out.Finish(); err != nil {
-			served <- err
-			return
+			return err
 		}
 
 		// Too large for the socket: begun, the rest left.
@@ -74,16 +64,19 @@ func TestTryWriteKeepsFramesWhole(t *testing.T) {
 			time.Sleep(time.Millisecond) // polling a state with no event
 		}
 		if err := out.Finish(); err != nil {
-			served <- err
-			return
+			return err
 		}
 		if err := <-wrote; err != nil {
-			served <- err
-			return
+			return err
 		}
-		served <- nil
-	}))
-	t.Cleanup(ts.Close)
+		// Until the client has read everything: serveOne then drops the
+		// connection.
+		_, _, err = p.ws.Read(context.Background())
+		if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+			return fmt.Errorf("after the frames: %v, want the client's close", err)
+		}
+		return nil
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), nil)
@@ -101,6 +94,7 @@ func TestTryWriteKeepsFramesWhole(t *testing.T) {
 			t.Fatalf("message %d: %d bytes, want %d (%.10q…)", i, len(got), len(want), want)
 		}
 	}
+	ws.Close(websocket.StatusNormalClosure, "")
 	if err := <-served; err != nil {
 		t.Fatal(err)
 	}
