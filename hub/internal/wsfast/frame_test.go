@@ -43,11 +43,7 @@ func readBackFrames(t *testing.T, write func(nc net.Conn) error) {
 	t.Cleanup(ts.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ws := dialOne(ctx, t, ts)
 	ws.SetReadLimit(1 << 20)
 	for i, n := range frameSizes {
 		typ, got, err := ws.Read(ctx)
@@ -58,7 +54,7 @@ func readBackFrames(t *testing.T, write func(nc net.Conn) error) {
 			t.Fatalf("frame %d: got %v of %d bytes, want text of %d", i, typ, len(got), n)
 		}
 	}
-	_, _, err = ws.Read(ctx)
+	_, _, err := ws.Read(ctx)
 	if got := websocket.CloseStatus(err); got != websocket.StatusNormalClosure {
 		t.Fatalf("after the frames: %v, want a close 1000", err)
 	}

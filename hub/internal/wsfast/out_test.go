@@ -79,11 +79,7 @@ func TestTryWriteKeepsFramesWhole(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ws := dialOne(ctx, t, ts)
 	ws.SetReadLimit(16 << 20)
 	for i, want := range [][]byte{[]byte("first"), big, after} {
 		_, got, err := ws.Read(ctx)

@@ -64,6 +64,22 @@ func serveOne(t *testing.T, tls bool, fn func(p *peer) error) (*httptest.Server,
 	return ts, done
 }
 
+// dialOne dials ts's WebSocket as a client (over TLS when ts is a TLS
+// server); the connection is dropped at the test's end.
+func dialOne(ctx context.Context, t *testing.T, ts *httptest.Server) *websocket.Conn {
+	t.Helper()
+	url, opts := "ws"+strings.TrimPrefix(ts.URL, "http"), (*websocket.DialOptions)(nil)
+	if ts.TLS != nil {
+		opts = &websocket.DialOptions{HTTPClient: ts.Client()}
+	}
+	ws, _, err := websocket.Dial(ctx, url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	return ws
+}
+
 // readAfterPongs is the hub's reader in short: between messages it waits
 // shallowly and takes the pongs that came, then has the library read one
 // message, which it returns with the pongs TakePong took.
@@ -238,11 +254,7 @@ func TestPingIsAnsweredWithAPong(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ws := dialOne(ctx, t, ts)
 	// The client answers pings while it reads; the read ends when the
 	// server drops the connection.
 	if _, _, err := ws.Read(ctx); err == nil {
@@ -291,11 +303,7 @@ func TestNoShallowWaitOverTLS(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(ts.URL, "https"), &websocket.DialOptions{HTTPClient: ts.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ws := dialOne(ctx, t, ts)
 	if _, _, err := ws.Read(ctx); err == nil {
 		t.Fatal("a message from the server, want none")
 	}
