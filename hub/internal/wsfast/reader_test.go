@@ -80,6 +80,22 @@ func dialOne(ctx context.Context, t *testing.T, ts *httptest.Server) *websocket.
 	return ws
 }
 
+// readUntilDropped dials ts as a client that reads (and so answers pings)
+// until the server drops the connection, expecting no message, then fails
+// the test with the server's error, if any.
+func readUntilDropped(t *testing.T, ts *httptest.Server, served <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws := dialOne(ctx, t, ts)
+	if _, _, err := ws.Read(ctx); err == nil {
+		t.Fatal("a message from the server, want none")
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // readAfterPongs is the hub's reader in short: between messages it waits
 // shallowly and takes the pongs that came, then has the library read one
 // message, which it returns with the pongs TakePong took.
@@ -252,17 +268,7 @@ func TestPingIsAnsweredWithAPong(t *testing.T) {
 		}
 		return nil
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ws := dialOne(ctx, t, ts)
-	// The client answers pings while it reads; the read ends when the
-	// server drops the connection.
-	if _, _, err := ws.Read(ctx); err == nil {
-		t.Fatal("a message from the server, want none")
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	readUntilDropped(t, ts, done)
 }
 
 // Await ends when the peer goes away, and the read that follows reports
@@ -301,13 +307,5 @@ func TestNoShallowWaitOverTLS(t *testing.T) {
 		}
 		return nil
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ws := dialOne(ctx, t, ts)
-	if _, _, err := ws.Read(ctx); err == nil {
-		t.Fatal("a message from the server, want none")
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	readUntilDropped(t, ts, done)
 }
