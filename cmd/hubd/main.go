@@ -32,6 +32,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/internal/rawsock"
 	"github.com/sessionhub/sessionhub/internal/version"
 )
 
@@ -291,6 +292,17 @@ func (c *config) resolve() error {
 		// Appends are not idempotent: a retried one could be stored twice.
 		ro.MaxRetries = -1
 		ro.ContextTimeoutEnabled = true
+		// The node's Redis connections read and write as its WebSockets
+		// do (internal/rawsock): a bus message does not wake the runtime's
+		// sysmon each time the node had gone idle.
+		dial := redis.NewDialer(ro)
+		ro.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return rawsock.Wrap(conn), nil
+		}
 		c.redisOpts = ro
 	}
 	return nil

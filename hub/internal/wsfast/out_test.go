@@ -27,6 +27,15 @@ func blockedIn(fn string) bool {
 	return false
 }
 
+// tcpConn is the TCP connection under c, which may be wrapped
+// (rawsock.Wrap).
+func tcpConn(c net.Conn) *net.TCPConn {
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = u.NetConn()
+	}
+	return c.(*net.TCPConn)
+}
+
 // TestTryWriteKeepsFramesWhole: a frame larger than the socket takes is
 // begun by TryWrite and left for Finish; a frame another goroutine writes
 // meanwhile (as the library writes a pong) waits for it, and the client
@@ -36,7 +45,7 @@ func TestTryWriteKeepsFramesWhole(t *testing.T) {
 	big := bytes.Repeat([]byte{'b'}, 2<<20) // more than loopback buffers take unread
 	after := []byte("after")
 	ts, served := serveOne(t, false, func(p *peer) error {
-		p.hw.Conn().(*net.TCPConn).SetWriteBuffer(64 << 10)
+		tcpConn(p.hw.Conn()).SetWriteBuffer(64 << 10)
 		out, tw := p.hw.Out(), NewTryWriter()
 
 		// Held by a Write: nothing is written, the whole frame is kept.

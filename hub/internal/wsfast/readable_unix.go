@@ -5,6 +5,8 @@ package wsfast
 import (
 	"net"
 	"syscall"
+
+	"github.com/sessionhub/sessionhub/internal/rawsock"
 )
 
 // readableWaiter returns a function that waits until nc has something to
@@ -24,7 +26,7 @@ func readableWaiter(nc net.Conn) func() {
 	// ready peeks at the socket: anything but "nothing yet" (a byte, the
 	// end, an error) ends the wait, and the read that follows sees it.
 	ready := func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		_, err := rawsock.Peek(fd, one[:])
 		return err != syscall.EAGAIN
 	}
 	return func() {

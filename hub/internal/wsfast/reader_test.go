@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/sessionhub/sessionhub/internal/rawsock"
 	"github.com/sessionhub/sessionhub/internal/wstest"
 )
 
@@ -308,4 +309,24 @@ func TestNoShallowWaitOverTLS(t *testing.T) {
 		return nil
 	})
 	readUntilDropped(t, ts, done)
+}
+
+// The hijacked connection is wrapped (internal/rawsock), so that the
+// library's reads and the hub's writes skip the runtime's system-call
+// bookkeeping; a TLS one is left as it is, and Out writes to the same
+// connection.
+func TestHijackWrapsTheSocket(t *testing.T) {
+	for _, overTLS := range []bool{false, true} {
+		ts, done := serveOne(t, overTLS, func(p *peer) error {
+			want := rawsock.Enabled && !overTLS
+			if got := rawsock.Wrapped(p.hw.Conn()); got != want {
+				return fmt.Errorf("TLS %v: the hijacked connection wrapped: %v, want %v", overTLS, got, want)
+			}
+			if p.hw.Out().Conn() != p.hw.Conn() {
+				return errors.New("Out writes to another connection than the hijacked one")
+			}
+			return nil
+		})
+		readUntilDropped(t, ts, done)
+	}
 }

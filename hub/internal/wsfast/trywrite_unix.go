@@ -5,6 +5,8 @@ package wsfast
 import (
 	"net"
 	"syscall"
+
+	"github.com/sessionhub/sessionhub/internal/rawsock"
 )
 
 // write writes what of b the socket of nc takes now: ok is false (and
@@ -36,7 +38,7 @@ func (w *TryWriter) write(nc net.Conn, b []byte) (n int, ok bool, err error) {
 // always reports itself done: RawWrite does not wait.
 func (w *TryWriter) attemptOnce(fd uintptr) bool {
 	for w.n < len(w.b) {
-		n, err := syscall.Write(int(fd), w.b[w.n:])
+		n, err := rawsock.WriteNow(fd, w.b[w.n:])
 		switch {
 		case err == syscall.EINTR:
 			continue
