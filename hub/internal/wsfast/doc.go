@@ -17,6 +17,13 @@
 //     (Await), and takes the client's pongs off the head of the read
 //     buffer (TakePong), so that an idle connection is not parked deep in
 //     the library's read.
+//   - The socket calls: Hijacker wraps the hijacked connection with
+//     internal/rawsock (on linux/amd64 and linux/arm64), so that every
+//     read and write of it (the library's through its buffers, the hub's
+//     through Out) and the shallow reader's peek and TryWrite's writes
+//     skip the runtime's system-call bookkeeping, which would wake its
+//     sysmon each time the hub had gone idle. A TLS connection is left as
+//     it is.
 //
 // The library's data-frame writer is skipped on the fan-out path (its
 // write mutex, its bookkeeping and the copy into its buffer), and the

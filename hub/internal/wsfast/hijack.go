@@ -46,7 +46,8 @@ type Hijacker struct {
 	status            int
 }
 
-// Conn is the hijacked connection, nil before Hijack.
+// Conn is the hijacked connection as Hijack returned it (wrapped), nil
+// before Hijack.
 func (w *Hijacker) Conn() net.Conn { return w.conn }
 
 // Out is the hijacked connection's writing end, nil before Hijack: the
@@ -64,7 +65,9 @@ func (w *Hijacker) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-// Hijack hijacks the connection and returns it with a bufio.ReadWriter of
+// Hijack hijacks the connection and returns it, wrapped by rawsock.Wrap
+// (a TCP connection's reads and writes then skip the runtime's system-call
+// bookkeeping; see the package doc), with a bufio.ReadWriter of
 // wireReadBuf and wireControlBuf bytes, whose writer writes through Out. Bytes a client sent right behind its
 // upgrade request, already in net/http's buffer, are carried over.
 func (w *Hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
