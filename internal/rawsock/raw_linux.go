@@ -35,8 +35,8 @@ func Wrap(c net.Conn) net.Conn {
 		return c
 	}
 	w := &conn{Conn: c, raw: raw, network: c.LocalAddr().Network()}
-	w.readFn = w.readOnce
-	w.writeFn = w.writeAll
+	w.r.fn = w.readOnce
+	w.w.fn = w.writeAll
 	return w
 }
 
@@ -46,25 +46,42 @@ func Wrapped(c net.Conn) bool {
 	return ok
 }
 
-// conn is a wrapped socket connection. A Read's buffer and result are
-// kept in the conn (under rmu), as a Write's are (under wmu), so that the
-// functions RawConn calls are bound once, not made per call.
+// conn is a wrapped socket connection: its reads and its writes each go
+// through a call.
 type conn struct {
 	net.Conn
 	raw     syscall.RawConn
 	network string
+	r, w    call
+}
 
-	rmu    sync.Mutex // held by a Read
-	rbuf   []byte
-	rn     int
-	rerr   syscall.Errno
-	readFn func(fd uintptr) bool
+// call is one side of a conn, reading or writing. A Read's buffer and
+// result are kept in its call (under mu), as a Write's are, so that the
+// function RawConn calls (fn: readOnce or writeAll) is bound once, not
+// made per call; mu also makes concurrent Reads (or Writes) take turns.
+type call struct {
+	mu    sync.Mutex
+	buf   []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
 
-	wmu     sync.Mutex // held by a Write
-	wbuf    []byte
-	wn      int
-	werr    syscall.Errno
-	writeFn func(fd uintptr) bool
+// run makes RawConn call s.fn on p (RawConn.Write's when write, else its
+// Read's) and returns how many bytes it moved, the system call's error
+// and RawConn's (the connection was closed, a deadline passed).
+func (s *call) run(raw syscall.RawConn, write bool, p []byte) (n int, errno syscall.Errno, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf, s.n, s.errno = p, 0, 0
+	if write {
+		err = raw.Write(s.fn)
+	} else {
+		err = raw.Read(s.fn)
+	}
+	n, errno = s.n, s.errno
+	s.buf = nil
+	return n, errno, err
 }
 
 // NetConn returns the connection Wrap wrapped (as crypto/tls.Conn's
@@ -80,12 +97,7 @@ func (c *conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	c.rbuf, c.rn, c.rerr = p, 0, 0
-	err := c.raw.Read(c.readFn)
-	n, errno := c.rn, c.rerr
-	c.rbuf = nil
+	n, errno, err := c.r.run(c.raw, false, p)
 	switch {
 	case err != nil:
 		return 0, renamed(err, "read")
@@ -100,18 +112,19 @@ func (c *conn) Read(p []byte) (int, error) {
 // readOnce is the Read's call, made by RawConn with the descriptor held:
 // false asks RawConn to wait until the socket is readable and call again.
 func (c *conn) readOnce(fd uintptr) bool {
+	r := &c.r
 	for {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)))
 		switch errno {
 		case 0:
-			c.rn = int(n)
+			r.n = int(n)
 			return true
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return false
 		}
-		c.rerr = errno
+		r.errno = errno
 		return true
 	}
 }
@@ -119,12 +132,7 @@ func (c *conn) readOnce(fd uintptr) bool {
 // Write writes all of p, waiting (in the runtime's poller) while the
 // socket has no room; it returns how much it wrote before an error.
 func (c *conn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.wbuf, c.wn, c.werr = p, 0, 0
-	err := c.raw.Write(c.writeFn)
-	n, errno := c.wn, c.werr
-	c.wbuf = nil
+	n, errno, err := c.w.run(c.raw, true, p)
 	switch {
 	case err != nil:
 		return n, renamed(err, "write")
@@ -138,18 +146,19 @@ func (c *conn) Write(p []byte) (int, error) {
 // (so that no other write lands in the middle of p): false asks RawConn to
 // wait until the socket is writable and call again.
 func (c *conn) writeAll(fd uintptr) bool {
-	for c.wn < len(c.wbuf) {
-		n, errno := write(fd, c.wbuf[c.wn:])
+	w := &c.w
+	for w.n < len(w.buf) {
+		n, errno := write(fd, w.buf[w.n:])
 		switch errno {
 		case 0:
-			c.wn += n
+			w.n += n
 			continue
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return false
 		}
-		c.werr = errno
+		w.errno = errno
 		return true
 	}
 	return true

@@ -268,3 +268,27 @@ func TestWrapNetConn(t *testing.T) {
 		t.Fatalf("NetConn is a %T, want the *net.TCPConn", u.NetConn())
 	}
 }
+
+// A Read and a Write allocate nothing: the functions RawConn calls are
+// bound once per connection, not made per call.
+func TestWrapAllocatesNothingPerCall(t *testing.T) {
+	w, peer := pair(t)
+	out, in, back := []byte("ping"), make([]byte, 4), make([]byte, 4)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := w.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(peer, in); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := peer.Write(in); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(w, back); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a Write and a Read round trip allocate %.1f times, want 0", allocs)
+	}
+}
