@@ -147,19 +147,13 @@ func (c *conn) Write(p []byte) (int, error) {
 // wait until the socket is writable and call again.
 func (c *conn) writeAll(fd uintptr) bool {
 	w := &c.w
-	for w.n < len(w.buf) {
-		n, errno := write(fd, w.buf[w.n:])
-		switch errno {
-		case 0:
-			w.n += n
-			continue
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		w.errno = errno
-		return true
+	n, err := WriteNow(fd, w.buf[w.n:])
+	w.n += n
+	if err == syscall.EAGAIN {
+		return false
+	}
+	if err != nil {
+		w.errno = err.(syscall.Errno)
 	}
 	return true
 }
@@ -196,24 +190,22 @@ func Peek(fd uintptr, b []byte) (int, error) {
 	return int(n), nil
 }
 
-// WriteNow writes what of b the socket fd takes now, with one write(2):
-// syscall.EAGAIN when it takes nothing. It is for a syscall.RawConn's
+// WriteNow writes what of b the socket fd takes now, with as many
+// write(2)s as it takes, and returns how much it wrote: with
+// syscall.EAGAIN when the socket took no more before the end of b, with
+// another syscall.Errno when a call failed. It is for a syscall.RawConn's
 // Write callback, which holds the descriptor.
 func WriteNow(fd uintptr, b []byte) (int, error) {
-	n, errno := write(fd, b)
-	if errno != 0 {
-		return 0, errno
+	written := 0
+	for written < len(b) {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[written])), uintptr(len(b)-written))
+		switch errno {
+		case 0:
+			written += int(n)
+		case syscall.EINTR:
+		default:
+			return written, errno
+		}
 	}
-	return n, nil
-}
-
-func write(fd uintptr, b []byte) (int, syscall.Errno) {
-	if len(b) == 0 {
-		return 0, 0
-	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), 0
+	return written, nil
 }

@@ -26,13 +26,22 @@ func Peek(fd uintptr, b []byte) (int, error) {
 	return n, err
 }
 
-// WriteNow writes what of b the socket fd takes now, with one write(2):
-// syscall.EAGAIN when it takes nothing. It is for a syscall.RawConn's
-// Write callback, which holds the descriptor.
+// WriteNow writes what of b the socket fd takes now, with as many
+// write(2)s as it takes, and returns how much it wrote: with
+// syscall.EAGAIN when the socket took no more before the end of b, with
+// another error when a call failed. It is for a syscall.RawConn's Write
+// callback, which holds the descriptor.
 func WriteNow(fd uintptr, b []byte) (int, error) {
-	n, err := syscall.Write(int(fd), b)
-	if err != nil {
-		return 0, err
+	written := 0
+	for written < len(b) {
+		n, err := syscall.Write(int(fd), b[written:])
+		switch {
+		case err == syscall.EINTR:
+		case err != nil:
+			return written, err
+		default:
+			written += n
+		}
 	}
-	return n, nil
+	return written, nil
 }

@@ -75,11 +75,7 @@ func (w *Hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	// Every read and write of the connection from here on (the library's
-	// and the hub's) makes its system call without the runtime's
-	// bookkeeping, which would wake sysmon each time the hub had gone idle
-	// (see internal/rawsock).
-	c = rawsock.Wrap(c)
+	c = rawsock.Wrap(c) // the library's reads and writes too (see the doc above)
 	w.conn = c
 	r := bufio.NewReaderSize(c, wireReadBuf)
 	if n := rw.Reader.Buffered(); n > 0 {

@@ -37,20 +37,10 @@ func (w *TryWriter) write(nc net.Conn, b []byte) (n int, ok bool, err error) {
 // attemptOnce writes w.b from w.n on until the socket takes no more, and
 // always reports itself done: RawWrite does not wait.
 func (w *TryWriter) attemptOnce(fd uintptr) bool {
-	for w.n < len(w.b) {
-		n, err := rawsock.WriteNow(fd, w.b[w.n:])
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			return true
-		case err != nil:
-			w.err = err
-			return true
-		case n <= 0:
-			return true
-		}
-		w.n += n
+	n, err := rawsock.WriteNow(fd, w.b[w.n:])
+	w.n += n
+	if err != nil && err != syscall.EAGAIN {
+		w.err = err
 	}
 	return true
 }
